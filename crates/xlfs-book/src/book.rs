@@ -1,0 +1,382 @@
+//! The book: a directory of recipes (one package a file), build templates and `book.toml`.
+//! Loading reads only files inside the book; everything else here is pure.
+
+use crate::diag::{suggest, BookErrors, Diagnostic, Sink};
+use crate::reader::Reader;
+use crate::recipe::{parse_recipe, Recipe};
+use crate::template::{parse_template, Template};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Settings of the whole book (`book.toml`).
+#[derive(Debug, Clone)]
+pub struct BookConfig {
+    pub name: String,
+    /// The package whose build time is 1 SBU (Standard Build Unit), as the LFS book defines it.
+    pub sbu_reference: Option<String>,
+    /// SOURCE_DATE_EPOCH for every build and artifact.
+    pub source_date_epoch: u64,
+}
+
+impl Default for BookConfig {
+    fn default() -> Self {
+        BookConfig {
+            name: "book".into(),
+            sbu_reference: None,
+            source_date_epoch: 1_700_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Book {
+    pub root: PathBuf,
+    pub config: BookConfig,
+    pub templates: BTreeMap<String, Template>,
+    pub recipes: BTreeMap<String, Recipe>,
+}
+
+/// A file of the book: path relative to the book root, and its text.
+pub struct BookFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Directories of a book that hold no recipes.
+pub const NON_RECIPE_DIRS: [&str; 3] = ["templates", "profiles", "files"];
+
+impl Book {
+    /// Read every `.toml` file of the book at `root` and validate the whole book.
+    pub fn load(root: &Path) -> Result<Book, BookErrors> {
+        let mut files = Vec::new();
+        let mut diags = Vec::new();
+        if !root.is_dir() {
+            return Err(BookErrors(vec![Diagnostic {
+                file: root.to_path_buf(),
+                line: 0,
+                col: 0,
+                field: String::new(),
+                message: "the book directory does not exist".into(),
+                help: Some("pass the book with --book DIR or run from the xlfs repository".into()),
+            }]));
+        }
+        collect_toml(root, root, &mut files, &mut diags);
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let reader = |rel: &Path| std::fs::read(root.join(rel));
+        let mut book = Book::from_files(root, files, &reader).map_err(|mut e| {
+            e.0.extend(diags.clone());
+            e
+        })?;
+        if !diags.is_empty() {
+            return Err(BookErrors(diags));
+        }
+        book.root = root.to_path_buf();
+        Ok(book)
+    }
+
+    /// Build a book from its files. `read` gives the bytes of other book files (patches, inputs).
+    pub fn from_files(
+        root: &Path,
+        files: Vec<BookFile>,
+        read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
+    ) -> Result<Book, BookErrors> {
+        let mut diags = Vec::new();
+        let mut config = BookConfig::default();
+        let mut templates = BTreeMap::new();
+        let mut recipe_files = Vec::new();
+        for f in &files {
+            let first = f.path.components().next().map(|c| c.as_os_str().to_string_lossy().to_string());
+            if f.path == Path::new("book.toml") {
+                let (c, d) = parse_config(&f.path, &f.text);
+                config = c;
+                diags.extend(d);
+            } else if first.as_deref() == Some("templates") {
+                let name = f.path.file_stem().unwrap_or_default().to_string_lossy().to_string();
+                let (t, d) = parse_template(&f.path, &name, &f.text);
+                diags.extend(d);
+                if let Some(t) = t {
+                    templates.insert(name, t);
+                }
+            } else if first.as_deref().is_some_and(|d| NON_RECIPE_DIRS.contains(&d)) {
+                continue;
+            } else {
+                recipe_files.push(f);
+            }
+        }
+
+        let mut recipes: BTreeMap<String, Recipe> = BTreeMap::new();
+        for f in recipe_files {
+            let (r, d) = parse_recipe(&f.path, &f.text, &templates);
+            diags.extend(d);
+            let Some(mut r) = r else { continue };
+            let stem = f.path.file_stem().unwrap_or_default().to_string_lossy().to_string();
+            if stem != r.name {
+                let (line, col) = r.spans.name.unwrap_or((0, 0));
+                diags.push(Diagnostic {
+                    file: f.path.clone(),
+                    line,
+                    col,
+                    field: "package.name".into(),
+                    message: format!("package `{}` is in a file named `{stem}.toml`", r.name),
+                    help: Some(format!("rename the file to `{}.toml` or fix the name", r.name)),
+                });
+            }
+            check_book_files(&mut r, read, &mut diags);
+            if let Some(prev) = recipes.get(&r.name) {
+                let (line, col) = r.spans.name.unwrap_or((0, 0));
+                diags.push(Diagnostic {
+                    file: r.path.clone(),
+                    line,
+                    col,
+                    field: "package.name".into(),
+                    message: format!("duplicate package `{}`, also defined in {}", r.name, prev.path.display()),
+                    help: Some("each package must be defined once; remove or rename one".into()),
+                });
+                continue;
+            }
+            recipes.insert(r.name.clone(), r);
+        }
+        check_dependencies(&recipes, &mut diags);
+        if let Some(sbu) = &config.sbu_reference {
+            if !recipes.contains_key(sbu) {
+                diags.push(Diagnostic {
+                    file: PathBuf::from("book.toml"),
+                    line: 0,
+                    col: 0,
+                    field: "book.sbu-reference".into(),
+                    message: format!("unknown package `{sbu}`"),
+                    help: suggest(sbu, recipes.keys().map(|s| s.as_str())).map(|s| format!("did you mean `{s}`?")),
+                });
+            }
+        }
+        if diags.is_empty() {
+            Ok(Book {
+                root: root.to_path_buf(),
+                config,
+                templates,
+                recipes,
+            })
+        } else {
+            diags.sort();
+            diags.dedup();
+            Err(BookErrors(diags))
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Recipe> {
+        self.recipes.get(name)
+    }
+
+    /// Unknown package names among `names`, each with a suggestion.
+    pub fn unknown(&self, names: &[String]) -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| !self.recipes.contains_key(*n))
+            .map(|n| match suggest(n, self.recipes.keys().map(|s| s.as_str())) {
+                Some(s) => format!("unknown package `{n}` (did you mean `{s}`?)"),
+                None => format!("unknown package `{n}`"),
+            })
+            .collect()
+    }
+}
+
+fn collect_toml(root: &Path, dir: &Path, out: &mut Vec<BookFile>, diags: &mut Vec<Diagnostic>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(io_diag(dir.strip_prefix(root).unwrap_or(dir), &e));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            if !entry.file_name().to_string_lossy().starts_with('.') {
+                collect_toml(root, &path, out, diags);
+            }
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => out.push(BookFile { path: rel, text }),
+                Err(e) => diags.push(io_diag(&rel, &e)),
+            }
+        }
+    }
+}
+
+fn io_diag(path: &Path, e: &std::io::Error) -> Diagnostic {
+    Diagnostic {
+        file: path.to_path_buf(),
+        line: 0,
+        col: 0,
+        field: String::new(),
+        message: format!("cannot read: {e}"),
+        help: None,
+    }
+}
+
+fn parse_config(path: &Path, text: &str) -> (BookConfig, Vec<Diagnostic>) {
+    let mut sink = Sink::new(path, text);
+    let mut config = BookConfig::default();
+    let doc = match toml_edit::ImDocument::parse(text) {
+        Ok(d) => d,
+        Err(e) => {
+            sink.error(e.span(), "", format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")), None);
+            return (config, sink.diags);
+        }
+    };
+    let mut top = Reader::new(doc.as_table(), Some(0..0), "");
+    if let Some(mut b) = top.table(&mut sink, "book") {
+        if let Some(n) = b.string(&mut sink, "name") {
+            config.name = n.value;
+        }
+        config.sbu_reference = b.string(&mut sink, "sbu-reference").map(|s| s.value);
+        if let Some(e) = b.integer(&mut sink, "source-date-epoch") {
+            match u64::try_from(e.value) {
+                Ok(v) => config.source_date_epoch = v,
+                Err(_) => sink.error(e.span, "book.source-date-epoch", "must be a positive number of seconds", None),
+            }
+        }
+        b.finish(&mut sink, &["name", "sbu-reference", "source-date-epoch"]);
+    }
+    top.finish(&mut sink, &["book"]);
+    (config, sink.diags)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Patches must exist and match their pinned sha256; inputs must exist (their hash is recorded).
+fn check_book_files(r: &mut Recipe, read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>, diags: &mut Vec<Diagnostic>) {
+    let dir = r.dir().to_path_buf();
+    for (i, p) in r.patches.iter().enumerate() {
+        let (line, col) = r.spans.patches.get(i).copied().unwrap_or((0, 0));
+        let field = format!("patch[{i}].file");
+        match read(&dir.join(&p.file)) {
+            Ok(bytes) => {
+                let got = sha256_hex(&bytes);
+                if got != p.sha256 {
+                    diags.push(Diagnostic {
+                        file: r.path.clone(),
+                        line,
+                        col,
+                        field: format!("patch[{i}].sha256"),
+                        message: format!("patch `{}` has sha256 {got}, the recipe pins {}", p.file, p.sha256),
+                        help: Some("if you changed the patch on purpose, update its sha256".into()),
+                    });
+                }
+            }
+            Err(e) => diags.push(Diagnostic {
+                file: r.path.clone(),
+                line,
+                col,
+                field,
+                message: format!("patch file `{}` not found: {e}", dir.join(&p.file).display()),
+                help: Some("patch files live next to the recipe; check the name".into()),
+            }),
+        }
+    }
+    let names: Vec<String> = r.inputs.keys().cloned().collect();
+    for (i, name) in names.iter().enumerate() {
+        let (line, col) = r.spans.inputs.get(i).copied().unwrap_or((0, 0));
+        match read(&dir.join(name)) {
+            Ok(bytes) => {
+                r.inputs.insert(name.clone(), sha256_hex(&bytes));
+            }
+            Err(e) => diags.push(Diagnostic {
+                file: r.path.clone(),
+                line,
+                col,
+                field: "build.inputs".into(),
+                message: format!("input file `{}` not found: {e}", dir.join(name).display()),
+                help: Some("input files live next to the recipe".into()),
+            }),
+        }
+    }
+}
+
+fn check_dependencies(recipes: &BTreeMap<String, Recipe>, diags: &mut Vec<Diagnostic>) {
+    use petgraph::graphmap::DiGraphMap;
+    let names = || recipes.keys().map(|s| s.as_str());
+    let mut graph: DiGraphMap<&str, ()> = DiGraphMap::new();
+    for r in recipes.values() {
+        graph.add_node(r.name.as_str());
+        let lists = [
+            ("depends.build", &r.build_deps, &r.spans.build_deps),
+            ("depends.run", &r.run_deps, &r.spans.run_deps),
+        ];
+        for (field, deps, spans) in lists {
+            for (i, dep) in deps.iter().enumerate() {
+                let (line, col) = spans.get(i).copied().unwrap_or((0, 0));
+                if !recipes.contains_key(dep) {
+                    let help = suggest(dep, names())
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .or_else(|| Some("no recipe in the book has this name".into()));
+                    diags.push(Diagnostic {
+                        file: r.path.clone(),
+                        line,
+                        col,
+                        field: field.into(),
+                        message: format!("unknown package `{dep}`"),
+                        help,
+                    });
+                } else if deps[..i].contains(dep) {
+                    diags.push(Diagnostic {
+                        file: r.path.clone(),
+                        line,
+                        col,
+                        field: field.into(),
+                        message: format!("`{dep}` is listed twice"),
+                        help: None,
+                    });
+                } else {
+                    graph.add_edge(r.name.as_str(), dep.as_str(), ());
+                }
+            }
+        }
+    }
+    for scc in petgraph::algo::tarjan_scc(&graph) {
+        let is_cycle = scc.len() > 1 || graph.contains_edge(scc[0], scc[0]);
+        if !is_cycle {
+            continue;
+        }
+        let mut members: Vec<&str> = scc.clone();
+        members.sort();
+        let r = &recipes[members[0]];
+        let (line, col) = r.spans.name.unwrap_or((0, 0));
+        diags.push(Diagnostic {
+            file: r.path.clone(),
+            line,
+            col,
+            field: "depends".into(),
+            message: format!("dependency cycle: {}", cycle_path(&graph, &members)),
+            help: Some("break the cycle: a package cannot need itself, directly or through others".into()),
+        });
+    }
+}
+
+/// Render a cycle as `a -> b -> c -> a`, following edges inside the strongly connected set.
+fn cycle_path(graph: &petgraph::graphmap::DiGraphMap<&str, ()>, members: &[&str]) -> String {
+    let start = members[0];
+    let mut path = vec![start];
+    let mut cur = start;
+    loop {
+        let mut next: Vec<&str> = graph.neighbors(cur).filter(|n| members.contains(n)).collect();
+        next.sort();
+        let n = next.iter().find(|n| !path.contains(n)).or(next.first()).copied();
+        match n {
+            Some(n) if n == start || path.contains(&n) => {
+                path.push(n);
+                break;
+            }
+            Some(n) => {
+                path.push(n);
+                cur = n;
+            }
+            None => break,
+        }
+    }
+    path.join(" -> ")
+}

@@ -1,0 +1,17 @@
+//! The book of xlfs: package recipes (one package, one TOML file), build templates, and the
+//! validation that reports every problem at once with file, line, field and a fix.
+//!
+//! This crate is pure: it reads the book's own files and nothing else.
+
+mod book;
+mod diag;
+mod reader;
+mod recipe;
+mod template;
+
+pub use book::{sha256_hex, Book, BookConfig, BookFile, NON_RECIPE_DIRS};
+pub use diag::{line_col, suggest, BookErrors, Diagnostic};
+pub use recipe::{
+    is_sha256, is_valid_name, parse_recipe, BuildEnv, DebianSource, FileAttr, Patch, Recipe, Source, Spans,
+};
+pub use template::{parse_template, Template, VarDef, VarValue, STEP_NAMES};

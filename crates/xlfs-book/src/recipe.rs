@@ -1,0 +1,515 @@
+//! One package, one TOML file: parsing and per-file validation.
+
+use crate::diag::{Diagnostic, Sink};
+use crate::reader::{At, Reader};
+use crate::template::{parse_var_value, Template, STEP_NAMES};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// Where a package builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildEnv {
+    /// On the build machine with its tools (its compiler is the toolchain); declared
+    /// dependencies are mounted at `/sysroot`.
+    Host,
+    /// Inside a root made only of the declared dependencies (the LFS chroot stage).
+    Chroot,
+}
+
+/// A Debian-archive copy of a source: `pool/main/<prefix>/<package>/<file>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DebianSource {
+    pub package: String,
+    pub file: String,
+    /// The Debian file's own sha256 (equal to the upstream one when the bytes are identical).
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Source {
+    pub file: String,
+    pub sha256: String,
+    pub urls: Vec<String>,
+    pub debian: Option<DebianSource>,
+    /// Unpack into the source tree (archives) or just copy next to it.
+    pub unpack: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Patch {
+    /// Path relative to the recipe's directory.
+    pub file: String,
+    pub sha256: String,
+    pub strip: u32,
+}
+
+/// Ownership or mode for paths in the installed tree (`[[file]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileAttr {
+    /// Relative path in DESTDIR, or `dir/**` for everything below `dir`.
+    pub path: String,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mode: Option<u32>,
+}
+
+/// A parsed recipe, with its template already applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recipe {
+    pub name: String,
+    pub version: String,
+    pub license: String,
+    pub summary: String,
+    pub homepage: Option<String>,
+    #[serde(skip)]
+    pub sources: Vec<Source>,
+    #[serde(skip)]
+    pub patches: Vec<Patch>,
+    pub build_deps: Vec<String>,
+    pub run_deps: Vec<String>,
+    pub env: BuildEnv,
+    pub template: Option<String>,
+    /// Extra environment variables for the build.
+    pub environment: BTreeMap<String, String>,
+    /// Directory inside the unpacked sources to build in (default: the single top-level directory).
+    pub subdir: Option<String>,
+    /// Book files the build reads (config fragments...), relative to the recipe's directory, with their sha256.
+    pub inputs: BTreeMap<String, String>,
+    /// Resolved steps: name → shell.
+    pub steps: BTreeMap<String, String>,
+    pub files: Vec<FileAttr>,
+    /// The recipe file (relative to the book root when loaded from a book).
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// Positions of fields, for cross-recipe diagnostics.
+    #[serde(skip)]
+    pub spans: Spans,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Spans {
+    pub name: Option<(usize, usize)>,
+    pub build_deps: Vec<(usize, usize)>,
+    pub run_deps: Vec<(usize, usize)>,
+    pub patches: Vec<(usize, usize)>,
+    pub inputs: Vec<(usize, usize)>,
+}
+
+impl Recipe {
+    /// Directory holding the recipe (patches and inputs are relative to it).
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new(""))
+    }
+}
+
+const PACKAGE_KEYS: [&str; 5] = ["name", "version", "license", "summary", "homepage"];
+const SOURCE_KEYS: [&str; 5] = ["file", "sha256", "urls", "debian", "unpack"];
+const DEBIAN_KEYS: [&str; 3] = ["package", "file", "sha256"];
+const PATCH_KEYS: [&str; 3] = ["file", "sha256", "strip"];
+const DEPENDS_KEYS: [&str; 2] = ["build", "run"];
+const BUILD_KEYS: [&str; 6] = ["env", "template", "subdir", "environment", "inputs", "steps"];
+const FILE_KEYS: [&str; 4] = ["path", "uid", "gid", "mode"];
+const TOP_KEYS: [&str; 6] = ["package", "source", "patch", "depends", "build", "file"];
+
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-._".contains(c))
+}
+
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn pos(sink: &Sink, span: &Option<Range<usize>>) -> (usize, usize) {
+    span.as_ref().map(|r| sink.line_col(r.start)).unwrap_or((0, 0))
+}
+
+fn check_sha(sink: &mut Sink, r: &Reader, key: &str, v: &At<String>) -> bool {
+    if is_sha256(&v.value) {
+        return true;
+    }
+    let help = if v.value.len() == 32 {
+        "this looks like an MD5 sum; xlfs pins files by sha256: run `sha256sum FILE`".to_string()
+    } else {
+        format!(
+            "a sha256 is 64 lowercase hex digits (this has {} characters); run `sha256sum FILE`",
+            v.value.len()
+        )
+    };
+    sink.error(v.span.clone(), r.field(key), format!("malformed sha256 `{}`", v.value), Some(help));
+    false
+}
+
+fn check_file_name(sink: &mut Sink, r: &Reader, key: &str, v: &At<String>) {
+    if v.value.is_empty() || v.value.contains('/') || v.value == "." || v.value == ".." {
+        sink.error(
+            v.span.clone(),
+            r.field(key),
+            format!("`{}` is not a plain file name", v.value),
+            Some("give the file's name only, without directories".into()),
+        );
+    }
+}
+
+fn parse_mode(sink: &mut Sink, r: &mut Reader, key: &str) -> Option<u32> {
+    if r.list_probe(key) {
+        r.string(sink, key);
+        return None;
+    }
+    if let Some(s) = {
+        let is_str = r.has(key) && r.string_probe(key);
+        if is_str {
+            r.string(sink, key)
+        } else {
+            None
+        }
+    } {
+        return match u32::from_str_radix(&s.value, 8) {
+            Ok(m) if m <= 0o7777 => Some(m),
+            _ => {
+                sink.error(
+                    s.span,
+                    r.field(key),
+                    format!("`{}` is not an octal file mode", s.value),
+                    Some("write the mode as an octal string, e.g. \"0755\" or \"4755\"".into()),
+                );
+                None
+            }
+        };
+    }
+    let i = r.integer(sink, key)?;
+    sink.error(
+        i.span,
+        r.field(key),
+        format!("mode `{}` given as a number", i.value),
+        Some("write the mode as an octal string, e.g. \"0755\"".into()),
+    );
+    None
+}
+
+fn parse_id(sink: &mut Sink, r: &mut Reader, key: &str) -> Option<u32> {
+    let i = r.integer(sink, key)?;
+    match u32::try_from(i.value) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            sink.error(i.span, r.field(key), format!("{} is not a valid id", i.value), None);
+            None
+        }
+    }
+}
+
+/// Parse one recipe. `path` is used in diagnostics; `templates` resolves `build.template`.
+pub fn parse_recipe(
+    path: &Path,
+    text: &str,
+    templates: &BTreeMap<String, Template>,
+) -> (Option<Recipe>, Vec<Diagnostic>) {
+    let mut sink = Sink::new(path, text);
+    let doc = match toml_edit::ImDocument::parse(text) {
+        Ok(d) => d,
+        Err(e) => {
+            sink.error(e.span(), "", format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")), None);
+            return (None, sink.diags);
+        }
+    };
+    let mut top = Reader::new(doc.as_table(), Some(0..0), "");
+    let mut spans = Spans::default();
+
+    // [package]
+    let (mut name, mut version, mut license, mut summary, mut homepage) =
+        (String::new(), String::new(), String::new(), String::new(), None);
+    match top.table(&mut sink, "package") {
+        Some(mut p) => {
+            if let Some(n) = p.required_string(&mut sink, "name", "\"zlib\"") {
+                if !is_valid_name(&n.value) {
+                    sink.error(
+                        n.span.clone(),
+                        "package.name",
+                        format!("`{}` is not a valid package name", n.value),
+                        Some("use lowercase letters, digits and + - . _ (starting with a letter or digit)".into()),
+                    );
+                }
+                spans.name = Some(pos(&sink, &n.span));
+                name = n.value;
+            }
+            if let Some(v) = p.required_string(&mut sink, "version", "\"1.0\"") {
+                if v.value.is_empty() || v.value.contains(char::is_whitespace) {
+                    sink.error(v.span, "package.version", "the version must be non-empty and without spaces", None);
+                }
+                version = v.value;
+            }
+            if let Some(l) = p.required_string(&mut sink, "license", "\"GPL-2.0-or-later\"") {
+                license = l.value;
+            }
+            summary = p.string(&mut sink, "summary").map(|s| s.value).unwrap_or_default();
+            homepage = p.string(&mut sink, "homepage").map(|s| s.value);
+            p.finish(&mut sink, &PACKAGE_KEYS);
+        }
+        None => {
+            if !top.has("package") {
+                sink.error(
+                    Some(0..0),
+                    "package",
+                    "missing [package] table",
+                    Some("start the recipe with [package] name = ..., version = ..., license = ...".into()),
+                );
+            }
+        }
+    }
+
+    // [[source]]
+    let mut sources = Vec::new();
+    for mut s in top.tables(&mut sink, "source") {
+        let file = s.required_string(&mut sink, "file", "\"NAME-VERSION.tar.xz\"");
+        if let Some(f) = &file {
+            check_file_name(&mut sink, &s, "file", f);
+        }
+        let sha = s.required_string(&mut sink, "sha256", "\"<64 hex digits>\"");
+        let sha_ok = sha.as_ref().is_some_and(|v| check_sha(&mut sink, &s, "sha256", v));
+        let mut urls = Vec::new();
+        for u in s.string_list(&mut sink, "urls").unwrap_or_default() {
+            if !["http://", "https://", "ftp://"].iter().any(|p| u.value.starts_with(p)) {
+                sink.error(
+                    u.span,
+                    s.field("urls"),
+                    format!("`{}` is not an http, https or ftp URL", u.value),
+                    None,
+                );
+            } else {
+                urls.push(u.value);
+            }
+        }
+        let mut debian = None;
+        if let Some(mut d) = s.table(&mut sink, "debian") {
+            let package = d.required_string(&mut sink, "package", "\"zlib\"");
+            let dfile = d.required_string(&mut sink, "file", "\"zlib_1.3.1.orig.tar.gz\"");
+            if let Some(f) = &dfile {
+                check_file_name(&mut sink, &d, "file", f);
+            }
+            let dsha = match d.string(&mut sink, "sha256") {
+                Some(v) => check_sha(&mut sink, &d, "sha256", &v).then_some(v.value),
+                // Same bytes as upstream.
+                None => sha.as_ref().map(|v| v.value.clone()),
+            };
+            d.finish(&mut sink, &DEBIAN_KEYS);
+            if let (Some(p), Some(f), Some(h)) = (package, dfile, dsha) {
+                debian = Some(DebianSource {
+                    package: p.value,
+                    file: f.value,
+                    sha256: h,
+                });
+            }
+        }
+        let unpack = s.boolean(&mut sink, "unpack").unwrap_or(true);
+        s.finish(&mut sink, &SOURCE_KEYS);
+        if let (Some(f), Some(h), true) = (file, sha, sha_ok) {
+            sources.push(Source {
+                file: f.value,
+                sha256: h.value,
+                urls,
+                debian,
+                unpack,
+            });
+        }
+    }
+
+    // [[patch]]
+    let mut patches = Vec::new();
+    for mut p in top.tables(&mut sink, "patch") {
+        let file = p.required_string(&mut sink, "file", "\"fix-build.patch\"");
+        let sha = p.required_string(&mut sink, "sha256", "\"<64 hex digits>\"");
+        let sha_ok = sha.as_ref().is_some_and(|v| check_sha(&mut sink, &p, "sha256", v));
+        let strip = match p.integer(&mut sink, "strip") {
+            Some(i) if (0..=16).contains(&i.value) => i.value as u32,
+            Some(i) => {
+                sink.error(i.span, p.field("strip"), "strip must be between 0 and 16", None);
+                1
+            }
+            None => 1,
+        };
+        p.finish(&mut sink, &PATCH_KEYS);
+        if let (Some(f), Some(h), true) = (file, sha, sha_ok) {
+            spans.patches.push(pos(&sink, &f.span));
+            patches.push(Patch {
+                file: f.value,
+                sha256: h.value,
+                strip,
+            });
+        }
+    }
+
+    // [depends]
+    let (mut build_deps, mut run_deps) = (Vec::new(), Vec::new());
+    if let Some(mut d) = top.table(&mut sink, "depends") {
+        for dep in d.string_list(&mut sink, "build").unwrap_or_default() {
+            spans.build_deps.push(pos(&sink, &dep.span));
+            build_deps.push(dep.value);
+        }
+        for dep in d.string_list(&mut sink, "run").unwrap_or_default() {
+            spans.run_deps.push(pos(&sink, &dep.span));
+            run_deps.push(dep.value);
+        }
+        d.finish(&mut sink, &DEPENDS_KEYS);
+    }
+
+    // [build]
+    let mut env = BuildEnv::Host;
+    let mut template_name = None;
+    let mut template_given = false;
+    let mut environment = BTreeMap::new();
+    let mut subdir = None;
+    let mut inputs = BTreeMap::new();
+    let mut steps = BTreeMap::new();
+    match top.table(&mut sink, "build") {
+        Some(mut b) => {
+            if let Some(e) = b.string(&mut sink, "env") {
+                match e.value.as_str() {
+                    "host" => env = BuildEnv::Host,
+                    "chroot" => env = BuildEnv::Chroot,
+                    other => sink.error(
+                        e.span,
+                        "build.env",
+                        format!("unknown build environment `{other}`"),
+                        Some("use \"host\" (the build machine's toolchain) or \"chroot\" (a root made of the dependencies)".into()),
+                    ),
+                }
+            }
+            template_given = b.has("template");
+            let template = match b.string(&mut sink, "template") {
+                Some(t) => match templates.get(&t.value) {
+                    Some(tpl) => Some(tpl),
+                    None => {
+                        let help = crate::diag::suggest(&t.value, templates.keys().map(|s| s.as_str()))
+                            .map(|s| format!("did you mean `{s}`?"))
+                            .unwrap_or_else(|| {
+                                format!(
+                                    "templates in this book: {}",
+                                    templates.keys().cloned().collect::<Vec<_>>().join(", ")
+                                )
+                            });
+                        sink.error(t.span, "build.template", format!("unknown template `{}`", t.value), Some(help));
+                        None
+                    }
+                },
+                None => None,
+            };
+            template_name = template.map(|t| t.name.clone());
+            subdir = b.string(&mut sink, "subdir").map(|s| s.value);
+            if let Some(mut e) = b.table(&mut sink, "environment") {
+                environment = e.string_map(&mut sink);
+            }
+            for i in b.string_list(&mut sink, "inputs").unwrap_or_default() {
+                spans.inputs.push(pos(&sink, &i.span));
+                // The hash is filled in by the book loader, which reads the file.
+                inputs.insert(i.value, String::new());
+            }
+            let mut explicit = BTreeMap::new();
+            if let Some(mut s) = b.table(&mut sink, "steps") {
+                for step in STEP_NAMES {
+                    if let Some(text) = s.string(&mut sink, step) {
+                        explicit.insert(step.to_string(), text.value);
+                    }
+                }
+                s.finish(&mut sink, &STEP_NAMES);
+            }
+            // Every other key of [build] is a template variable.
+            let mut vars = BTreeMap::new();
+            let var_keys: Vec<String> = b
+                .unread()
+                .into_iter()
+                .map(|(k, _)| k)
+                .filter(|k| !BUILD_KEYS.contains(&k.as_str()))
+                .collect();
+            let mut known: Vec<&str> = BUILD_KEYS.to_vec();
+            if let Some(tpl) = template {
+                known.extend(tpl.vars.keys().map(|s| s.as_str()));
+                for k in &var_keys {
+                    if tpl.vars.contains_key(k) {
+                        if let Some(v) = parse_var_value(&mut b, &mut sink, k) {
+                            vars.insert(k.clone(), v);
+                        }
+                    }
+                }
+                match tpl.render(&vars, &name, &version) {
+                    Ok(rendered) => steps = rendered,
+                    Err((step, e)) => sink.error(
+                        b.span(),
+                        "build.template",
+                        format!("template `{}` failed to render step `{step}`: {e}", tpl.name),
+                        None,
+                    ),
+                }
+            }
+            steps.extend(explicit);
+            b.finish(&mut sink, &known);
+        }
+        None => {
+            if !top.has("build") {
+                sink.error(
+                    Some(0..0),
+                    "build",
+                    "missing [build] table",
+                    Some("add [build] with `template = \"autotools\"` or [build.steps]".into()),
+                );
+            }
+        }
+    }
+    if top.has("build") && !template_given && !steps.contains_key("install") {
+        sink.error(
+            Some(0..0),
+            "build.steps.install",
+            "the recipe has no install step",
+            Some("use a template (build.template) or write [build.steps] install = 'make DESTDIR=\"$DESTDIR\" install'".into()),
+        );
+    }
+
+    // [[file]]
+    let mut files = Vec::new();
+    for mut f in top.tables(&mut sink, "file") {
+        let path = f.required_string(&mut sink, "path", "\"usr/bin/passwd\"");
+        let uid = parse_id(&mut sink, &mut f, "uid");
+        let gid = parse_id(&mut sink, &mut f, "gid");
+        let mode = parse_mode(&mut sink, &mut f, "mode");
+        let field = f.field("path");
+        f.finish(&mut sink, &FILE_KEYS);
+        if let Some(p) = path {
+            let clean = p.value.trim_start_matches('/').to_string();
+            if clean.is_empty() || clean.split('/').any(|c| c == "..") {
+                sink.error(p.span, field, format!("`{}` is not a path inside the package", p.value), None);
+                continue;
+            }
+            files.push(FileAttr { path: clean, uid, gid, mode });
+        }
+    }
+
+    top.finish(&mut sink, &TOP_KEYS);
+
+    let recipe = Recipe {
+        name,
+        version,
+        license,
+        summary,
+        homepage,
+        sources,
+        patches,
+        build_deps,
+        run_deps,
+        env,
+        template: template_name,
+        environment,
+        subdir,
+        inputs,
+        steps,
+        files,
+        path: path.to_path_buf(),
+        spans,
+    };
+    // A recipe with problems is still returned when it has a name, so that the book can check
+    // the other recipes against it; the diagnostics make the book as a whole fail.
+    let named = !recipe.name.is_empty();
+    (named.then_some(recipe), sink.diags)
+}
