@@ -1,0 +1,300 @@
+//! The plan: which packages a target needs, in which order, each one's key, and whether it is
+//! cached or must build and why. Pure: the store and the previous builds come in as functions.
+//!
+//! A package's **key** hashes its recipe (with the template applied), its sources' and patches'
+//! sha256, the keys of everything in its build root (its build dependencies and their runtime
+//! closure), and the identity of the build environment. Same key, same artifact.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use xlfs_book::{Book, BuildEnv, Recipe};
+
+/// The identity of each build environment: the engine's version plus, for `host`, the build
+/// machine's toolchain (compiler and binutils versions). Computed by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvIds {
+    pub host: String,
+    pub chroot: String,
+}
+
+impl EnvIds {
+    pub fn get(&self, env: BuildEnv) -> &str {
+        match env {
+            BuildEnv::Host => &self.host,
+            BuildEnv::Chroot => &self.chroot,
+        }
+    }
+}
+
+/// What went into a key, kept with each build so that `why` can tell what changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub recipe: String,
+    pub sources: String,
+    /// Packages in the build root → their keys.
+    pub deps: BTreeMap<String, String>,
+    pub env: String,
+}
+
+impl Inputs {
+    pub fn key(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"xlfs-key-v1\n");
+        h.update(format!("recipe {}\nsources {}\nenv {}\n", self.recipe, self.sources, self.env));
+        for (name, key) in &self.deps {
+            h.update(format!("dep {name} {key}\n"));
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// The last successful build of a package (by name), as recorded in the state database.
+#[derive(Debug, Clone)]
+pub struct Previous {
+    pub key: String,
+    pub inputs: Inputs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", content = "detail", rename_all = "kebab-case")]
+pub enum Reason {
+    /// Never built before.
+    New,
+    RecipeChanged,
+    SourceChanged,
+    /// These dependencies have new keys.
+    DependencyChanged(Vec<String>),
+    EnvironmentChanged,
+    /// Built before with the same inputs, but the artifact is not in the store (removed by gc?).
+    NotInStore,
+    /// An older build of these exact inputs exists but a different key was recorded (engine upgrade).
+    KeyChanged,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::New => write!(f, "new"),
+            Reason::RecipeChanged => write!(f, "recipe changed"),
+            Reason::SourceChanged => write!(f, "source changed"),
+            Reason::DependencyChanged(d) => write!(f, "dependency changed: {}", d.join(", ")),
+            Reason::EnvironmentChanged => write!(f, "build environment changed"),
+            Reason::NotInStore => write!(f, "artifact missing from the store"),
+            Reason::KeyChanged => write!(f, "key scheme changed"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Status {
+    Cached,
+    Build { why: Reason },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub version: String,
+    pub key: String,
+    pub env: BuildEnv,
+    pub status: Status,
+    /// Packages whose outputs make up the build root, in plan order.
+    pub build_root: Vec<String>,
+    #[serde(skip)]
+    pub inputs: Inputs,
+}
+
+impl Step {
+    pub fn is_cached(&self) -> bool {
+        self.status == Status::Cached
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Every needed package in build order: a package comes after everything in its build root.
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn get(&self, name: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+    pub fn to_build(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| !s.is_cached())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{}", .0.join("\n"))]
+    UnknownTargets(Vec<String>),
+}
+
+/// sha256 of the recipe as built: fields, resolved steps, environment, inputs' hashes
+/// (comments and formatting of the TOML file do not count).
+pub fn recipe_hash(r: &Recipe) -> String {
+    let json = serde_json::to_vec(r).expect("recipes serialise");
+    hex::encode(Sha256::digest(&json))
+}
+
+/// sha256 over the pinned hashes of sources (upstream and Debian copies) and patches.
+pub fn sources_hash(r: &Recipe) -> String {
+    let mut h = Sha256::new();
+    for s in &r.sources {
+        h.update(format!("source {} {} unpack={}\n", s.file, s.sha256, s.unpack));
+        if let Some(d) = &s.debian {
+            h.update(format!("debian {} {}\n", d.file, d.sha256));
+        }
+    }
+    for p in &r.patches {
+        h.update(format!("patch {} {} -p{}\n", p.file, p.sha256, p.strip));
+    }
+    hex::encode(h.finalize())
+}
+
+/// The runtime closure of `names`: them and everything they need at run time, transitively.
+pub fn runtime_closure(book: &Book, names: &[String]) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<String> = names.to_vec();
+    while let Some(n) = stack.pop() {
+        if !seen.insert(n.clone()) {
+            continue;
+        }
+        if let Some(r) = book.get(&n) {
+            stack.extend(r.run_deps.iter().cloned());
+        }
+    }
+    seen
+}
+
+/// Everything in a package's build root: its build dependencies and their runtime closure.
+pub fn build_root(book: &Book, r: &Recipe) -> BTreeSet<String> {
+    runtime_closure(book, &r.build_deps)
+}
+
+/// Plan the builds needed for `targets` (all packages of the book when empty).
+pub fn plan(
+    book: &Book,
+    targets: &[String],
+    envs: &EnvIds,
+    previous: &dyn Fn(&str) -> Option<Previous>,
+    in_store: &dyn Fn(&str) -> bool,
+) -> Result<Plan, PlanError> {
+    let unknown = book.unknown(targets);
+    if !unknown.is_empty() {
+        return Err(PlanError::UnknownTargets(unknown));
+    }
+    let roots: Vec<String> = if targets.is_empty() {
+        book.recipes.keys().cloned().collect()
+    } else {
+        targets.to_vec()
+    };
+
+    // Everything needed: the targets, their build roots and runtime closures, transitively.
+    let mut needed = BTreeSet::new();
+    let mut stack = roots;
+    while let Some(n) = stack.pop() {
+        if !needed.insert(n.clone()) {
+            continue;
+        }
+        let r = &book.recipes[&n];
+        stack.extend(r.build_deps.iter().cloned());
+        stack.extend(r.run_deps.iter().cloned());
+    }
+
+    let roots_of: BTreeMap<&str, BTreeSet<String>> = needed
+        .iter()
+        .map(|n| (n.as_str(), build_root(book, &book.recipes[n])))
+        .collect();
+
+    // Kahn's algorithm, alphabetical among the ready ones, so the order is deterministic.
+    let mut order = Vec::new();
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut pending: BTreeSet<&str> = needed.iter().map(|s| s.as_str()).collect();
+    while !pending.is_empty() {
+        let ready: Vec<&str> = pending
+            .iter()
+            .copied()
+            .filter(|n| roots_of[n].iter().all(|d| done.contains(d.as_str())))
+            .collect();
+        // The book has no cycles (checked on load), so something is always ready.
+        assert!(!ready.is_empty(), "dependency cycle among {pending:?}");
+        for n in ready {
+            pending.remove(n);
+            done.insert(n);
+            order.push(n);
+        }
+    }
+
+    let mut keys: BTreeMap<&str, String> = BTreeMap::new();
+    let mut steps = Vec::new();
+    for name in order {
+        let r = &book.recipes[name];
+        let root: Vec<String> = {
+            let set = &roots_of[name];
+            steps
+                .iter()
+                .map(|s: &Step| s.name.clone())
+                .filter(|n| set.contains(n))
+                .collect()
+        };
+        let inputs = Inputs {
+            recipe: recipe_hash(r),
+            sources: sources_hash(r),
+            deps: root.iter().map(|d| (d.clone(), keys[d.as_str()].clone())).collect(),
+            env: envs.get(r.env).to_string(),
+        };
+        let key = inputs.key();
+        let status = if in_store(&key) {
+            Status::Cached
+        } else {
+            Status::Build {
+                why: reason(&inputs, &key, previous(name)),
+            }
+        };
+        keys.insert(name, key.clone());
+        steps.push(Step {
+            name: name.to_string(),
+            version: r.version.clone(),
+            key,
+            env: r.env,
+            status,
+            build_root: root,
+            inputs,
+        });
+    }
+    Ok(Plan { steps })
+}
+
+/// Why a package whose key is not in the store must build, compared with its last build.
+pub fn reason(inputs: &Inputs, key: &str, prev: Option<Previous>) -> Reason {
+    let Some(prev) = prev else {
+        return Reason::New;
+    };
+    if prev.key == key {
+        return Reason::NotInStore;
+    }
+    let p = &prev.inputs;
+    if p.recipe != inputs.recipe {
+        Reason::RecipeChanged
+    } else if p.sources != inputs.sources {
+        Reason::SourceChanged
+    } else if p.env != inputs.env {
+        Reason::EnvironmentChanged
+    } else if p.deps != inputs.deps {
+        let mut changed: Vec<String> = inputs
+            .deps
+            .iter()
+            .filter(|(n, k)| p.deps.get(*n) != Some(k))
+            .map(|(n, _)| n.clone())
+            .collect();
+        changed.extend(p.deps.keys().filter(|n| !inputs.deps.contains_key(*n)).map(|n| format!("-{n}")));
+        Reason::DependencyChanged(changed)
+    } else {
+        Reason::KeyChanged
+    }
+}
