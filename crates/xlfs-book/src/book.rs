@@ -86,13 +86,22 @@ impl Book {
         let mut templates = BTreeMap::new();
         let mut recipe_files = Vec::new();
         for f in &files {
-            let first = f.path.components().next().map(|c| c.as_os_str().to_string_lossy().to_string());
+            let first = f
+                .path
+                .components()
+                .next()
+                .map(|c| c.as_os_str().to_string_lossy().to_string());
             if f.path == Path::new("book.toml") {
                 let (c, d) = parse_config(&f.path, &f.text);
                 config = c;
                 diags.extend(d);
             } else if first.as_deref() == Some("templates") {
-                let name = f.path.file_stem().unwrap_or_default().to_string_lossy().to_string();
+                let name = f
+                    .path
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string();
                 let (t, d) = parse_template(&f.path, &name, &f.text);
                 diags.extend(d);
                 if let Some(t) = t {
@@ -110,7 +119,12 @@ impl Book {
             let (r, d) = parse_recipe(&f.path, &f.text, &templates);
             diags.extend(d);
             let Some(mut r) = r else { continue };
-            let stem = f.path.file_stem().unwrap_or_default().to_string_lossy().to_string();
+            let stem = f
+                .path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
             if stem != r.name {
                 let (line, col) = r.spans.name.unwrap_or((0, 0));
                 diags.push(Diagnostic {
@@ -130,7 +144,11 @@ impl Book {
                     line,
                     col,
                     field: "package.name".into(),
-                    message: format!("duplicate package `{}`, also defined in {}", r.name, prev.path.display()),
+                    message: format!(
+                        "duplicate package `{}`, also defined in {}",
+                        r.name,
+                        prev.path.display()
+                    ),
                     help: Some("each package must be defined once; remove or rename one".into()),
                 });
                 continue;
@@ -146,7 +164,8 @@ impl Book {
                     col: 0,
                     field: "book.sbu-reference".into(),
                     message: format!("unknown package `{sbu}`"),
-                    help: suggest(sbu, recipes.keys().map(|s| s.as_str())).map(|s| format!("did you mean `{s}`?")),
+                    help: suggest(sbu, recipes.keys().map(|s| s.as_str()))
+                        .map(|s| format!("did you mean `{s}`?")),
                 });
             }
         }
@@ -222,7 +241,12 @@ fn parse_config(path: &Path, text: &str) -> (BookConfig, Vec<Diagnostic>) {
     let doc = match toml_edit::ImDocument::parse(text) {
         Ok(d) => d,
         Err(e) => {
-            sink.error(e.span(), "", format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")), None);
+            sink.error(
+                e.span(),
+                "",
+                format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")),
+                None,
+            );
             return (config, sink.diags);
         }
     };
@@ -235,7 +259,12 @@ fn parse_config(path: &Path, text: &str) -> (BookConfig, Vec<Diagnostic>) {
         if let Some(e) = b.integer(&mut sink, "source-date-epoch") {
             match u64::try_from(e.value) {
                 Ok(v) => config.source_date_epoch = v,
-                Err(_) => sink.error(e.span, "book.source-date-epoch", "must be a positive number of seconds", None),
+                Err(_) => sink.error(
+                    e.span,
+                    "book.source-date-epoch",
+                    "must be a positive number of seconds",
+                    None,
+                ),
             }
         }
         b.finish(&mut sink, &["name", "sbu-reference", "source-date-epoch"]);
@@ -249,7 +278,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Patches must exist and match their pinned sha256; inputs must exist (their hash is recorded).
-fn check_book_files(r: &mut Recipe, read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>, diags: &mut Vec<Diagnostic>) {
+fn check_book_files(
+    r: &mut Recipe,
+    read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
+    diags: &mut Vec<Diagnostic>,
+) {
     let dir = r.dir().to_path_buf();
     for (i, p) in r.patches.iter().enumerate() {
         let (line, col) = r.spans.patches.get(i).copied().unwrap_or((0, 0));
@@ -263,7 +296,10 @@ fn check_book_files(r: &mut Recipe, read: &dyn Fn(&Path) -> std::io::Result<Vec<
                         line,
                         col,
                         field: format!("patch[{i}].sha256"),
-                        message: format!("patch `{}` has sha256 {got}, the recipe pins {}", p.file, p.sha256),
+                        message: format!(
+                            "patch `{}` has sha256 {got}, the recipe pins {}",
+                            p.file, p.sha256
+                        ),
                         help: Some("if you changed the patch on purpose, update its sha256".into()),
                     });
                 }

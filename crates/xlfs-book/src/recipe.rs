@@ -121,7 +121,9 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn pos(sink: &Sink, span: &Option<Range<usize>>) -> (usize, usize) {
@@ -140,7 +142,12 @@ fn check_sha(sink: &mut Sink, r: &Reader, key: &str, v: &At<String>) -> bool {
             v.value.len()
         )
     };
-    sink.error(v.span.clone(), r.field(key), format!("malformed sha256 `{}`", v.value), Some(help));
+    sink.error(
+        v.span.clone(),
+        r.field(key),
+        format!("malformed sha256 `{}`", v.value),
+        Some(help),
+    );
     false
 }
 
@@ -196,7 +203,12 @@ fn parse_id(sink: &mut Sink, r: &mut Reader, key: &str) -> Option<u32> {
     match u32::try_from(i.value) {
         Ok(v) => Some(v),
         Err(_) => {
-            sink.error(i.span, r.field(key), format!("{} is not a valid id", i.value), None);
+            sink.error(
+                i.span,
+                r.field(key),
+                format!("{} is not a valid id", i.value),
+                None,
+            );
             None
         }
     }
@@ -212,7 +224,12 @@ pub fn parse_recipe(
     let doc = match toml_edit::ImDocument::parse(text) {
         Ok(d) => d,
         Err(e) => {
-            sink.error(e.span(), "", format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")), None);
+            sink.error(
+                e.span(),
+                "",
+                format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")),
+                None,
+            );
             return (None, sink.diags);
         }
     };
@@ -230,7 +247,10 @@ pub fn parse_recipe(
                         n.span.clone(),
                         "package.name",
                         format!("`{}` is not a valid package name", n.value),
-                        Some("use lowercase letters, digits and + - . _ (starting with a letter or digit)".into()),
+                        Some(
+                            "use lowercase letters, digits and + - . _ (starting with a letter or digit)"
+                                .into(),
+                        ),
                     );
                 }
                 spans.name = Some(pos(&sink, &n.span));
@@ -238,14 +258,22 @@ pub fn parse_recipe(
             }
             if let Some(v) = p.required_string(&mut sink, "version", "\"1.0\"") {
                 if v.value.is_empty() || v.value.contains(char::is_whitespace) {
-                    sink.error(v.span, "package.version", "the version must be non-empty and without spaces", None);
+                    sink.error(
+                        v.span,
+                        "package.version",
+                        "the version must be non-empty and without spaces",
+                        None,
+                    );
                 }
                 version = v.value;
             }
             if let Some(l) = p.required_string(&mut sink, "license", "\"GPL-2.0-or-later\"") {
                 license = l.value;
             }
-            summary = p.string(&mut sink, "summary").map(|s| s.value).unwrap_or_default();
+            summary = p
+                .string(&mut sink, "summary")
+                .map(|s| s.value)
+                .unwrap_or_default();
             homepage = p.string(&mut sink, "homepage").map(|s| s.value);
             p.finish(&mut sink, &PACKAGE_KEYS);
         }
@@ -269,10 +297,15 @@ pub fn parse_recipe(
             check_file_name(&mut sink, &s, "file", f);
         }
         let sha = s.required_string(&mut sink, "sha256", "\"<64 hex digits>\"");
-        let sha_ok = sha.as_ref().is_some_and(|v| check_sha(&mut sink, &s, "sha256", v));
+        let sha_ok = sha
+            .as_ref()
+            .is_some_and(|v| check_sha(&mut sink, &s, "sha256", v));
         let mut urls = Vec::new();
         for u in s.string_list(&mut sink, "urls").unwrap_or_default() {
-            if !["http://", "https://", "ftp://"].iter().any(|p| u.value.starts_with(p)) {
+            if !["http://", "https://", "ftp://"]
+                .iter()
+                .any(|p| u.value.starts_with(p))
+            {
                 sink.error(
                     u.span,
                     s.field("urls"),
@@ -322,7 +355,9 @@ pub fn parse_recipe(
     for mut p in top.tables(&mut sink, "patch") {
         let file = p.required_string(&mut sink, "file", "\"fix-build.patch\"");
         let sha = p.required_string(&mut sink, "sha256", "\"<64 hex digits>\"");
-        let sha_ok = sha.as_ref().is_some_and(|v| check_sha(&mut sink, &p, "sha256", v));
+        let sha_ok = sha
+            .as_ref()
+            .is_some_and(|v| check_sha(&mut sink, &p, "sha256", v));
         let strip = match p.integer(&mut sink, "strip") {
             Some(i) if (0..=16).contains(&i.value) => i.value as u32,
             Some(i) => {
@@ -391,7 +426,12 @@ pub fn parse_recipe(
                                     templates.keys().cloned().collect::<Vec<_>>().join(", ")
                                 )
                             });
-                        sink.error(t.span, "build.template", format!("unknown template `{}`", t.value), Some(help));
+                        sink.error(
+                            t.span,
+                            "build.template",
+                            format!("unknown template `{}`", t.value),
+                            Some(help),
+                        );
                         None
                     }
                 },
@@ -479,10 +519,20 @@ pub fn parse_recipe(
         if let Some(p) = path {
             let clean = p.value.trim_start_matches('/').to_string();
             if clean.is_empty() || clean.split('/').any(|c| c == "..") {
-                sink.error(p.span, field, format!("`{}` is not a path inside the package", p.value), None);
+                sink.error(
+                    p.span,
+                    field,
+                    format!("`{}` is not a path inside the package", p.value),
+                    None,
+                );
                 continue;
             }
-            files.push(FileAttr { path: clean, uid, gid, mode });
+            files.push(FileAttr {
+                path: clean,
+                uid,
+                gid,
+                mode,
+            });
         }
     }
 

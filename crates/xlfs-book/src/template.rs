@@ -130,7 +130,8 @@ pub fn parse_template(path: &Path, name: &str, text: &str) -> (Option<Template>,
             let Some(mut def) = v.table(&mut sink, &key) else {
                 continue;
             };
-            let default = parse_var_value(&mut def, &mut sink, "default").unwrap_or(VarValue::Str(String::new()));
+            let default =
+                parse_var_value(&mut def, &mut sink, "default").unwrap_or(VarValue::Str(String::new()));
             let help = def.string(&mut sink, "help").map(|s| s.value).unwrap_or_default();
             def.finish(&mut sink, &["default", "help"]);
             vars.insert(key, VarDef { default, help });

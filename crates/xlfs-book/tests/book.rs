@@ -18,7 +18,10 @@ fn files(list: &[(&str, &str)]) -> Vec<BookFile> {
 }
 
 fn load(list: &[(&str, &str)], extra: &[(&str, &[u8])]) -> Result<Book, String> {
-    let extra: BTreeMap<PathBuf, Vec<u8>> = extra.iter().map(|(p, b)| (PathBuf::from(p), b.to_vec())).collect();
+    let extra: BTreeMap<PathBuf, Vec<u8>> = extra
+        .iter()
+        .map(|(p, b)| (PathBuf::from(p), b.to_vec()))
+        .collect();
     let read = move |p: &Path| {
         extra
             .get(p)
@@ -118,7 +121,8 @@ fn patches_are_verified_against_their_hash() {
         recipe("p", &[], "")
     );
     // The patch table must come before [build] for TOML; put it in a fresh recipe instead.
-    let text = text.replace("[build]\ntemplate = \"autotools\"\n", "") + "[build]\ntemplate = \"autotools\"\n";
+    let text =
+        text.replace("[build]\ntemplate = \"autotools\"\n", "") + "[build]\ntemplate = \"autotools\"\n";
     assert!(load(&[("base/p.toml", &text)], &[("base/fix.patch", body)]).is_ok());
     let err = load(&[("base/p.toml", &text)], &[("base/fix.patch", b"changed")]).unwrap_err();
     assert!(err.contains("patch[0].sha256"), "{err}");

@@ -42,7 +42,10 @@ impl Inputs {
     pub fn key(&self) -> String {
         let mut h = Sha256::new();
         h.update(b"xlfs-key-v1\n");
-        h.update(format!("recipe {}\nsources {}\nenv {}\n", self.recipe, self.sources, self.env));
+        h.update(format!(
+            "recipe {}\nsources {}\nenv {}\n",
+            self.recipe, self.sources, self.env
+        ));
         for (name, key) in &self.deps {
             h.update(format!("dep {name} {key}\n"));
         }
@@ -245,7 +248,10 @@ pub fn plan(
         let inputs = Inputs {
             recipe: recipe_hash(r),
             sources: sources_hash(r),
-            deps: root.iter().map(|d| (d.clone(), keys[d.as_str()].clone())).collect(),
+            deps: root
+                .iter()
+                .map(|d| (d.clone(), keys[d.as_str()].clone()))
+                .collect(),
             env: envs.get(r.env).to_string(),
         };
         let key = inputs.key();
@@ -292,7 +298,12 @@ pub fn reason(inputs: &Inputs, key: &str, prev: Option<Previous>) -> Reason {
             .filter(|(n, k)| p.deps.get(*n) != Some(k))
             .map(|(n, _)| n.clone())
             .collect();
-        changed.extend(p.deps.keys().filter(|n| !inputs.deps.contains_key(*n)).map(|n| format!("-{n}")));
+        changed.extend(
+            p.deps
+                .keys()
+                .filter(|n| !inputs.deps.contains_key(*n))
+                .map(|n| format!("-{n}")),
+        );
         Reason::DependencyChanged(changed)
     } else {
         Reason::KeyChanged

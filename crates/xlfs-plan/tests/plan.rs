@@ -5,7 +5,12 @@ use xlfs_plan::{plan, EnvIds, Previous, Reason, Status};
 const SHA: &str = "60dd315c07f616887caa029408308a018ace66e3d142726a97db164b3b8f69fb";
 
 fn recipe(name: &str, build: &[&str], run: &[&str], step: &str) -> BookFile {
-    let q = |l: &[&str]| l.iter().map(|d| format!("\"{d}\"")).collect::<Vec<_>>().join(", ");
+    let q = |l: &[&str]| {
+        l.iter()
+            .map(|d| format!("\"{d}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     BookFile {
         path: PathBuf::from(format!("{name}.toml")),
         text: format!(
@@ -17,7 +22,10 @@ fn recipe(name: &str, build: &[&str], run: &[&str], step: &str) -> BookFile {
 }
 
 fn book(files: Vec<BookFile>) -> Book {
-    Book::from_files(Path::new("b"), files, &|_| Err(std::io::ErrorKind::NotFound.into())).unwrap()
+    Book::from_files(Path::new("b"), files, &|_| {
+        Err(std::io::ErrorKind::NotFound.into())
+    })
+    .unwrap()
 }
 
 fn envs() -> EnvIds {
@@ -45,7 +53,10 @@ fn order_is_deterministic_and_respects_build_roots() {
     assert_eq!(names, ["libc", "tool", "libz", "app"]);
     // app's build root holds libz and its runtime closure (libc), not app's own run deps.
     assert_eq!(p.get("app").unwrap().build_root, ["libc", "libz"]);
-    assert!(p.steps.iter().all(|s| s.status == Status::Build { why: Reason::New }));
+    assert!(p
+        .steps
+        .iter()
+        .all(|s| s.status == Status::Build { why: Reason::New }));
     let again = plan(&b, &[], &envs(), &|_| None, &|_| false).unwrap();
     let keys = |p: &xlfs_plan::Plan| p.steps.iter().map(|s| s.key.clone()).collect::<Vec<_>>();
     assert_eq!(keys(&p), keys(&again));
@@ -77,9 +88,17 @@ fn a_change_rebuilds_the_package_and_its_dependents_only() {
             inputs: s.inputs.clone(),
         })
     };
-    let after = plan(&libc_changed, &[], &envs(), &prev, &|k| stored.iter().any(|s| s == k)).unwrap();
+    let after = plan(&libc_changed, &[], &envs(), &prev, &|k| {
+        stored.iter().any(|s| s == k)
+    })
+    .unwrap();
     let status = |n: &str| after.get(n).unwrap().status.clone();
-    assert_eq!(status("libc"), Status::Build { why: Reason::RecipeChanged });
+    assert_eq!(
+        status("libc"),
+        Status::Build {
+            why: Reason::RecipeChanged
+        }
+    );
     assert_eq!(
         status("libz"),
         Status::Build {

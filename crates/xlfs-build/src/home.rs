@@ -1,0 +1,80 @@
+//! Where xlfs keeps its state, following the XDG base directory conventions.
+//!
+//! | what                 | default                              | override                    |
+//! |----------------------|--------------------------------------|-----------------------------|
+//! | state, store, builds | `$XDG_DATA_HOME/xlfs` (`~/.local/share/xlfs`) | `--home DIR` / `XLFS_HOME` |
+//! | downloaded sources   | `$XDG_CACHE_HOME/xlfs/sources`        | `--sources DIR` / `XLFS_SOURCES` (or `HOME/sources` with `--home`) |
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub root: PathBuf,
+    pub sources: PathBuf,
+}
+
+impl Home {
+    /// `home`: explicit root (flag or `XLFS_HOME`); `sources`: explicit download cache.
+    pub fn resolve(home: Option<PathBuf>, sources: Option<PathBuf>) -> Home {
+        let explicit = home.is_some();
+        let root = home.unwrap_or_else(|| {
+            dirs::data_dir()
+                .unwrap_or_else(|| PathBuf::from("/var/lib"))
+                .join("xlfs")
+        });
+        let sources = sources.unwrap_or_else(|| {
+            if explicit {
+                root.join("sources")
+            } else {
+                dirs::cache_dir()
+                    .unwrap_or_else(|| root.clone())
+                    .join("xlfs")
+                    .join("sources")
+            }
+        });
+        Home { root, sources }
+    }
+
+    pub fn at(root: &Path) -> Home {
+        Home {
+            root: root.to_path_buf(),
+            sources: root.join("sources"),
+        }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.root.join("state.db")
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+    pub fn store(&self) -> PathBuf {
+        self.root.join("store")
+    }
+    pub fn builds(&self) -> PathBuf {
+        self.root.join("builds")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    /// The build directory of one package build.
+    pub fn build_dir(&self, name: &str, key: &str) -> PathBuf {
+        self.builds().join(format!("{name}-{}", &key[..12]))
+    }
+    pub fn log_file(&self, name: &str, key: &str) -> PathBuf {
+        self.logs().join(format!("{name}-{}.log", &key[..12]))
+    }
+
+    pub fn create(&self) -> std::io::Result<()> {
+        for d in [
+            self.root.clone(),
+            self.store(),
+            self.builds(),
+            self.logs(),
+            self.sources.clone(),
+        ] {
+            std::fs::create_dir_all(&d)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,23 @@
+//! Building: from a plan to artifacts in the store.
+//!
+//! - [`home`]: where state lives (XDG);
+//! - [`state`]: the SQLite state database;
+//! - [`lock`]: one build per home at a time;
+//! - [`envid`]: the build environments' identities (part of every key);
+//! - [`jobs`]: the shared GNU make jobserver;
+//! - [`package`]: one package: unpack, patch, sandbox, pack, store, record;
+//! - [`run`]: the parallel scheduler and its progress display;
+//! - [`report`]: times, SBU and sizes.
+
+pub mod envid;
+pub mod home;
+pub mod jobs;
+pub mod lock;
+pub mod package;
+pub mod report;
+pub mod run;
+pub mod state;
+
+pub use home::Home;
+pub use package::Ctx;
+pub use state::{BuildRecord, StateDb};

@@ -1,0 +1,536 @@
+//! Building one package: unpack its sources, patch, run its steps in the sandbox with only its
+//! build root, pack DESTDIR into an artifact, store it, record it.
+
+use crate::home::Home;
+use crate::state::{BuildRecord, Failure, StateDb};
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use xlfs_book::{Book, Recipe, Source};
+use xlfs_fetch::{DebianRef, Fetcher, SourceRef};
+use xlfs_plan::Step;
+use xlfs_sandbox::{Bind, Root, Spec};
+use xlfs_store::{ArtifactStore, Attr, LocalStore, PackOptions};
+
+/// Everything a package build needs from the outside.
+pub struct Ctx {
+    pub home: Home,
+    pub book: Book,
+    pub store: LocalStore,
+    pub fetcher: Fetcher,
+    pub db: Mutex<StateDb>,
+    /// Total parallelism (`-j`).
+    pub jobs: usize,
+    pub run_checks: bool,
+    /// The binary that runs `__sandbox` (xlfs itself).
+    pub sandbox_exe: PathBuf,
+    /// Set on Ctrl-C: builds stop starting new phases.
+    pub cancel: AtomicBool,
+    /// Process-group ids of running sandboxes (killed on Ctrl-C).
+    pub running: Mutex<Vec<i32>>,
+}
+
+/// Phases reported to the progress display.
+pub trait Progress: Sync {
+    fn phase(&self, name: &str, phase: &str);
+}
+
+#[derive(Debug)]
+pub struct BuildFailure {
+    pub name: String,
+    pub message: String,
+    pub log: PathBuf,
+    pub build_dir: PathBuf,
+    pub tail: Vec<String>,
+    pub interrupted: bool,
+}
+
+pub fn source_ref(s: &Source) -> SourceRef {
+    SourceRef {
+        file: s.file.clone(),
+        sha256: s.sha256.clone(),
+        urls: s.urls.clone(),
+        debian: s.debian.as_ref().map(|d| DebianRef {
+            package: d.package.clone(),
+            file: d.file.clone(),
+            sha256: d.sha256.clone(),
+        }),
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Disk usage of a tree (allocated blocks), as `du` counts it.
+pub fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+/// The last `n` lines of a log.
+pub fn tail(path: &Path, n: usize) -> Vec<String> {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// The shell script that runs a recipe's steps in one shell, like a page of the book typed in order.
+pub fn script(r: &Recipe, workdir: &str, run_checks: bool) -> String {
+    let mut s = format!(
+        "# xlfs: {} {}\nset -e -o pipefail\numask 022\ncd {}\n",
+        r.name,
+        r.version,
+        shell_quote(workdir)
+    );
+    for step in xlfs_book::STEP_NAMES {
+        if step == "check" && !run_checks {
+            continue;
+        }
+        if let Some(text) = r.steps.get(step) {
+            s.push_str(&format!(
+                "printf '\\n==> xlfs: {step} (%s)\\n' \"$(date -u +%T)\"\n{}\n",
+                text.trim_end()
+            ));
+        }
+    }
+    s
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+struct Log {
+    file: File,
+    path: PathBuf,
+}
+
+impl Log {
+    fn line(&mut self, s: &str) {
+        let _ = self.file.seek(SeekFrom::End(0));
+        let _ = writeln!(self.file, "{s}");
+    }
+}
+
+/// Build one planned package.
+pub fn build(ctx: &Ctx, step: &Step, progress: &dyn Progress) -> Result<BuildRecord, BuildFailure> {
+    let r = &ctx.book.recipes[&step.name];
+    let dir = ctx.home.build_dir(&step.name, &step.key);
+    let log_path = ctx.home.log_file(&step.name, &step.key);
+    let fail = |message: String, interrupted: bool| BuildFailure {
+        name: step.name.clone(),
+        message,
+        log: log_path.clone(),
+        build_dir: dir.clone(),
+        tail: tail(&log_path, 25),
+        interrupted,
+    };
+    let file = match File::create(&log_path) {
+        Ok(f) => f,
+        Err(e) => {
+            return Err(fail(
+                format!("cannot create log {}: {e}", log_path.display()),
+                false,
+            ))
+        }
+    };
+    let latest = ctx.home.logs().join(format!("{}.log", step.name));
+    let _ = std::fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(log_path.file_name().unwrap(), &latest);
+    let mut log = Log {
+        file,
+        path: log_path.clone(),
+    };
+    match run(ctx, step, r, &dir, &mut log, progress) {
+        Ok(rec) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok(rec)
+        }
+        Err(message) => {
+            let interrupted = ctx.cancel.load(Ordering::SeqCst);
+            log.line(&format!("\n==> xlfs: FAILED: {message}"));
+            if let Ok(db) = ctx.db.lock() {
+                let _ = db.record_failure(&Failure {
+                    name: step.name.clone(),
+                    key: step.key.clone(),
+                    at: now(),
+                    log: log.path.display().to_string(),
+                    build_dir: dir.display().to_string(),
+                    message: message.clone(),
+                });
+            }
+            Err(fail(message, interrupted))
+        }
+    }
+}
+
+fn run(
+    ctx: &Ctx,
+    step: &Step,
+    r: &Recipe,
+    dir: &Path,
+    log: &mut Log,
+    progress: &dyn Progress,
+) -> Result<BuildRecord, String> {
+    let started = Instant::now();
+    log.line(&format!(
+        "==> xlfs: {} {} key {}\n==> xlfs: build directory {}",
+        r.name,
+        r.version,
+        step.key,
+        dir.display()
+    ));
+    // A build directory left by a crash or an earlier failure: start over.
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+    }
+    let src = dir.join("src");
+    let destdir = dir.join("destdir");
+    let book_dir = dir.join("book");
+    for d in [&src, &destdir, &book_dir] {
+        std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+    let check_cancel = || {
+        if ctx.cancel.load(Ordering::SeqCst) {
+            Err("interrupted".to_string())
+        } else {
+            Ok(())
+        }
+    };
+
+    // Sources.
+    progress.phase(&r.name, "unpacking");
+    let mut used = Vec::new();
+    for (i, s) in r.sources.iter().enumerate() {
+        check_cancel()?;
+        let sref = source_ref(s);
+        let path = ctx.fetcher.cached(&sref).ok_or_else(|| {
+            format!(
+                "source {} is not in the download cache {}; run `xlfs fetch {}`",
+                s.file,
+                ctx.fetcher.cache_dir().display(),
+                r.name
+            )
+        })?;
+        let fname = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let sha = match &s.debian {
+            Some(d) if d.file == fname => d.sha256.clone(),
+            _ => s.sha256.clone(),
+        };
+        log.line(&format!("==> xlfs: source {fname} (sha256 {sha})"));
+        used.push((fname.clone(), sha));
+        if s.unpack && is_archive(&fname) {
+            let tmp = dir.join(format!("unpack-{i}"));
+            xlfs_unpack::unpack(&path, &tmp).map_err(|e| e.to_string())?;
+            merge_into(&tmp, &src)?;
+            let _ = std::fs::remove_dir(&tmp);
+        } else {
+            std::fs::copy(&path, src.join(&fname)).map_err(|e| format!("cannot copy {fname}: {e}"))?;
+        }
+    }
+    let workdir_rel = match &r.subdir {
+        Some(sub) => sub.clone(),
+        None => single_top_dir(&src).unwrap_or_default(),
+    };
+    let work = src.join(&workdir_rel);
+    if !work.is_dir() {
+        return Err(format!(
+            "build directory `{workdir_rel}` is not in the unpacked sources; set build.subdir in {}",
+            r.path.display()
+        ));
+    }
+
+    // Patches and inputs from the book.
+    let recipe_dir = ctx.book.root.join(r.dir());
+    for p in &r.patches {
+        check_cancel()?;
+        let from = recipe_dir.join(&p.file);
+        let to = book_dir.join(&p.file);
+        std::fs::copy(&from, &to).map_err(|e| format!("cannot copy patch {}: {e}", from.display()))?;
+        let got = xlfs_book::sha256_hex(&std::fs::read(&to).map_err(|e| e.to_string())?);
+        if got != p.sha256 {
+            return Err(format!(
+                "patch {} changed since the book was loaded (sha256 {got})",
+                from.display()
+            ));
+        }
+        log.line(&format!("==> xlfs: patch {} -p{}", p.file, p.strip));
+        xlfs_unpack::apply_patch(&work, &to, p.strip).map_err(|e| e.to_string())?;
+    }
+    for name in r.inputs.keys() {
+        let from = recipe_dir.join(name);
+        let to = book_dir.join(name);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::fs::copy(&from, &to).map_err(|e| format!("cannot copy input {}: {e}", from.display()))?;
+    }
+
+    // The build root: outputs of exactly the declared dependencies.
+    let mut layers = Vec::new();
+    for dep in step.build_root.iter().rev() {
+        let key = &step.inputs.deps[dep];
+        layers.push(
+            ctx.store
+                .tree(key)
+                .map_err(|e| format!("dependency {dep}: {e}"))?,
+        );
+    }
+    let workdir = format!("/build/src/{workdir_rel}");
+    let workdir = workdir.trim_end_matches('/').to_string();
+    let script_path = dir.join("steps.sh");
+    std::fs::write(&script_path, script(r, &workdir, ctx.run_checks)).map_err(|e| e.to_string())?;
+    let env = environment(ctx, r);
+    let (root, sysroot) = match r.env {
+        xlfs_book::BuildEnv::Host => (Root::Host, layers),
+        xlfs_book::BuildEnv::Chroot => (Root::Layers(layers), Vec::new()),
+    };
+    let spec = Spec {
+        root,
+        sysroot,
+        binds: vec![
+            Bind {
+                src: dir.to_path_buf(),
+                dst: "/build".into(),
+                writable: true,
+            },
+            Bind {
+                src: destdir.clone(),
+                dst: "/destdir".into(),
+                writable: true,
+            },
+            Bind {
+                src: book_dir.clone(),
+                dst: "/book".into(),
+                writable: false,
+            },
+        ],
+        scratch: dir.join("scratch"),
+        workdir: "/build".into(),
+        env,
+        argv: vec!["bash".into(), "/build/steps.sh".into()],
+        hostname: "xlfs-build".into(),
+    };
+
+    check_cancel()?;
+    progress.phase(&r.name, "building");
+    let cpu_ms = sandbox(ctx, &spec, &dir.join("spec.json"), log)?;
+    check_cancel()?;
+
+    // Pack and store.
+    progress.phase(&r.name, "packing");
+    let build_tree_size = disk_usage(&src);
+    let empty = std::fs::read_dir(&destdir)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true);
+    if empty {
+        return Err("the install step put nothing into $DESTDIR".into());
+    }
+    let attrs = r
+        .files
+        .iter()
+        .map(|f| Attr {
+            path: f.path.clone(),
+            uid: f.uid,
+            gid: f.gid,
+            mode: f.mode,
+        })
+        .collect();
+    let opts = PackOptions {
+        mtime: ctx.book.config.source_date_epoch,
+        zstd_level: 3,
+        attrs,
+    };
+    let artifact = dir.join("artifact.tar.zst");
+    let packed = xlfs_store::pack(&destdir, &artifact, &opts).map_err(|e| e.to_string())?;
+    check_cancel()?;
+    ctx.store
+        .put(&step.key, &artifact, &packed)
+        .map_err(|e| format!("cannot store the artifact: {e}"))?;
+    let rec = BuildRecord {
+        key: step.key.clone(),
+        name: r.name.clone(),
+        version: r.version.clone(),
+        inputs: step.inputs.clone(),
+        artifact_sha256: packed.sha256.clone(),
+        artifact_size: packed.size,
+        installed_size: packed.manifest.installed_size(),
+        build_tree_size,
+        wall_ms: started.elapsed().as_millis() as u64,
+        cpu_ms,
+        finished_at: now(),
+        log: log.path.display().to_string(),
+        sources: used,
+    };
+    ctx.db
+        .lock()
+        .map_err(|_| "state database lock poisoned".to_string())?
+        .record(&rec)
+        .map_err(|e| format!("cannot record the build: {e}"))?;
+    log.line(&format!(
+        "==> xlfs: done in {:.1}s (cpu {:.1}s), artifact {} ({} bytes)",
+        rec.wall_ms as f64 / 1000.0,
+        cpu_ms as f64 / 1000.0,
+        packed.sha256,
+        packed.size
+    ));
+    Ok(rec)
+}
+
+fn is_archive(name: &str) -> bool {
+    [
+        ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar.zst",
+    ]
+    .iter()
+    .any(|e| name.ends_with(e))
+}
+
+fn single_top_dir(src: &Path) -> Option<String> {
+    let entries: Vec<_> = std::fs::read_dir(src).ok()?.filter_map(Result::ok).collect();
+    match entries.as_slice() {
+        [one] if one.path().is_dir() => Some(one.file_name().to_string_lossy().to_string()),
+        _ => None,
+    }
+}
+
+/// Move the top-level entries of `from` into `to`; a name present in both is an error.
+fn merge_into(from: &Path, to: &Path) -> Result<(), String> {
+    for e in std::fs::read_dir(from).map_err(|e| e.to_string())? {
+        let e = e.map_err(|e| e.to_string())?;
+        let dst = to.join(e.file_name());
+        if dst.exists() {
+            return Err(format!(
+                "two sources unpack `{}`; give one of them unpack = false",
+                e.file_name().to_string_lossy()
+            ));
+        }
+        std::fs::rename(e.path(), &dst)
+            .map_err(|err| format!("cannot move {}: {err}", e.path().display()))?;
+    }
+    Ok(())
+}
+
+/// The complete environment of a build: fixed paths, nothing inherited from the caller.
+fn environment(ctx: &Ctx, r: &Recipe) -> Vec<(String, String)> {
+    let host = r.env == xlfs_book::BuildEnv::Host;
+    let mut env: Vec<(String, String)> = vec![
+        ("HOME".into(), "/tmp".into()),
+        ("TERM".into(), "dumb".into()),
+        ("LC_ALL".into(), "C".into()),
+        ("TZ".into(), "UTC".into()),
+        ("SHELL".into(), "/bin/bash".into()),
+        ("DESTDIR".into(), "/destdir".into()),
+        ("BOOK".into(), "/book".into()),
+        ("SRC".into(), "/build/src".into()),
+        ("NAME".into(), r.name.clone()),
+        ("VERSION".into(), r.version.clone()),
+        ("JOBS".into(), ctx.jobs.to_string()),
+        (
+            "SOURCE_DATE_EPOCH".into(),
+            ctx.book.config.source_date_epoch.to_string(),
+        ),
+        ("PYTHONHASHSEED".into(), "0".into()),
+    ];
+    if host {
+        env.extend([
+            (
+                "PATH".into(),
+                "/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin:/sysroot/usr/bin:/sysroot/usr/sbin".into(),
+            ),
+            ("SYSROOT".into(), "/sysroot".into()),
+            ("CPATH".into(), "/sysroot/usr/include".into()),
+            (
+                "LIBRARY_PATH".into(),
+                "/sysroot/usr/lib:/sysroot/usr/lib64:/sysroot/lib".into(),
+            ),
+            (
+                "PKG_CONFIG_PATH".into(),
+                "/sysroot/usr/lib/pkgconfig:/sysroot/usr/share/pkgconfig".into(),
+            ),
+            ("PKG_CONFIG_SYSROOT_DIR".into(), "/sysroot".into()),
+        ]);
+    } else {
+        env.push(("PATH".into(), "/usr/bin:/usr/sbin:/bin:/sbin".into()));
+    }
+    // The jobserver of this xlfs run, shared by every build.
+    if let Some(flags) = crate::jobs::makeflags() {
+        env.push(("MAKEFLAGS".into(), flags.clone()));
+        env.push(("CARGO_MAKEFLAGS".into(), flags));
+    }
+    for (k, v) in &r.environment {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
+/// Run the sandbox helper, logging its output; returns its CPU time in milliseconds.
+fn sandbox(ctx: &Ctx, spec: &Spec, spec_path: &Path, log: &mut Log) -> Result<u64, String> {
+    let mut cmd = xlfs_sandbox::command(&ctx.sandbox_exe, spec, spec_path).map_err(|e| e.to_string())?;
+    let out = log.file.try_clone().map_err(|e| e.to_string())?;
+    let err = log.file.try_clone().map_err(|e| e.to_string())?;
+    cmd.stdin(std::process::Stdio::null()).stdout(out).stderr(err);
+    crate::jobs::configure(&mut cmd);
+    let child = {
+        let mut running = ctx.running.lock().map_err(|_| "lock poisoned".to_string())?;
+        if ctx.cancel.load(Ordering::SeqCst) {
+            return Err("interrupted".into());
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start the sandbox {}: {e}", ctx.sandbox_exe.display()))?;
+        running.push(child.id() as i32);
+        child
+    };
+    let pid = child.id() as i32;
+    let (status, cpu_ms) = wait4(pid);
+    if let Ok(mut running) = ctx.running.lock() {
+        running.retain(|p| *p != pid);
+    }
+    drop(child);
+    match status {
+        Ok(0) => Ok(cpu_ms),
+        Ok(125) => Err("the sandbox could not be set up (see the log)".into()),
+        Ok(code) if code > 128 => Err(format!("the build was killed by signal {}", code - 128)),
+        Ok(code) => Err(format!("the build failed with exit status {code}")),
+        Err(sig) => Err(format!("the build was killed by signal {sig}")),
+    }
+}
+
+/// Wait for `pid` and return (exit code or Err(signal), CPU time of it and its descendants).
+fn wait4(pid: i32) -> (Result<i32, i32>, u64) {
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return (Err(0), 0);
+        }
+    }
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    let cpu = ms(usage.ru_utime) + ms(usage.ru_stime);
+    if libc::WIFEXITED(status) {
+        (Ok(libc::WEXITSTATUS(status)), cpu)
+    } else {
+        (Err(libc::WTERMSIG(status)), cpu)
+    }
+}

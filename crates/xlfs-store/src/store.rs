@@ -1,0 +1,437 @@
+//! Content-addressed artifact stores.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tempfile::NamedTempFile;
+
+use crate::error::{IoContext, StoreError};
+use crate::fsutil::{force_remove_dir_all, fsync_dir, sha256_file, tmp_name, HashReader, TMP_PREFIX};
+use crate::manifest::{Entry, Manifest};
+use crate::pack::Packed;
+use crate::unpack::unpack_atomic;
+
+/// Where artifacts live, keyed by a package key (normally a 64-hex sha256
+/// computed by the caller).
+///
+/// Deliberately small so that a shared S3-compatible store can implement it.
+pub trait ArtifactStore: Send + Sync {
+    /// Whether a complete artifact is stored under `key`.
+    fn contains(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Atomically publishes the artifact file `artifact` (as returned by
+    /// [`pack`](crate::pack), described by `packed`) and its manifest under
+    /// `key`. After a crash either both are there or neither counts. If
+    /// `key` is already present the store is left alone (first writer wins).
+    fn put(&self, key: &str, artifact: &Path, packed: &Packed) -> Result<(), StoreError>;
+
+    /// The manifest stored under `key`.
+    fn manifest(&self, key: &str) -> Result<Manifest, StoreError>;
+
+    /// Local path of the artifact file (remote stores download it into a
+    /// local cache first).
+    fn artifact_path(&self, key: &str) -> Result<PathBuf, StoreError>;
+
+    /// Removes the artifact stored under `key` (and anything derived from
+    /// it). [`StoreError::NotFound`] if there was no artifact.
+    fn remove(&self, key: &str) -> Result<(), StoreError>;
+
+    /// All keys with a complete artifact, sorted.
+    fn keys(&self) -> Result<Vec<String>, StoreError>;
+}
+
+const ARTIFACT_SUFFIX: &str = ".tar.zst";
+const MANIFEST_SUFFIX: &str = ".manifest.json";
+
+/// Checks that `key` is usable as a file name: 2 to 128 characters from
+/// `[0-9A-Za-z._-]`, not starting with `.`. Real keys are 64-hex sha256.
+pub fn validate_key(key: &str) -> Result<(), StoreError> {
+    let bad = |reason| {
+        Err(StoreError::InvalidKey {
+            key: key.to_string(),
+            reason,
+        })
+    };
+    if key.len() < 2 || key.len() > 128 {
+        return bad("length must be between 2 and 128");
+    }
+    if key.starts_with('.') {
+        return bad("must not start with '.'");
+    }
+    if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    {
+        return bad("only [0-9A-Za-z._-] allowed");
+    }
+    Ok(())
+}
+
+/// On-disk form of `<key>.manifest.json`: the manifest plus the artifact's
+/// checksum and size. Deserializes as a plain [`Manifest`] too.
+#[derive(Serialize)]
+struct StoredManifestRef<'a> {
+    sha256: &'a str,
+    size: u64,
+    entries: &'a [Entry],
+}
+
+/// Owned counterpart of [`StoredManifestRef`].
+#[derive(Deserialize)]
+struct StoredManifest {
+    sha256: String,
+    size: u64,
+    entries: Vec<Entry>,
+}
+
+/// Artifact store in a local directory.
+///
+/// Layout under `ROOT`:
+/// - `objects/<key[0..2]>/<key>.manifest.json` and `<key>.tar.zst`: both
+///   are written to fsynced temporary files, then the manifest is renamed
+///   into place first and the artifact last, and the directory is fsynced.
+///   An artifact is present when its `.tar.zst` exists (`contains` also
+///   requires the manifest, so that even a file system reordering the two
+///   renames across a crash cannot expose an artifact without manifest);
+/// - `trees/<key>/`: extracted artifacts (see [`LocalStore::tree`]);
+/// - temporary files and directories are named `.tmp-*` next to their final
+///   place and never count as stored.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+    durable: bool,
+}
+
+impl LocalStore {
+    /// Opens (creating the directories if needed) the store at `root`.
+    pub fn open(root: PathBuf) -> Result<Self, StoreError> {
+        for sub in ["objects", "trees"] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir).at(&dir)?;
+        }
+        Ok(LocalStore { root, durable: true })
+    }
+
+    /// Turns fsync (and the file system sync before publishing a tree) on or
+    /// off; on by default. Only for throw-away stores (tests, scratch
+    /// builds): without it a crash may lose recent puts or leave
+    /// empty/truncated files behind published names.
+    pub fn with_fsync(mut self, on: bool) -> Self {
+        self.durable = on;
+        self
+    }
+
+    fn fsync_dir(&self, dir: &Path) -> Result<(), StoreError> {
+        if self.durable {
+            fsync_dir(dir)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn object_dir(&self, key: &str) -> PathBuf {
+        self.root.join("objects").join(&key[..2])
+    }
+
+    fn artifact_file(&self, key: &str) -> PathBuf {
+        self.object_dir(key).join(format!("{key}{ARTIFACT_SUFFIX}"))
+    }
+
+    fn manifest_file(&self, key: &str) -> PathBuf {
+        self.object_dir(key).join(format!("{key}{MANIFEST_SUFFIX}"))
+    }
+
+    /// A read-only extracted tree of the artifact stored under `key`, for use
+    /// as a build sysroot layer: `ROOT/trees/<key>`.
+    ///
+    /// Extracted on first use into a temporary directory that is synced to
+    /// disk and then renamed into place, so concurrent callers and crashes
+    /// never expose a partial tree; afterwards the existing tree is reused.
+    /// Callers must not modify it.
+    pub fn tree(&self, key: &str) -> Result<PathBuf, StoreError> {
+        validate_key(key)?;
+        let path = self.root.join("trees").join(key);
+        if path.is_dir() {
+            return Ok(path);
+        }
+        let artifact = self.artifact_path(key)?;
+        // Losing a race against another extractor is fine: its tree is as
+        // good as ours.
+        unpack_atomic(&artifact, &path, self.durable)?;
+        Ok(path)
+    }
+
+    /// The checksum and size recorded for the artifact under `key`, together
+    /// with its manifest (e.g. to upload it to another store).
+    pub fn packed(&self, key: &str) -> Result<Packed, StoreError> {
+        if !self.contains(key)? {
+            return Err(StoreError::NotFound { key: key.into() });
+        }
+        let path = self.manifest_file(key);
+        let bytes = fs::read(&path).at(&path)?;
+        let stored: StoredManifest =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::corrupt(&path, e.to_string()))?;
+        Ok(Packed {
+            manifest: Manifest {
+                entries: stored.entries,
+            },
+            sha256: stored.sha256,
+            size: stored.size,
+        })
+    }
+
+    /// Re-hashes the stored artifact and compares it with the checksum and
+    /// size recorded at [`put`](ArtifactStore::put) time.
+    pub fn verify(&self, key: &str) -> Result<(), StoreError> {
+        let packed = self.packed(key)?;
+        let path = self.artifact_file(key);
+        let (sha, size) = sha256_file(&path)?;
+        if sha != packed.sha256 || size != packed.size {
+            return Err(StoreError::corrupt(
+                &path,
+                format!(
+                    "expected sha256 {} ({} bytes), found {sha} ({size} bytes)",
+                    packed.sha256, packed.size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Removes temporary files and directories (`.tmp-*`) older than
+    /// `max_age` left behind by crashed processes. Returns how many were
+    /// removed. Use a generous age so as not to disturb running writers.
+    pub fn clean_temps(&self, max_age: Duration) -> Result<usize, StoreError> {
+        let mut dirs = vec![self.root.join("trees")];
+        let objects = self.root.join("objects");
+        for e in fs::read_dir(&objects).at(&objects)? {
+            let e = e.at(&objects)?;
+            if e.file_type().at(&e.path())?.is_dir() {
+                dirs.push(e.path());
+            }
+        }
+        dirs.push(objects);
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for dir in dirs {
+            for e in fs::read_dir(&dir).at(&dir)? {
+                let e = e.at(&dir)?;
+                if !e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                    continue;
+                }
+                let path = e.path();
+                let meta = match path.symlink_metadata() {
+                    Ok(m) => m,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(StoreError::io(&path, err)),
+                };
+                let age = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| now.duration_since(m).ok())
+                    .unwrap_or_default();
+                if age < max_age {
+                    continue;
+                }
+                if meta.is_dir() {
+                    force_remove_dir_all(&path).at(&path)?;
+                } else {
+                    match fs::remove_file(&path) {
+                        Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                            return Err(StoreError::io(&path, err))
+                        }
+                        _ => {}
+                    }
+                }
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Writes `data` to a new (fsynced, 0644) temporary file in `dir`.
+    fn write_tmp(&self, dir: &Path, data: &[u8]) -> Result<NamedTempFile, StoreError> {
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TMP_PREFIX)
+            .tempfile_in(dir)
+            .at(dir)?;
+        let tmp_path = tmp.path().to_path_buf();
+        tmp.write_all(data).at(&tmp_path)?;
+        self.seal(tmp)
+    }
+
+    /// Copies `artifact` into a new (fsynced, 0644) temporary file in `dir`,
+    /// checking its checksum and size against `packed` on the way.
+    fn copy_tmp(&self, dir: &Path, artifact: &Path, packed: &Packed) -> Result<NamedTempFile, StoreError> {
+        let mut tmp = tempfile::Builder::new()
+            .prefix(TMP_PREFIX)
+            .tempfile_in(dir)
+            .at(dir)?;
+        let src = File::open(artifact).at(artifact)?;
+        let mut reader = HashReader::new(src);
+        io::copy(&mut reader, tmp.as_file_mut()).at(artifact)?;
+        let (sha, size) = reader.finish();
+        if sha != packed.sha256 || size != packed.size {
+            return Err(StoreError::corrupt(
+                artifact,
+                format!(
+                    "expected sha256 {} ({} bytes), found {sha} ({size} bytes)",
+                    packed.sha256, packed.size
+                ),
+            ));
+        }
+        self.seal(tmp)
+    }
+
+    /// Sets mode 0644 and fsyncs a temporary file.
+    fn seal(&self, tmp: NamedTempFile) -> Result<NamedTempFile, StoreError> {
+        let path = tmp.path().to_path_buf();
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .at(&path)?;
+        if self.durable {
+            tmp.as_file().sync_all().at(&path)?;
+        }
+        Ok(tmp)
+    }
+}
+
+/// Renames a sealed temporary file to `dest`.
+fn publish(tmp: NamedTempFile, dest: &Path) -> Result<(), StoreError> {
+    tmp.persist(dest).map_err(|e| StoreError::io(dest, e.error))?;
+    Ok(())
+}
+
+fn is_file(path: &Path) -> Result<bool, StoreError> {
+    match path.symlink_metadata() {
+        Ok(m) => Ok(m.is_file()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StoreError::io(path, e)),
+    }
+}
+
+fn remove_if_exists(path: &Path) -> Result<bool, StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StoreError::io(path, e)),
+    }
+}
+
+impl ArtifactStore for LocalStore {
+    fn contains(&self, key: &str) -> Result<bool, StoreError> {
+        validate_key(key)?;
+        Ok(is_file(&self.artifact_file(key))? && is_file(&self.manifest_file(key))?)
+    }
+
+    fn put(&self, key: &str, artifact: &Path, packed: &Packed) -> Result<(), StoreError> {
+        if self.contains(key)? {
+            return Ok(());
+        }
+        let dir = self.object_dir(key);
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).at(&dir)?;
+            self.fsync_dir(&self.root.join("objects"))?;
+        }
+        let json = serde_json::to_vec(&StoredManifestRef {
+            sha256: &packed.sha256,
+            size: packed.size,
+            entries: &packed.manifest.entries,
+        })
+        .map_err(|e| StoreError::corrupt(self.manifest_file(key), e.to_string()))?;
+
+        // Write both temporary files, fsyncing them concurrently (the file
+        // system can then commit both in one journal transaction).
+        let (manifest_tmp, artifact_tmp) = std::thread::scope(|s| {
+            let m = s.spawn(|| self.write_tmp(&dir, &json));
+            let a = self.copy_tmp(&dir, artifact, packed);
+            let m = m.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (m, a)
+        });
+        let (manifest_tmp, artifact_tmp) = (manifest_tmp?, artifact_tmp?);
+        // Manifest first, artifact last: `contains` flips on the last rename.
+        publish(manifest_tmp, &self.manifest_file(key))?;
+        publish(artifact_tmp, &self.artifact_file(key))?;
+        self.fsync_dir(&dir)
+    }
+
+    fn manifest(&self, key: &str) -> Result<Manifest, StoreError> {
+        if !self.contains(key)? {
+            return Err(StoreError::NotFound { key: key.into() });
+        }
+        let path = self.manifest_file(key);
+        let bytes = fs::read(&path).at(&path)?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::corrupt(&path, e.to_string()))
+    }
+
+    fn artifact_path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        if !self.contains(key)? {
+            return Err(StoreError::NotFound { key: key.into() });
+        }
+        Ok(self.artifact_file(key))
+    }
+
+    fn remove(&self, key: &str) -> Result<(), StoreError> {
+        validate_key(key)?;
+        let dir = self.object_dir(key);
+        // Artifact first: from then on the key no longer counts as stored.
+        let existed = remove_if_exists(&self.artifact_file(key))?;
+        remove_if_exists(&self.manifest_file(key))?;
+        if existed {
+            self.fsync_dir(&dir)?;
+        }
+        // Move the tree out of the way atomically, then delete it.
+        let trees = self.root.join("trees");
+        let tree = trees.join(key);
+        if tree.symlink_metadata().is_ok() {
+            let doomed = trees.join(tmp_name(&format!("rm-{key}")));
+            match fs::rename(&tree, &doomed) {
+                Ok(()) => force_remove_dir_all(&doomed).at(&doomed)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(&tree, e)),
+            }
+        }
+        if existed {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound { key: key.into() })
+        }
+    }
+
+    fn keys(&self) -> Result<Vec<String>, StoreError> {
+        let objects = self.root.join("objects");
+        let mut keys = Vec::new();
+        for sub in fs::read_dir(&objects).at(&objects)? {
+            let sub = sub.at(&objects)?;
+            let sub_path = sub.path();
+            if sub.file_name().to_string_lossy().starts_with('.') || !sub.file_type().at(&sub_path)?.is_dir()
+            {
+                continue;
+            }
+            for e in fs::read_dir(&sub_path).at(&sub_path)? {
+                let e = e.at(&sub_path)?;
+                let name = e.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.starts_with('.') {
+                    continue;
+                }
+                if let Some(key) = name.strip_suffix(ARTIFACT_SUFFIX) {
+                    if validate_key(key).is_ok() && is_file(&self.manifest_file(key))? {
+                        keys.push(key.to_string());
+                    }
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+}

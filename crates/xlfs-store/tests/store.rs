@@ -1,0 +1,236 @@
+//! LocalStore behaviour.
+
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use xlfs_store::{pack, ArtifactStore, LocalStore, PackOptions, Packed, StoreError};
+
+fn key(c: char) -> String {
+    std::iter::repeat_n(c, 64).collect()
+}
+
+/// A trivial package: a handful of small files.
+fn trivial_tree(root: &Path, flavour: &str) {
+    fs::create_dir_all(root.join("usr/bin")).unwrap();
+    fs::create_dir_all(root.join("usr/share/doc/pkg")).unwrap();
+    fs::write(root.join("usr/bin/tool"), format!("#!/bin/sh\necho {flavour}\n")).unwrap();
+    fs::write(root.join("usr/share/doc/pkg/README"), "readme\n").unwrap();
+    fs::write(root.join("usr/share/doc/pkg/COPYING"), "license\n").unwrap();
+    symlink("tool", root.join("usr/bin/tool2")).unwrap();
+}
+
+fn packed_artifact(base: &Path, name: &str) -> (std::path::PathBuf, Packed) {
+    let tree = base.join(format!("tree-{name}"));
+    trivial_tree(&tree, name);
+    let out = base.join(format!("{name}.tar.zst"));
+    let p = pack(&tree, &out, &PackOptions::default()).unwrap();
+    (out, p)
+}
+
+#[test]
+fn put_contains_manifest_path_keys_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    let (art, packed) = packed_artifact(dir.path(), "a");
+    let (art_b, packed_b) = packed_artifact(dir.path(), "b");
+    let (ka, kb) = (key('a'), key('b'));
+
+    assert!(!store.contains(&ka).unwrap());
+    assert!(matches!(store.manifest(&ka), Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.artifact_path(&ka),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.keys().unwrap(), Vec::<String>::new());
+
+    store.put(&ka, &art, &packed).unwrap();
+    store.put(&kb, &art_b, &packed_b).unwrap();
+    assert!(store.contains(&ka).unwrap());
+    assert_eq!(store.manifest(&ka).unwrap(), packed.manifest);
+    assert_eq!(store.manifest(&kb).unwrap(), packed_b.manifest);
+    let path = store.artifact_path(&ka).unwrap();
+    assert_eq!(
+        path,
+        dir.path().join("store/objects/aa").join(format!("{ka}.tar.zst"))
+    );
+    assert!(path.with_file_name(format!("{ka}.manifest.json")).is_file());
+    assert_eq!(fs::read(&path).unwrap(), fs::read(&art).unwrap());
+    assert_eq!(store.keys().unwrap(), vec![ka.clone(), kb.clone()]);
+    assert_eq!(store.packed(&ka).unwrap(), packed);
+    store.verify(&ka).unwrap();
+    // The caller's file is left alone.
+    assert!(art.is_file());
+
+    // Putting again is a no-op (first writer wins).
+    store.put(&ka, &art, &packed).unwrap();
+    assert_eq!(store.keys().unwrap().len(), 2);
+
+    // Trait objects work.
+    let dyn_store: Arc<dyn ArtifactStore> = Arc::new(store.clone());
+    assert!(dyn_store.contains(&kb).unwrap());
+
+    store.remove(&ka).unwrap();
+    assert!(!store.contains(&ka).unwrap());
+    assert!(!path.with_file_name(format!("{ka}.manifest.json")).exists());
+    assert_eq!(store.keys().unwrap(), vec![kb.clone()]);
+    assert!(matches!(store.remove(&ka), Err(StoreError::NotFound { .. })));
+
+    // Corruption is detected by verify.
+    let pb = store.artifact_path(&kb).unwrap();
+    let mut bytes = fs::read(&pb).unwrap();
+    bytes[10] ^= 1;
+    fs::write(&pb, bytes).unwrap();
+    assert!(matches!(store.verify(&kb), Err(StoreError::Corrupt { .. })));
+}
+
+#[test]
+fn put_rejects_mismatching_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    let (art, mut packed) = packed_artifact(dir.path(), "a");
+    packed.sha256 = "0".repeat(64);
+    let err = store.put(&key('c'), &art, &packed).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("a.tar.zst"), "{err}");
+    assert!(!store.contains(&key('c')).unwrap());
+    assert!(store.keys().unwrap().is_empty());
+    // No temporary artifact left behind.
+    let objdir = dir.path().join("store/objects/cc");
+    let names: Vec<String> = fs::read_dir(objdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| n.ends_with(".manifest.json")), "{names:?}");
+}
+
+#[test]
+fn invalid_keys_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    for bad in ["", "a", "../etc", "ab/cd", ".tmp-x", "a b"] {
+        assert!(
+            matches!(store.contains(bad), Err(StoreError::InvalidKey { .. })),
+            "{bad:?}"
+        );
+        assert!(store.tree(bad).is_err());
+    }
+}
+
+#[test]
+fn crash_leftovers_do_not_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    let k = key('d');
+    // A crash after the manifest was published and while the artifact was
+    // being copied: manifest + temp file, no .tar.zst.
+    let (art, packed) = packed_artifact(dir.path(), "a");
+    let objdir = dir.path().join("store/objects/dd");
+    fs::create_dir_all(&objdir).unwrap();
+    fs::write(
+        objdir.join(format!("{k}.manifest.json")),
+        serde_json::to_vec(&packed.manifest).unwrap(),
+    )
+    .unwrap();
+    fs::copy(&art, objdir.join(format!(".tmp-{k}-12345"))).unwrap();
+    fs::create_dir_all(dir.path().join(format!("store/trees/.tmp-{k}-999/usr"))).unwrap();
+
+    assert!(!store.contains(&k).unwrap());
+    assert!(store.keys().unwrap().is_empty());
+    assert!(matches!(store.manifest(&k), Err(StoreError::NotFound { .. })));
+    assert!(matches!(store.tree(&k), Err(StoreError::NotFound { .. })));
+
+    // Young temps are kept, old ones cleaned.
+    assert_eq!(store.clean_temps(Duration::from_secs(3600)).unwrap(), 0);
+    assert_eq!(store.clean_temps(Duration::ZERO).unwrap(), 2);
+    assert!(!objdir.join(format!(".tmp-{k}-12345")).exists());
+
+    // A later put completes normally.
+    store.put(&k, &art, &packed).unwrap();
+    assert!(store.contains(&k).unwrap());
+    assert_eq!(store.manifest(&k).unwrap(), packed.manifest);
+}
+
+#[test]
+fn tree_is_extracted_once_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    let (art, packed) = packed_artifact(dir.path(), "a");
+    let k = key('e');
+    store.put(&k, &art, &packed).unwrap();
+
+    // Concurrent first use.
+    let paths: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4).map(|_| s.spawn(|| store.tree(&k).unwrap())).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(paths.windows(2).all(|w| w[0] == w[1]));
+    let tree = &paths[0];
+    assert_eq!(tree, &dir.path().join("store/trees").join(&k));
+    assert_eq!(
+        fs::read_to_string(tree.join("usr/bin/tool")).unwrap(),
+        "#!/bin/sh\necho a\n"
+    );
+    let ino = fs::metadata(tree).unwrap().ino();
+
+    // Reused afterwards: a marker survives, the directory is the same.
+    fs::write(tree.join("marker"), "x").unwrap();
+    assert_eq!(&store.tree(&k).unwrap(), tree);
+    assert!(tree.join("marker").exists());
+    assert_eq!(fs::metadata(tree).unwrap().ino(), ino);
+    fs::remove_file(tree.join("marker")).unwrap();
+
+    // No temporary directories left by the losers of the race.
+    let names: Vec<String> = fs::read_dir(dir.path().join("store/trees"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec![k.clone()]);
+
+    // Removing the artifact removes its tree.
+    store.remove(&k).unwrap();
+    assert!(!tree.exists());
+    assert!(matches!(store.tree(&k), Err(StoreError::NotFound { .. })));
+}
+
+/// Times `n` pack+put rounds of a trivial package; returns (pack, put) per round.
+fn time_trivial(store: &LocalStore, base: &Path, n: u32, tag: &str) -> (Duration, Duration) {
+    let tree = base.join(format!("tree-{tag}"));
+    trivial_tree(&tree, tag);
+    // Warm up (page cache, lazy statics).
+    pack(&tree, &base.join("warm.tar.zst"), &PackOptions::default()).unwrap();
+    let (mut t_pack, mut t_put) = (Duration::ZERO, Duration::ZERO);
+    for i in 0..n {
+        let out = base.join(format!("{tag}{i}.tar.zst"));
+        let t0 = Instant::now();
+        let p = pack(&tree, &out, &PackOptions::default()).unwrap();
+        let t1 = Instant::now();
+        let k = format!("{i:02}{tag}{}", "f".repeat(61));
+        store.put(&k, &out, &p).unwrap();
+        t_pack += t1 - t0;
+        t_put += t1.elapsed();
+    }
+    (t_pack / n, t_put / n)
+}
+
+#[test]
+fn trivial_package_is_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    let (pack_t, put_t) = time_trivial(&store, dir.path(), 20, "a");
+    eprintln!("trivial package: pack {pack_t:?}, put (fsync) {put_t:?}");
+    let fast = store.clone().with_fsync(false);
+    let (pack_f, put_f) = time_trivial(&fast, dir.path(), 20, "b");
+    eprintln!("trivial package: pack {pack_f:?}, put (no fsync) {put_f:?}");
+    // Generous bounds: debug build on a loaded shared machine whose disk
+    // takes several ms per fsync.
+    assert!(pack_t < Duration::from_millis(100), "{pack_t:?}");
+    assert!(
+        pack_f + put_f < Duration::from_millis(100),
+        "{pack_f:?} {put_f:?}"
+    );
+    assert!(put_t < Duration::from_millis(500), "{put_t:?}");
+    assert_eq!(store.keys().unwrap().len(), 40);
+}

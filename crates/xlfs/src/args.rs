@@ -1,0 +1,125 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "xlfs",
+    version,
+    about = "Xen & Linux from Scratch: build a Xen host from pinned sources, then boot it"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The book of recipes [default: ./book, else the book of this xlfs checkout]
+    #[arg(long, global = true, env = "XLFS_BOOK")]
+    pub book: Option<PathBuf>,
+    /// Where state, artifacts and builds live [default: $XDG_DATA_HOME/xlfs]
+    #[arg(long, global = true, env = "XLFS_HOME")]
+    pub home: Option<PathBuf>,
+    /// Download cache [default: $XDG_CACHE_HOME/xlfs/sources, or HOME/sources with --home]
+    #[arg(long, global = true, env = "XLFS_SOURCES")]
+    pub sources: Option<PathBuf>,
+    /// Debian archive base URL for .orig tarballs [default: read from /etc/apt]
+    #[arg(long, global = true, env = "XLFS_DEBIAN_MIRROR")]
+    pub debian_mirror: Option<String>,
+    /// A local directory holding source files, tried last (repeatable)
+    #[arg(
+        long = "mirror-dir",
+        global = true,
+        env = "XLFS_MIRROR_DIR",
+        value_delimiter = ':'
+    )]
+    pub mirror_dirs: Vec<PathBuf>,
+    /// Use only the download cache, never the network
+    #[arg(long, global = true)]
+    pub offline: bool,
+    /// Print only failures and summaries
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Work with the book of recipes
+    Book {
+        #[command(subcommand)]
+        command: BookCommand,
+    },
+    /// Print the build order and what is cached or must build, and why
+    Plan {
+        targets: Vec<String>,
+        /// Print the plan as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download and verify every source the plan needs
+    Fetch {
+        targets: Vec<String>,
+        /// Parallel downloads
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+    },
+    /// Build what the plan says
+    Build(BuildArgs),
+    /// What is built, outdated, failed
+    Status,
+    /// Show a package's last build log
+    Log {
+        package: String,
+        /// Only the last N lines
+        #[arg(long, short = 'n')]
+        tail: Option<usize>,
+    },
+    /// List a package's files (its artifact manifest)
+    Files {
+        package: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Why a package would rebuild
+    Why { package: String },
+    /// Remove artifacts and build trees the book no longer needs
+    Gc {
+        /// Only say what would be removed
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Times, SBU and sizes of the last builds
+    Report {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BookCommand {
+    /// Validate the whole book and report every problem
+    Check,
+    /// List the packages of the book
+    List,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BuildArgs {
+    pub targets: Vec<String>,
+    /// Total parallel jobs across all builds [default: number of cores]
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Keep building what does not depend on a failed package
+    #[arg(long, short)]
+    pub keep_going: bool,
+    /// Run the recipes' check steps (test suites)
+    #[arg(long)]
+    pub check: bool,
+    /// Refuse instead of waiting when another build holds the lock
+    #[arg(long)]
+    pub no_wait: bool,
+}

@@ -1,0 +1,476 @@
+//! The commands.
+
+use crate::app::App;
+use crate::args::{BookCommand, BuildArgs, Cli, Command};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use xlfs_build::package::source_ref;
+use xlfs_build::run::{human_bytes, Options};
+use xlfs_plan::{Plan, Status};
+use xlfs_store::ArtifactStore;
+
+pub fn run(cli: Cli) -> Result<i32> {
+    let app = App::new(cli.global.clone());
+    match cli.command {
+        Command::Book { command } => book(&app, command),
+        Command::Plan { targets, json } => plan(&app, &targets, json),
+        Command::Fetch { targets, parallel } => fetch(&app, &targets, parallel).map(|_| 0),
+        Command::Build(args) => build(&app, args),
+        Command::Status => status(&app),
+        Command::Log { package, tail } => log(&app, &package, tail),
+        Command::Files { package, json } => files(&app, &package, json),
+        Command::Why { package } => why(&app, &package),
+        Command::Gc { dry_run } => gc(&app, dry_run),
+        Command::Report { json } => report(&app, json),
+    }
+}
+
+fn book(app: &App, cmd: BookCommand) -> Result<i32> {
+    match cmd {
+        BookCommand::Check => match xlfs_book::Book::load(&app.book_dir()) {
+            Ok(b) => {
+                println!(
+                    "{}: {} recipes, {} templates, no problems",
+                    app.book_dir().display(),
+                    b.recipes.len(),
+                    b.templates.len()
+                );
+                Ok(0)
+            }
+            Err(e) => {
+                println!("{e}");
+                Ok(1)
+            }
+        },
+        BookCommand::List => {
+            let b = app.book()?;
+            for r in b.recipes.values() {
+                println!("{:<24} {:<14} {:<22} {}", r.name, r.version, r.license, r.summary);
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn print_plan(plan: &Plan) {
+    let build = plan.to_build().count();
+    println!(
+        "{} packages: {} to build, {} cached",
+        plan.steps.len(),
+        build,
+        plan.steps.len() - build
+    );
+    for s in &plan.steps {
+        let (status, why) = match &s.status {
+            Status::Cached => ("cached", String::new()),
+            Status::Build { why } => ("build", why.to_string()),
+        };
+        println!(
+            "  {status:<6} {:<24} {:<14} {:<13} {why}",
+            s.name,
+            s.version,
+            &s.key[..12]
+        );
+    }
+}
+
+fn plan(app: &App, targets: &[String], json: bool) -> Result<i32> {
+    let book = app.book()?;
+    let (db, store) = (app.db()?, app.store()?);
+    let plan = app.plan(&book, targets, &db, &store)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print_plan(&plan);
+    }
+    Ok(0)
+}
+
+/// Fetch the sources of the packages of `plan` that must build (all of them with `all`).
+fn fetch_plan(app: &App, book: &xlfs_book::Book, plan: &Plan, all: bool, parallel: usize) -> Result<()> {
+    let fetcher = app.fetcher();
+    let mut seen = BTreeSet::new();
+    let srcs: Vec<_> = plan
+        .steps
+        .iter()
+        .filter(|s| all || !s.is_cached())
+        .flat_map(|s| book.recipes[&s.name].sources.iter())
+        .filter(|s| seen.insert((s.file.clone(), s.sha256.clone())))
+        .map(source_ref)
+        .collect();
+    let missing: Vec<_> = srcs
+        .iter()
+        .filter(|s| fetcher.cached(s).is_none())
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !app.global.quiet {
+        eprintln!(
+            "   fetch {} source file(s) into {}",
+            missing.len(),
+            fetcher.cache_dir().display()
+        );
+    }
+    let fetched = fetcher.fetch_all(&missing, parallel.max(1))?;
+    if !app.global.quiet {
+        for f in fetched {
+            eprintln!("    got  {} from {}", f.file, f.from);
+        }
+    }
+    Ok(())
+}
+
+fn fetch(app: &App, targets: &[String], parallel: usize) -> Result<()> {
+    let book = app.book()?;
+    let (db, store) = (app.db()?, app.store()?);
+    let plan = app.plan(&book, targets, &db, &store)?;
+    fetch_plan(app, &book, &plan, true, parallel)?;
+    if !app.global.quiet {
+        eprintln!("every source of {} package(s) is in the cache", plan.steps.len());
+    }
+    Ok(())
+}
+
+fn build(app: &App, args: BuildArgs) -> Result<i32> {
+    let book = app.book()?;
+    app.prepare_home()?;
+    let quiet = app.global.quiet;
+    let _lock = xlfs_build::lock::lock(&app.home.lock(), "build", !args.no_wait, &|holder| {
+        eprintln!(
+            "waiting for the lock on {} (held by {holder})",
+            app.home.root.display()
+        )
+    })?;
+    let (db, store) = (app.db()?, app.store()?);
+    let plan = app.plan(&book, &args.targets, &db, &store)?;
+    let to_build = plan.to_build().count();
+    if to_build == 0 {
+        if !quiet {
+            eprintln!("nothing to do: {} package(s), all cached", plan.steps.len());
+        }
+        return Ok(0);
+    }
+    fetch_plan(app, &book, &plan, false, 4)?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .max(1);
+    let ctx = Arc::new(xlfs_build::Ctx {
+        home: app.home.clone(),
+        book,
+        store,
+        fetcher: app.fetcher(),
+        db: Mutex::new(db),
+        jobs,
+        run_checks: args.check,
+        sandbox_exe: std::env::current_exe().context("cannot find the xlfs binary")?,
+        cancel: AtomicBool::new(false),
+        running: Mutex::new(Vec::new()),
+    });
+    {
+        let ctx = ctx.clone();
+        ctrlc::set_handler(move || {
+            eprintln!("\ninterrupted: stopping the running builds (finished packages are kept)");
+            xlfs_build::run::interrupt(&ctx);
+        })
+        .context("cannot install the Ctrl-C handler")?;
+    }
+    if !quiet {
+        eprintln!(
+            "building {to_build} of {} package(s) with -j{jobs}; logs in {}",
+            plan.steps.len(),
+            app.home.logs().display()
+        );
+    }
+    let opts = Options {
+        keep_going: args.keep_going,
+        quiet,
+        bars: std::io::stderr().is_terminal(),
+    };
+    let out = xlfs_build::run::run(ctx, &plan, &opts);
+    let cpu: u64 = out.built.iter().map(|b| b.cpu_ms).sum();
+    eprintln!(
+        "built {}, cached {}, failed {}, skipped {} in {:.1}s (cpu {:.1}s)",
+        out.built.len(),
+        out.cached.len(),
+        out.failed.len(),
+        out.skipped.len(),
+        out.wall.as_secs_f64(),
+        cpu as f64 / 1000.0
+    );
+    if !out.skipped.is_empty() {
+        eprintln!("not built: {}", out.skipped.join(", "));
+    }
+    if out.interrupted {
+        eprintln!("interrupted: run `xlfs build` again to resume");
+        return Ok(130);
+    }
+    Ok(if out.ok() { 0 } else { 1 })
+}
+
+fn status(app: &App) -> Result<i32> {
+    let book = app.book()?;
+    let (db, store) = (app.db()?, app.store()?);
+    let plan = app.plan(&book, &[], &db, &store)?;
+    let failures = db.failures()?;
+    let (mut built, mut outdated, mut never) = (0, Vec::new(), Vec::new());
+    for s in &plan.steps {
+        match &s.status {
+            Status::Cached => built += 1,
+            Status::Build { why } => {
+                if db.latest(&s.name)?.is_some() {
+                    outdated.push(format!("{} ({why})", s.name));
+                } else {
+                    never.push(s.name.clone());
+                }
+            }
+        }
+    }
+    println!(
+        "book     {} ({} recipes)",
+        app.book_dir().display(),
+        book.recipes.len()
+    );
+    println!("home     {}", app.home.root.display());
+    println!("sources  {}", app.home.sources.display());
+    println!("up to date  {built}");
+    println!("outdated    {}{}", outdated.len(), list(&outdated));
+    println!("never built {}{}", never.len(), list(&never));
+    let store_keys = store.keys()?;
+    let store_bytes: u64 = store_keys
+        .iter()
+        .filter_map(|k| store.packed(k).ok())
+        .map(|p| p.size)
+        .sum();
+    println!(
+        "store       {} artifacts, {}",
+        store_keys.len(),
+        human_bytes(store_bytes)
+    );
+    for f in failures {
+        println!(
+            "FAILED {}: {}\n  log: {}\n  build tree: {}",
+            f.name, f.message, f.log, f.build_dir
+        );
+    }
+    Ok(0)
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", items.join(", "))
+    }
+}
+
+fn log(app: &App, package: &str, tail: Option<usize>) -> Result<i32> {
+    let db = app.db()?;
+    let path = match db.failures()?.into_iter().find(|f| f.name == package) {
+        Some(f) => std::path::PathBuf::from(f.log),
+        None => match db.latest(package)? {
+            Some(b) => std::path::PathBuf::from(b.log),
+            None => {
+                let link = app.home.logs().join(format!("{package}.log"));
+                if !link.exists() {
+                    bail!(
+                        "no build log for `{package}`: it has not been built in {}",
+                        app.home.root.display()
+                    );
+                }
+                link
+            }
+        },
+    };
+    let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    let from = tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
+    for l in &lines[from..] {
+        println!("{l}");
+    }
+    eprintln!("({})", path.display());
+    Ok(0)
+}
+
+fn current_key(
+    app: &App,
+    package: &str,
+) -> Result<(xlfs_plan::Step, xlfs_build::StateDb, xlfs_store::LocalStore)> {
+    let book = app.book()?;
+    let (db, store) = (app.db()?, app.store()?);
+    let plan = app.plan(&book, &[package.to_string()], &db, &store)?;
+    let step = plan.get(package).cloned().expect("target is in its plan");
+    Ok((step, db, store))
+}
+
+fn files(app: &App, package: &str, json: bool) -> Result<i32> {
+    let (step, db, store) = current_key(app, package)?;
+    let key = if step.is_cached() {
+        step.key.clone()
+    } else {
+        match db.latest(package)? {
+            Some(b) if store.contains(&b.key)? => {
+                eprintln!("note: {package} is outdated; showing its last build");
+                b.key
+            }
+            _ => bail!("`{package}` has not been built; run `xlfs build {package}`"),
+        }
+    };
+    let manifest = store.manifest(&key)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&manifest)?);
+        return Ok(0);
+    }
+    for e in &manifest.entries {
+        let kind = match e.kind {
+            xlfs_store::Kind::File => "-",
+            xlfs_store::Kind::Dir => "d",
+            xlfs_store::Kind::Symlink => "l",
+            xlfs_store::Kind::Hardlink => "h",
+        };
+        let mut line = format!(
+            "{kind} {:04o} {:>5}:{:<5} {:>10} /{}",
+            e.mode, e.uid, e.gid, e.size, e.path
+        );
+        if let Some(t) = &e.target {
+            line.push_str(&format!(" -> {t}"));
+        }
+        if !e.needed.is_empty() {
+            line.push_str(&format!("  [needs {}]", e.needed.join(" ")));
+        }
+        println!("{line}");
+    }
+    println!(
+        "{} entries, {} installed",
+        manifest.entries.len(),
+        human_bytes(manifest.installed_size())
+    );
+    Ok(0)
+}
+
+fn why(app: &App, package: &str) -> Result<i32> {
+    let (step, db, _store) = current_key(app, package)?;
+    let prev = db.latest(package)?;
+    match &step.status {
+        Status::Cached => {
+            println!("{package} is cached (key {})", step.key);
+            if let Some(b) = db.build(&step.key)? {
+                println!("  built {} (unix time), log {}", b.finished_at, b.log);
+            }
+        }
+        Status::Build { why } => {
+            println!("{package} would build: {why}");
+            println!("  key now   {}", step.key);
+            if let Some(p) = prev {
+                println!("  last key  {}", p.key);
+                let (a, b) = (&p.inputs, &step.inputs);
+                let diff = |what: &str, x: &str, y: &str| {
+                    if x != y {
+                        println!(
+                            "  {what:<9} {} -> {}",
+                            &x[..x.len().min(16)],
+                            &y[..y.len().min(16)]
+                        );
+                    }
+                };
+                diff("recipe", &a.recipe, &b.recipe);
+                diff("sources", &a.sources, &b.sources);
+                diff("env", &a.env, &b.env);
+                for (dep, key) in &b.deps {
+                    match a.deps.get(dep) {
+                        Some(old) if old == key => {}
+                        Some(old) => println!("  dep {dep}: {} -> {}", &old[..12], &key[..12]),
+                        None => println!("  dep {dep}: added"),
+                    }
+                }
+                for dep in a.deps.keys().filter(|d| !b.deps.contains_key(*d)) {
+                    println!("  dep {dep}: removed");
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn gc(app: &App, dry_run: bool) -> Result<i32> {
+    let book = app.book()?;
+    app.prepare_home()?;
+    let _lock = xlfs_build::lock::lock(&app.home.lock(), "gc", true, &|holder| {
+        eprintln!(
+            "waiting for the lock on {} (held by {holder})",
+            app.home.root.display()
+        )
+    })?;
+    let (db, store) = (app.db()?, app.store()?);
+    let plan = app.plan(&book, &[], &db, &store)?;
+    let live: BTreeSet<&str> = plan.steps.iter().map(|s| s.key.as_str()).collect();
+    let mut freed = 0u64;
+    let mut removed = 0;
+    for key in store.keys()? {
+        if live.contains(key.as_str()) {
+            continue;
+        }
+        let size = store.packed(&key).map(|p| p.size).unwrap_or(0);
+        println!(
+            "{} artifact {key} ({})",
+            if dry_run { "would remove" } else { "remove" },
+            human_bytes(size)
+        );
+        if !dry_run {
+            store.remove(&key)?;
+            db.forget(&key)?;
+        }
+        freed += size;
+        removed += 1;
+    }
+    // Build trees of failed or interrupted builds.
+    if let Ok(entries) = std::fs::read_dir(app.home.builds()) {
+        for e in entries.flatten() {
+            let size = xlfs_build::package::disk_usage(&e.path());
+            println!(
+                "{} build tree {} ({})",
+                if dry_run { "would remove" } else { "remove" },
+                e.path().display(),
+                human_bytes(size)
+            );
+            if !dry_run {
+                std::fs::remove_dir_all(e.path())
+                    .with_context(|| format!("cannot remove {}", e.path().display()))?;
+            }
+            freed += size;
+        }
+    }
+    if !dry_run {
+        store.clean_temps(std::time::Duration::from_secs(0))?;
+    }
+    println!(
+        "{} {removed} artifact(s), {} {}",
+        if dry_run { "would remove" } else { "removed" },
+        human_bytes(freed),
+        if dry_run { "would be freed" } else { "freed" }
+    );
+    Ok(0)
+}
+
+fn report(app: &App, json: bool) -> Result<i32> {
+    let book = app.book()?;
+    let db = app.db()?;
+    let records: Vec<_> = db
+        .all_latest()?
+        .into_iter()
+        .filter(|r| book.recipes.contains_key(&r.name))
+        .collect();
+    let rep = xlfs_build::report::report(&records, book.config.sbu_reference.as_deref());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+    } else {
+        print!("{}", rep.table());
+    }
+    Ok(0)
+}

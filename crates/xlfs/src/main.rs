@@ -1,0 +1,29 @@
+//! `xlfs`: Xen & Linux from Scratch. See `xlfs --help` and the README.
+
+mod app;
+mod args;
+mod commands;
+
+use clap::Parser;
+
+fn main() {
+    // The sandbox helper must run before anything starts a thread.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.len() == 3 && argv[1] == "__sandbox" {
+        xlfs_sandbox::enter(std::path::Path::new(&argv[2]));
+    }
+    let cli = args::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("XLFS_LOG"))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let code = match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
