@@ -17,6 +17,7 @@ pub struct Row {
     pub build_tree_bytes: u64,
     pub installed_bytes: u64,
     pub artifact_bytes: u64,
+    pub artifact_sha256: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -41,6 +42,7 @@ pub fn report(records: &[BuildRecord], sbu_reference: Option<&str>) -> Report {
         build_tree_bytes: b.build_tree_size,
         installed_bytes: b.installed_size,
         artifact_bytes: b.artifact_size,
+        artifact_sha256: b.artifact_sha256.clone(),
     };
     let packages: Vec<Row> = records.iter().map(row).collect();
     let wall: f64 = packages.iter().map(|r| r.wall_s).sum();
@@ -53,6 +55,7 @@ pub fn report(records: &[BuildRecord], sbu_reference: Option<&str>) -> Report {
         build_tree_bytes: packages.iter().map(|r| r.build_tree_bytes).sum(),
         installed_bytes: packages.iter().map(|r| r.installed_bytes).sum(),
         artifact_bytes: packages.iter().map(|r| r.artifact_bytes).sum(),
+        artifact_sha256: String::new(),
     };
     Report {
         sbu_reference: sbu_reference.map(str::to_string),

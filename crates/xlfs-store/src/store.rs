@@ -150,6 +150,25 @@ impl LocalStore {
         self.object_dir(key).join(format!("{key}{MANIFEST_SUFFIX}"))
     }
 
+    fn tree_dir(&self, key: &str) -> PathBuf {
+        self.root.join("trees").join(key)
+    }
+
+    /// Atomically moves the extracted tree of `key` (if any) out of the way,
+    /// then deletes it.
+    fn remove_tree(&self, key: &str) -> Result<(), StoreError> {
+        let tree = self.tree_dir(key);
+        if tree.symlink_metadata().is_err() {
+            return Ok(());
+        }
+        let doomed = self.root.join("trees").join(tmp_name(&format!("rm-{key}")));
+        match fs::rename(&tree, &doomed) {
+            Ok(()) => force_remove_dir_all(&doomed).at(&doomed),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(&tree, e)),
+        }
+    }
+
     /// A read-only extracted tree of the artifact stored under `key`, for use
     /// as a build sysroot layer: `ROOT/trees/<key>`.
     ///
@@ -159,11 +178,11 @@ impl LocalStore {
     /// Callers must not modify it.
     pub fn tree(&self, key: &str) -> Result<PathBuf, StoreError> {
         validate_key(key)?;
-        let path = self.root.join("trees").join(key);
+        let artifact = self.artifact_path(key)?;
+        let path = self.tree_dir(key);
         if path.is_dir() {
             return Ok(path);
         }
-        let artifact = self.artifact_path(key)?;
         // Losing a race against another extractor is fine: its tree is as
         // good as ours.
         unpack_atomic(&artifact, &path, self.durable)?;
@@ -358,6 +377,9 @@ impl ArtifactStore for LocalStore {
             (m, a)
         });
         let (manifest_tmp, artifact_tmp) = (manifest_tmp?, artifact_tmp?);
+        // A tree left over from an earlier artifact under this key (crash
+        // during `remove`) must not be served for the new one.
+        self.remove_tree(key)?;
         // Manifest first, artifact last: `contains` flips on the last rename.
         publish(manifest_tmp, &self.manifest_file(key))?;
         publish(artifact_tmp, &self.artifact_file(key))?;
@@ -382,29 +404,17 @@ impl ArtifactStore for LocalStore {
 
     fn remove(&self, key: &str) -> Result<(), StoreError> {
         validate_key(key)?;
+        // The tree first (re-extracted on demand should we crash before the
+        // artifact is gone), then the artifact: from then on the key no
+        // longer counts as stored; then the manifest.
+        self.remove_tree(key)?;
         let dir = self.object_dir(key);
-        // Artifact first: from then on the key no longer counts as stored.
         let existed = remove_if_exists(&self.artifact_file(key))?;
         remove_if_exists(&self.manifest_file(key))?;
-        if existed {
-            self.fsync_dir(&dir)?;
+        if !existed {
+            return Err(StoreError::NotFound { key: key.into() });
         }
-        // Move the tree out of the way atomically, then delete it.
-        let trees = self.root.join("trees");
-        let tree = trees.join(key);
-        if tree.symlink_metadata().is_ok() {
-            let doomed = trees.join(tmp_name(&format!("rm-{key}")));
-            match fs::rename(&tree, &doomed) {
-                Ok(()) => force_remove_dir_all(&doomed).at(&doomed)?,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io(&tree, e)),
-            }
-        }
-        if existed {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound { key: key.into() })
-        }
+        self.fsync_dir(&dir)
     }
 
     fn keys(&self) -> Result<Vec<String>, StoreError> {

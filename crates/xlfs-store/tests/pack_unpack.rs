@@ -169,10 +169,7 @@ fn manifest_describes_tree() {
     assert_eq!(entry(m, "etc/secret").size, 0);
 
     let empty = entry(m, "var/empty");
-    assert_eq!(
-        (empty.kind.clone(), empty.mode, empty.size),
-        (Kind::Dir, 0o711, 0)
-    );
+    assert_eq!((empty.kind, empty.mode, empty.size), (Kind::Dir, 0o711, 0));
 
     let link = entry(m, "usr/lib/libfoo.so.1");
     assert_eq!(link.kind, Kind::Symlink);

@@ -234,3 +234,20 @@ fn trivial_package_is_fast() {
     assert!(put_t < Duration::from_millis(500), "{put_t:?}");
     assert_eq!(store.keys().unwrap().len(), 40);
 }
+
+#[test]
+fn stale_tree_is_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    let k = key('9');
+    // A tree left behind (e.g. by a crash during remove) without artifact.
+    let stale = dir.path().join("store/trees").join(&k);
+    fs::create_dir_all(stale.join("old")).unwrap();
+    assert!(matches!(store.tree(&k), Err(StoreError::NotFound { .. })));
+    // Publishing an artifact under that key drops the stale tree.
+    let (art, packed) = packed_artifact(dir.path(), "a");
+    store.put(&k, &art, &packed).unwrap();
+    let tree = store.tree(&k).unwrap();
+    assert!(!tree.join("old").exists());
+    assert!(tree.join("usr/bin/tool").is_file());
+}

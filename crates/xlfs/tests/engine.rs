@@ -1,0 +1,229 @@
+//! End-to-end tests of the engine: real tarballs, the real compiler, the real sandbox.
+//! They need root (mount and pid namespaces), like xlfs itself.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_dependency_is_visible_to_its_dependent_and_a_second_build_is_cached() {
+    let w = World::new();
+    w.greet_and_hello(&["libgreet"]);
+    let out = w.ok(&["build", "--check"]);
+    assert!(out.contains("built 2, cached 0, failed 0"), "{out}");
+    // hello's check step ran the program against libgreet from its build root.
+    let log = w.ok(&["log", "hello"]);
+    assert!(log.contains("hello from libgreet"), "{log}");
+    let files = w.ok(&["files", "hello"]);
+    assert!(files.contains("/usr/bin/hello"), "{files}");
+    assert!(files.contains("libgreet.so"), "the manifest lists hello's ELF needs: {files}");
+    // Second run: nothing to do.
+    let out = w.ok(&["build"]);
+    assert!(out.contains("nothing to do"), "{out}");
+    assert!(w.plan().iter().all(|(_, _, s)| s == "cached"));
+}
+
+#[test]
+fn an_undeclared_dependency_fails_the_build() {
+    let w = World::new();
+    w.greet_and_hello(&[]);
+    let out = w.fails(&["build", "hello", "libgreet"]);
+    assert!(out.contains("FAILED hello"), "{out}");
+    assert!(out.contains("greet.h"), "the compiler's complaint is shown: {out}");
+    assert!(out.contains("build tree kept for inspection"), "{out}");
+    let status = w.ok(&["status"]);
+    assert!(status.contains("FAILED hello"), "{status}");
+}
+
+#[test]
+fn changing_one_recipe_rebuilds_only_it_and_its_dependents() {
+    let w = World::new();
+    w.greet_and_hello(&["libgreet"]);
+    let other = tarball("other-1.0", &[("Makefile", "all:\ninstall:\n\tmkdir -p $(DESTDIR)/usr/share/other && echo 1 > $(DESTDIR)/usr/share/other/x\n", 0o644)]);
+    let sha = w.add_tarball("other-1.0.tar.gz", &other);
+    w.write_recipe("other", &w.recipe("other", "other-1.0.tar.gz", &sha, &[], ""));
+    w.ok(&["build"]);
+
+    // A comment is not a change.
+    let path = w.book().join("hello.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("# a comment\n{text}")).unwrap();
+    assert!(w.plan().iter().all(|(_, _, s)| s == "cached"));
+
+    // Changing hello rebuilds hello only.
+    std::fs::write(&path, text.replace("install = \"install\"", "install = \"install CFLAGS=-O1\"")).unwrap();
+    let plan = w.plan();
+    let building: Vec<&str> = plan.iter().filter(|(_, _, s)| s == "build").map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(building, ["hello"]);
+    let why = w.ok(&["why", "hello"]);
+    assert!(why.contains("recipe changed"), "{why}");
+
+    // Changing libgreet rebuilds libgreet and hello, not other.
+    let lpath = w.book().join("libgreet.toml");
+    let ltext = std::fs::read_to_string(&lpath).unwrap();
+    std::fs::write(&lpath, ltext.replace("install = \"install\"", "install = \"install V=1\"")).unwrap();
+    let plan = w.plan();
+    let building: Vec<&str> = plan.iter().filter(|(_, _, s)| s == "build").map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(building, ["libgreet", "hello"]);
+    let out = w.ok(&["build"]);
+    assert!(out.contains("built 2, cached 1"), "{out}");
+    let why = w.ok(&["why", "hello"]);
+    assert!(why.contains("cached"), "{why}");
+}
+
+fn slow_book(w: &World) {
+    // Three independent packages, the third slow, then one that needs all three.
+    for (name, extra) in [("a", ""), ("b", ""), ("slow", "sleep 4; ")] {
+        let mk = format!(
+            "all:\n\t{extra}echo built-{name} > out.txt\ninstall:\n\tinstall -D -m 0644 out.txt $(DESTDIR)/usr/share/{name}/out.txt\n"
+        );
+        let tb = tarball(&format!("{name}-1.0"), &[("Makefile", &mk, 0o644)]);
+        let sha = w.add_tarball(&format!("{name}-1.0.tar.gz"), &tb);
+        w.write_recipe(name, &w.recipe(name, &format!("{name}-1.0.tar.gz"), &sha, &[], ""));
+    }
+    let mk = "all:\n\tcat /sysroot/usr/share/*/out.txt > all.txt\ninstall:\n\tinstall -D -m 0644 all.txt $(DESTDIR)/usr/share/top/all.txt\n";
+    let tb = tarball("top-1.0", &[("Makefile", mk, 0o644)]);
+    let sha = w.add_tarball("top-1.0.tar.gz", &tb);
+    w.write_recipe("top", &w.recipe("top", "top-1.0.tar.gz", &sha, &["a", "b", "slow"], ""));
+}
+
+fn sandboxes_of(home: &std::path::Path) -> usize {
+    // Sandbox helpers are `xlfs __sandbox HOME/builds/.../spec.json`.
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.contains("__sandbox") && cmd.contains(&*home.to_string_lossy()) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn after_a_kill_during_a_build_resuming_gives_the_same_artifacts() {
+    let reference = World::new();
+    slow_book(&reference);
+    reference.ok(&["build"]);
+    let expected = reference.artifacts();
+    assert_eq!(expected.len(), 4);
+
+    let w = World::new();
+    slow_book(&w);
+    let mut child = w.cmd(&["build", "-j2"]).spawn().unwrap();
+    // Wait until the slow package is inside its sandbox, then kill xlfs without warning.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = std::fs::read_to_string(w.home().join("logs/slow.log")).unwrap_or_default();
+        if log.contains("==> xlfs: build") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slow build never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The sandbox dies with xlfs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sandboxes_of(&w.home()) > 0 {
+        assert!(Instant::now() < deadline, "a sandbox outlived the killed xlfs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let plan = w.plan();
+    let slow = plan.iter().find(|(n, _, _)| n == "slow").unwrap();
+    assert_eq!(slow.2, "build", "the interrupted package is not recorded as built");
+    let out = w.ok(&["build"]);
+    assert!(!out.contains("build a 1.0"), "a finished package was rebuilt: {out}");
+    assert_eq!(w.artifacts(), expected);
+}
+
+#[test]
+fn a_corrupt_or_truncated_source_is_refused_and_never_unpacked() {
+    let w = World::new();
+    w.greet_and_hello(&["libgreet"]);
+    let good = std::fs::read(w.mirror().join("libgreet-1.0.tar.gz")).unwrap();
+    std::fs::write(w.mirror().join("libgreet-1.0.tar.gz"), &good[..good.len() / 2]).unwrap();
+    let out = w.fails(&["build", "libgreet"]);
+    assert!(out.contains("cannot get libgreet-1.0.tar.gz"), "{out}");
+    assert!(out.contains("sha256"), "{out}");
+    assert!(out.contains(&w.mirror().display().to_string()), "the places tried are listed: {out}");
+    assert!(!w.home().join("sources/libgreet-1.0.tar.gz").exists());
+    let builds: Vec<_> = std::fs::read_dir(w.home().join("builds")).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(builds.is_empty(), "nothing was unpacked");
+}
+
+#[test]
+fn a_malicious_tarball_is_refused() {
+    let cases: [(&str, fn() -> Vec<u8>, &str); 3] = [
+        ("dotdot", || raw_tar("evil/../../escaped", b"x", tar::EntryType::Regular, None), ".."),
+        ("absolute", || raw_tar("/tmp/xlfs-absolute-escape", b"x", tar::EntryType::Regular, None), "absolute"),
+        ("symlink", || raw_tar("evil/link", b"", tar::EntryType::Symlink, Some("/etc")), "symlink"),
+    ];
+    for (name, make, why) in cases {
+        let w = World::new();
+        let sha = w.add_tarball(&format!("{name}.tar.gz"), &make());
+        w.write_recipe(name, &w.recipe(name, &format!("{name}.tar.gz"), &sha, &[], ""));
+        let out = w.fails(&["build"]);
+        assert!(out.contains("FAILED"), "{name}: {out}");
+        assert!(out.to_lowercase().contains(why), "{name}: expected `{why}` in: {out}");
+        assert!(!std::path::Path::new("/tmp/xlfs-absolute-escape").exists());
+        assert!(!w.path().join("escaped").exists() && !w.home().join("escaped").exists());
+    }
+}
+
+/// A gzipped tar with one member whose name is written raw (bypassing the tar crate's checks).
+fn raw_tar(name: &str, body: &[u8], kind: tar::EntryType, link: Option<&str>) -> Vec<u8> {
+    let mut h = tar::Header::new_old();
+    {
+        let old = h.as_old_mut();
+        old.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(l) = link {
+            old.linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+    }
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_size(body.len() as u64);
+    h.set_mtime(0);
+    h.set_cksum();
+    let mut raw = h.as_bytes().to_vec();
+    raw.extend_from_slice(body);
+    raw.resize(raw.len().div_ceil(512) * 512 + 1024, 0);
+    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn two_concurrent_builds_on_one_store_wait_or_refuse() {
+    let w = World::new();
+    slow_book(&w);
+    let mut first = w.cmd(&["build", "slow"]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(w.home().join("lock")).unwrap_or_default().contains("pid") {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // --no-wait refuses cleanly, naming the holder.
+    let out = w.fails(&["build", "slow", "--no-wait"]);
+    assert!(out.contains("another xlfs"), "{out}");
+    assert!(out.contains(&format!("pid {}", first.id())), "{out}");
+    // Without it, the second waits and then finds everything built.
+    let out = w.ok(&["build", "slow"]);
+    assert!(out.contains("waiting for the lock"), "{out}");
+    assert!(out.contains("nothing to do"), "{out}");
+    assert!(first.wait().unwrap().success());
+}
+
+#[test]
+fn book_errors_name_file_line_and_fix() {
+    let w = World::new();
+    w.greet_and_hello(&["libgret"]);
+    let out = w.fails(&["plan"]);
+    assert!(out.contains("hello.toml:"), "{out}");
+    assert!(out.contains("unknown package `libgret`"), "{out}");
+    assert!(out.contains("did you mean `libgreet`?"), "{out}");
+    let out = w.run(&["book", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+}
