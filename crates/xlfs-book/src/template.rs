@@ -58,6 +58,9 @@ pub struct Template {
     pub vars: BTreeMap<String, VarDef>,
     /// Step name → shell text with `{{ var }}` placeholders.
     pub steps: BTreeMap<String, String>,
+    /// The steps compiled once (templates named after the steps).
+    #[serde(skip)]
+    compiled: std::sync::Arc<minijinja::Environment<'static>>,
 }
 
 impl Template {
@@ -68,9 +71,6 @@ impl Template {
         name: &str,
         version: &str,
     ) -> Result<BTreeMap<String, String>, (String, String)> {
-        let mut env = minijinja::Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        env.set_keep_trailing_newline(true);
         let mut ctx: BTreeMap<String, String> = self
             .vars
             .iter()
@@ -82,9 +82,11 @@ impl Template {
         ctx.insert("name".into(), name.into());
         ctx.insert("version".into(), version.into());
         let mut out = BTreeMap::new();
-        for (step, text) in &self.steps {
-            let rendered = env
-                .render_str(text, &ctx)
+        for step in self.steps.keys() {
+            let rendered = self
+                .compiled
+                .get_template(step)
+                .and_then(|t| t.render(&ctx))
                 .map_err(|e| (step.clone(), e.to_string()))?;
             out.insert(step.clone(), rendered);
         }
@@ -149,11 +151,25 @@ pub fn parse_template(path: &Path, name: &str, text: &str) -> (Option<Template>,
         sink.error(None, "steps", "a template needs a [steps] table", None);
     }
     top.finish(&mut sink, &["template", "vars", "steps"]);
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    for (step, text) in &steps {
+        if let Err(e) = env.add_template_owned(step.clone(), text.clone()) {
+            sink.error(
+                None,
+                format!("steps.{step}"),
+                format!("invalid template syntax: {e}"),
+                None,
+            );
+        }
+    }
     let t = Template {
         name: name.to_string(),
         summary,
         vars,
         steps,
+        compiled: std::sync::Arc::new(env),
     };
     (sink.diags.is_empty().then_some(t), sink.diags)
 }

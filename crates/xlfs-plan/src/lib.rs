@@ -215,36 +215,41 @@ pub fn plan(
         .collect();
 
     // Kahn's algorithm, alphabetical among the ready ones, so the order is deterministic.
-    let mut order = Vec::new();
-    let mut done: BTreeSet<&str> = BTreeSet::new();
-    let mut pending: BTreeSet<&str> = needed.iter().map(|s| s.as_str()).collect();
-    while !pending.is_empty() {
-        let ready: Vec<&str> = pending
-            .iter()
-            .copied()
-            .filter(|n| roots_of[n].iter().all(|d| done.contains(d.as_str())))
-            .collect();
-        // The book has no cycles (checked on load), so something is always ready.
-        assert!(!ready.is_empty(), "dependency cycle among {pending:?}");
-        for n in ready {
-            pending.remove(n);
-            done.insert(n);
-            order.push(n);
+    let mut waiting_on: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (n, root) in &roots_of {
+        waiting_on.insert(n, root.len());
+        for d in root {
+            dependents.entry(d.as_str()).or_default().push(n);
         }
     }
+    let mut ready: BTreeSet<&str> = waiting_on
+        .iter()
+        .filter(|(_, c)| **c == 0)
+        .map(|(n, _)| *n)
+        .collect();
+    let mut order = Vec::with_capacity(needed.len());
+    while let Some(n) = ready.pop_first() {
+        order.push(n);
+        for d in dependents.get(n).into_iter().flatten() {
+            let c = waiting_on.get_mut(d).expect("known");
+            *c -= 1;
+            if *c == 0 {
+                ready.insert(d);
+            }
+        }
+    }
+    // The book has no cycles (checked on load), so everything got an order.
+    assert_eq!(order.len(), needed.len(), "dependency cycle in the plan");
 
+    let position: BTreeMap<&str, usize> = order.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let mut keys: BTreeMap<&str, String> = BTreeMap::new();
     let mut steps = Vec::new();
     for name in order {
         let r = &book.recipes[name];
-        let root: Vec<String> = {
-            let set = &roots_of[name];
-            steps
-                .iter()
-                .map(|s: &Step| s.name.clone())
-                .filter(|n| set.contains(n))
-                .collect()
-        };
+        // The build root in plan order.
+        let mut root: Vec<String> = roots_of[name].iter().cloned().collect();
+        root.sort_by_key(|n| position[n.as_str()]);
         let inputs = Inputs {
             recipe: recipe_hash(r),
             sources: sources_hash(r),

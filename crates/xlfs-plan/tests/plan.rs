@@ -50,7 +50,7 @@ fn order_is_deterministic_and_respects_build_roots() {
     let b = sample("true");
     let p = plan(&b, &[], &envs(), &|_| None, &|_| false).unwrap();
     let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["libc", "tool", "libz", "app"]);
+    assert_eq!(names, ["libc", "libz", "app", "tool"]);
     // app's build root holds libz and its runtime closure (libc), not app's own run deps.
     assert_eq!(p.get("app").unwrap().build_root, ["libc", "libz"]);
     assert!(p

@@ -24,7 +24,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed()
     );
     for e in m.elf_files().take(5) {
-        println!("  {} [{}] needs {:?}", e.path, e.elf.as_deref().unwrap_or(""), e.needed);
+        println!(
+            "  {} [{}] needs {:?}",
+            e.path,
+            e.elf.as_deref().unwrap_or(""),
+            e.needed
+        );
     }
     Ok(())
 }

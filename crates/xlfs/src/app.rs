@@ -77,7 +77,7 @@ impl App {
     }
 
     pub fn envs(&self) -> EnvIds {
-        xlfs_build::envid::probe()
+        xlfs_build::envid::probe_cached(&self.home.root.join("envid"))
     }
 
     /// Plan `targets` against the state database and the store.

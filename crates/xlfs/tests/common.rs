@@ -24,28 +24,34 @@ pub fn tarball(top: &str, files: &[(&str, &str, u32)]) -> Vec<u8> {
     dir.set_mode(0o755);
     dir.set_mtime(0);
     dir.set_size(0);
-    tar.append_data(&mut dir, format!("{top}/"), std::io::empty()).unwrap();
+    tar.append_data(&mut dir, format!("{top}/"), std::io::empty())
+        .unwrap();
     for (path, body, mode) in files {
         let mut h = tar::Header::new_gnu();
         h.set_size(body.len() as u64);
         h.set_mode(*mode);
         h.set_mtime(0);
-        tar.append_data(&mut h, format!("{top}/{path}"), body.as_bytes()).unwrap();
+        tar.append_data(&mut h, format!("{top}/{path}"), body.as_bytes())
+            .unwrap();
     }
     let raw = tar.into_inner().unwrap();
-    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, &raw).unwrap();
     gz.finish().unwrap()
 }
 
 pub const GREET_H: &str = "const char *greet(void);\n";
-pub const GREET_C: &str = "#include \"greet.h\"\nconst char *greet(void) { return \"hello from libgreet\"; }\n";
+pub const GREET_C: &str =
+    "#include \"greet.h\"\nconst char *greet(void) { return \"hello from libgreet\"; }\n";
 pub const GREET_MK: &str = "all: libgreet.so\n\
 libgreet.so: greet.c greet.h\n\t$(CC) -shared -fPIC -O2 -o $@ greet.c\n\
 check: libgreet.so\n\ttest -s libgreet.so\n\
 install:\n\tinstall -D -m 0755 libgreet.so $(DESTDIR)/usr/lib/libgreet.so\n\
 \tinstall -D -m 0644 greet.h $(DESTDIR)/usr/include/greet.h\n";
-pub const HELLO_C: &str = "#include <stdio.h>\n#include <greet.h>\nint main(void) { puts(greet()); return 0; }\n";
+pub const HELLO_C: &str =
+    "#include <stdio.h>\n#include <greet.h>\nint main(void) { puts(greet()); return 0; }\n";
 pub const HELLO_MK: &str = "all: hello\n\
 hello: hello.c\n\t$(CC) -O2 -o hello hello.c -lgreet\n\
 check: hello\n\tLD_LIBRARY_PATH=/sysroot/usr/lib ./hello\n\
@@ -59,7 +65,11 @@ impl World {
         std::fs::create_dir_all(w.book().join("templates")).unwrap();
         std::fs::create_dir_all(w.mirror()).unwrap();
         std::fs::write(w.book().join("templates/make.toml"), MAKE_TEMPLATE).unwrap();
-        std::fs::write(w.book().join("book.toml"), "[book]\nname = \"test\"\nsource-date-epoch = 1700000000\n").unwrap();
+        std::fs::write(
+            w.book().join("book.toml"),
+            "[book]\nname = \"test\"\nsource-date-epoch = 1700000000\n",
+        )
+        .unwrap();
         w
     }
 
@@ -101,11 +111,21 @@ impl World {
     pub fn greet_and_hello(&self, hello_deps: &[&str]) {
         let lib = tarball(
             "libgreet-1.0",
-            &[("greet.h", GREET_H, 0o644), ("greet.c", GREET_C, 0o644), ("Makefile", GREET_MK, 0o644)],
+            &[
+                ("greet.h", GREET_H, 0o644),
+                ("greet.c", GREET_C, 0o644),
+                ("Makefile", GREET_MK, 0o644),
+            ],
         );
         let sha = self.add_tarball("libgreet-1.0.tar.gz", &lib);
-        self.write_recipe("libgreet", &self.recipe("libgreet", "libgreet-1.0.tar.gz", &sha, &[], ""));
-        let hello = tarball("hello-1.0", &[("hello.c", HELLO_C, 0o644), ("Makefile", HELLO_MK, 0o644)]);
+        self.write_recipe(
+            "libgreet",
+            &self.recipe("libgreet", "libgreet-1.0.tar.gz", &sha, &[], ""),
+        );
+        let hello = tarball(
+            "hello-1.0",
+            &[("hello.c", HELLO_C, 0o644), ("Makefile", HELLO_MK, 0o644)],
+        );
         let sha = self.add_tarball("hello-1.0.tar.gz", &hello);
         self.write_recipe(
             "hello",

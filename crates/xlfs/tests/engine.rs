@@ -16,7 +16,10 @@ fn a_dependency_is_visible_to_its_dependent_and_a_second_build_is_cached() {
     assert!(log.contains("hello from libgreet"), "{log}");
     let files = w.ok(&["files", "hello"]);
     assert!(files.contains("/usr/bin/hello"), "{files}");
-    assert!(files.contains("libgreet.so"), "the manifest lists hello's ELF needs: {files}");
+    assert!(
+        files.contains("libgreet.so"),
+        "the manifest lists hello's ELF needs: {files}"
+    );
     // Second run: nothing to do.
     let out = w.ok(&["build"]);
     assert!(out.contains("nothing to do"), "{out}");
@@ -29,7 +32,10 @@ fn an_undeclared_dependency_fails_the_build() {
     w.greet_and_hello(&[]);
     let out = w.fails(&["build", "hello", "libgreet"]);
     assert!(out.contains("FAILED hello"), "{out}");
-    assert!(out.contains("greet.h"), "the compiler's complaint is shown: {out}");
+    assert!(
+        out.contains("greet.h"),
+        "the compiler's complaint is shown: {out}"
+    );
     assert!(out.contains("build tree kept for inspection"), "{out}");
     let status = w.ok(&["status"]);
     assert!(status.contains("FAILED hello"), "{status}");
@@ -51,9 +57,17 @@ fn changing_one_recipe_rebuilds_only_it_and_its_dependents() {
     assert!(w.plan().iter().all(|(_, _, s)| s == "cached"));
 
     // Changing hello rebuilds hello only.
-    std::fs::write(&path, text.replace("install = \"install\"", "install = \"install CFLAGS=-O1\"")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("install = \"install\"", "install = \"install CFLAGS=-O1\""),
+    )
+    .unwrap();
     let plan = w.plan();
-    let building: Vec<&str> = plan.iter().filter(|(_, _, s)| s == "build").map(|(n, _, _)| n.as_str()).collect();
+    let building: Vec<&str> = plan
+        .iter()
+        .filter(|(_, _, s)| s == "build")
+        .map(|(n, _, _)| n.as_str())
+        .collect();
     assert_eq!(building, ["hello"]);
     let why = w.ok(&["why", "hello"]);
     assert!(why.contains("recipe changed"), "{why}");
@@ -61,9 +75,17 @@ fn changing_one_recipe_rebuilds_only_it_and_its_dependents() {
     // Changing libgreet rebuilds libgreet and hello, not other.
     let lpath = w.book().join("libgreet.toml");
     let ltext = std::fs::read_to_string(&lpath).unwrap();
-    std::fs::write(&lpath, ltext.replace("install = \"install\"", "install = \"install V=1\"")).unwrap();
+    std::fs::write(
+        &lpath,
+        ltext.replace("install = \"install\"", "install = \"install V=1\""),
+    )
+    .unwrap();
     let plan = w.plan();
-    let building: Vec<&str> = plan.iter().filter(|(_, _, s)| s == "build").map(|(n, _, _)| n.as_str()).collect();
+    let building: Vec<&str> = plan
+        .iter()
+        .filter(|(_, _, s)| s == "build")
+        .map(|(n, _, _)| n.as_str())
+        .collect();
     assert_eq!(building, ["libgreet", "hello"]);
     let out = w.ok(&["build"]);
     assert!(out.contains("built 2, cached 1"), "{out}");
@@ -79,12 +101,18 @@ fn slow_book(w: &World) {
         );
         let tb = tarball(&format!("{name}-1.0"), &[("Makefile", &mk, 0o644)]);
         let sha = w.add_tarball(&format!("{name}-1.0.tar.gz"), &tb);
-        w.write_recipe(name, &w.recipe(name, &format!("{name}-1.0.tar.gz"), &sha, &[], ""));
+        w.write_recipe(
+            name,
+            &w.recipe(name, &format!("{name}-1.0.tar.gz"), &sha, &[], ""),
+        );
     }
     let mk = "all:\n\tcat /sysroot/usr/share/*/out.txt > all.txt\ninstall:\n\tinstall -D -m 0644 all.txt $(DESTDIR)/usr/share/top/all.txt\n";
     let tb = tarball("top-1.0", &[("Makefile", mk, 0o644)]);
     let sha = w.add_tarball("top-1.0.tar.gz", &tb);
-    w.write_recipe("top", &w.recipe("top", "top-1.0.tar.gz", &sha, &["a", "b", "slow"], ""));
+    w.write_recipe(
+        "top",
+        &w.recipe("top", "top-1.0.tar.gz", &sha, &["a", "b", "slow"], ""),
+    );
 }
 
 fn sandboxes_of(home: &std::path::Path) -> usize {
@@ -132,9 +160,15 @@ fn after_a_kill_during_a_build_resuming_gives_the_same_artifacts() {
     }
     let plan = w.plan();
     let slow = plan.iter().find(|(n, _, _)| n == "slow").unwrap();
-    assert_eq!(slow.2, "build", "the interrupted package is not recorded as built");
+    assert_eq!(
+        slow.2, "build",
+        "the interrupted package is not recorded as built"
+    );
     let out = w.ok(&["build"]);
-    assert!(!out.contains("build a 1.0"), "a finished package was rebuilt: {out}");
+    assert!(
+        !out.contains("build a 1.0"),
+        "a finished package was rebuilt: {out}"
+    );
     assert_eq!(w.artifacts(), expected);
 }
 
@@ -147,18 +181,35 @@ fn a_corrupt_or_truncated_source_is_refused_and_never_unpacked() {
     let out = w.fails(&["build", "libgreet"]);
     assert!(out.contains("cannot get libgreet-1.0.tar.gz"), "{out}");
     assert!(out.contains("sha256"), "{out}");
-    assert!(out.contains(&w.mirror().display().to_string()), "the places tried are listed: {out}");
+    assert!(
+        out.contains(&w.mirror().display().to_string()),
+        "the places tried are listed: {out}"
+    );
     assert!(!w.home().join("sources/libgreet-1.0.tar.gz").exists());
-    let builds: Vec<_> = std::fs::read_dir(w.home().join("builds")).map(|d| d.flatten().collect()).unwrap_or_default();
+    let builds: Vec<_> = std::fs::read_dir(w.home().join("builds"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
     assert!(builds.is_empty(), "nothing was unpacked");
 }
 
 #[test]
 fn a_malicious_tarball_is_refused() {
     let cases: [(&str, fn() -> Vec<u8>, &str); 3] = [
-        ("dotdot", || raw_tar("evil/../../escaped", b"x", tar::EntryType::Regular, None), ".."),
-        ("absolute", || raw_tar("/tmp/xlfs-absolute-escape", b"x", tar::EntryType::Regular, None), "absolute"),
-        ("symlink", || raw_tar("evil/link", b"", tar::EntryType::Symlink, Some("/etc")), "symlink"),
+        (
+            "dotdot",
+            || raw_tar("evil/../../escaped", b"x", tar::EntryType::Regular, None),
+            "..",
+        ),
+        (
+            "absolute",
+            || raw_tar("/tmp/xlfs-absolute-escape", b"x", tar::EntryType::Regular, None),
+            "absolute",
+        ),
+        (
+            "symlink",
+            || raw_tar("evil/link", b"", tar::EntryType::Symlink, Some("/etc")),
+            "symlink",
+        ),
     ];
     for (name, make, why) in cases {
         let w = World::new();
@@ -166,7 +217,10 @@ fn a_malicious_tarball_is_refused() {
         w.write_recipe(name, &w.recipe(name, &format!("{name}.tar.gz"), &sha, &[], ""));
         let out = w.fails(&["build"]);
         assert!(out.contains("FAILED"), "{name}: {out}");
-        assert!(out.to_lowercase().contains(why), "{name}: expected `{why}` in: {out}");
+        assert!(
+            out.to_lowercase().contains(why),
+            "{name}: expected `{why}` in: {out}"
+        );
         assert!(!std::path::Path::new("/tmp/xlfs-absolute-escape").exists());
         assert!(!w.path().join("escaped").exists() && !w.home().join("escaped").exists());
     }
@@ -190,7 +244,9 @@ fn raw_tar(name: &str, body: &[u8], kind: tar::EntryType, link: Option<&str>) ->
     let mut raw = h.as_bytes().to_vec();
     raw.extend_from_slice(body);
     raw.resize(raw.len().div_ceil(512) * 512 + 1024, 0);
-    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, &raw).unwrap();
     gz.finish().unwrap()
 }
@@ -201,7 +257,10 @@ fn two_concurrent_builds_on_one_store_wait_or_refuse() {
     slow_book(&w);
     let mut first = w.cmd(&["build", "slow"]).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(w.home().join("lock")).unwrap_or_default().contains("pid") {
+    while !std::fs::read_to_string(w.home().join("lock"))
+        .unwrap_or_default()
+        .contains("pid")
+    {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(20));
     }

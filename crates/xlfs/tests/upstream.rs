@@ -25,10 +25,16 @@ fn zlib_is_fetched_from_the_debian_archive_and_built() {
         t
     };
     let out = run(&["fetch", "zlib"]);
-    assert!(out.contains("/pool/main/z/zlib/"), "fetched from the Debian pool: {out}");
+    assert!(
+        out.contains("/pool/main/z/zlib/"),
+        "fetched from the Debian pool: {out}"
+    );
     run(&["build", "zlib"]);
     let files = run(&["files", "zlib"]);
     assert!(files.contains("/usr/lib/libz.so.1.3.1"), "{files}");
     assert!(files.contains("/usr/include/zlib.h"), "{files}");
-    assert!(!files.contains("libz.a"), "post-install removed the static library: {files}");
+    assert!(
+        !files.contains("libz.a"),
+        "post-install removed the static library: {files}"
+    );
 }

@@ -1,0 +1,260 @@
+//! `scripts/bench.sh`: measures the engine against its targets and prints the figures.
+//!
+//! 1. `xlfs plan` on a generated book of 2,000 recipes (target < 200 ms);
+//! 2. a no-op `xlfs build` of a fully cached 100-package book (target < 1 s);
+//! 3. per-package overhead (sandbox, pack, store) of a trivial package (target < 300 ms);
+//! 4. CPU utilisation of a `-j2` build of 20 independent small packages (target ≥ 90 %).
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const MAKE_TEMPLATE: &str = include_str!("../../../book/templates/make.toml");
+
+struct Book {
+    dir: tempfile::TempDir,
+}
+
+impl Book {
+    fn new() -> Book {
+        let b = Book {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        std::fs::create_dir_all(b.book().join("templates")).unwrap();
+        std::fs::create_dir_all(b.mirror()).unwrap();
+        std::fs::write(b.book().join("templates/make.toml"), MAKE_TEMPLATE).unwrap();
+        std::fs::write(b.book().join("book.toml"), "[book]\nname = \"bench\"\n").unwrap();
+        b
+    }
+    fn book(&self) -> PathBuf {
+        self.dir.path().join("book")
+    }
+    fn mirror(&self) -> PathBuf {
+        self.dir.path().join("mirror")
+    }
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+    /// A package whose Makefile's `all` runs `work` and installs one file.
+    fn package(&self, name: &str, deps: &[String], work: &str) {
+        let mk = format!(
+            "all:\n\t{work}\n\techo {name} > out.txt\ninstall:\n\tinstall -D -m 0644 out.txt $(DESTDIR)/usr/share/{name}/out.txt\n"
+        );
+        let tgz = tarball(&format!("{name}-1"), &[("Makefile", &mk)]);
+        let file = format!("{name}-1.tar.gz");
+        std::fs::write(self.mirror().join(&file), &tgz).unwrap();
+        self.recipe(name, &file, &hex::encode(Sha256::digest(&tgz)), deps);
+    }
+    fn recipe(&self, name: &str, file: &str, sha: &str, deps: &[String]) {
+        let deps: Vec<String> = deps.iter().map(|d| format!("\"{d}\"")).collect();
+        std::fs::write(
+            self.book().join(format!("{name}.toml")),
+            format!(
+                "[package]\nname = \"{name}\"\nversion = \"1\"\nlicense = \"MIT\"\n[[source]]\nfile = \"{file}\"\nsha256 = \"{sha}\"\n[depends]\nbuild = [{}]\n[build]\ntemplate = \"make\"\ninstall = \"install\"\n",
+                deps.join(", ")
+            ),
+        )
+        .unwrap();
+    }
+    fn xlfs(&self, args: &[&str]) -> Duration {
+        let t = Instant::now();
+        let out = Command::new(xlfs_exe())
+            .arg("--book")
+            .arg(self.book())
+            .arg("--home")
+            .arg(self.home())
+            .arg("--mirror-dir")
+            .arg(self.mirror())
+            .arg("--quiet")
+            .args(args)
+            .output()
+            .expect("run xlfs");
+        let d = t.elapsed();
+        if !out.status.success() {
+            panic!(
+                "xlfs {args:?} failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        d
+    }
+}
+
+fn tarball(top: &str, files: &[(&str, &str)]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, body) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        tar.append_data(&mut h, format!("{top}/{path}"), body.as_bytes())
+            .unwrap();
+    }
+    let raw = tar.into_inner().unwrap();
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    gz.finish().unwrap()
+}
+
+fn xlfs_exe() -> PathBuf {
+    let me = std::env::current_exe().unwrap();
+    let exe = me.with_file_name("xlfs");
+    assert!(exe.exists(), "build xlfs first: {} is missing", exe.display());
+    exe
+}
+
+fn children_cpu() -> Duration {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let d = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    d(u.ru_utime) + d(u.ru_stime)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "MISSED"
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn bench_plan() {
+    let b = Book::new();
+    let n = 2000;
+    let mut seed: u64 = 42;
+    let mut rnd = |m: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % m
+    };
+    for i in 0..n {
+        let mut deps = Vec::new();
+        if i > 0 {
+            for _ in 0..rnd(4) {
+                let d = format!("p{:04}", rnd(i));
+                if !deps.contains(&d) {
+                    deps.push(d);
+                }
+            }
+        }
+        b.recipe(
+            &format!("p{i:04}"),
+            &format!("p{i:04}.tar.gz"),
+            "60dd315c07f616887caa029408308a018ace66e3d142726a97db164b3b8f69fb",
+            &deps,
+        );
+    }
+    // In-process: load the book and plan.
+    let mut load = Vec::new();
+    let mut plan = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let book = xlfs_book::Book::load(&b.book()).expect("book loads");
+        load.push(t.elapsed());
+        let envs = xlfs_plan::EnvIds {
+            host: "h".into(),
+            chroot: "c".into(),
+        };
+        let t = Instant::now();
+        let p = xlfs_plan::plan(&book, &[], &envs, &|_| None, &|_| false).unwrap();
+        plan.push(t.elapsed());
+        assert_eq!(p.steps.len(), n as usize);
+    }
+    // The whole command, cold process each time.
+    b.xlfs(&["plan"]);
+    let cli = median((0..5).map(|_| b.xlfs(&["plan"])).collect());
+    println!(
+        "plan, 2000 recipes:     {:>8.1} ms  `xlfs plan` (load {:.1} ms + plan {:.1} ms in process)  target < 200 ms  {}",
+        cli.as_secs_f64() * 1e3,
+        median(load).as_secs_f64() * 1e3,
+        median(plan).as_secs_f64() * 1e3,
+        verdict(cli < Duration::from_millis(200))
+    );
+}
+
+fn bench_noop_and_overhead() {
+    let b = Book::new();
+    for i in 0..100 {
+        let deps = if i >= 10 {
+            vec![format!("t{:03}", i % 10)]
+        } else {
+            vec![]
+        };
+        b.package(&format!("t{i:03}"), &deps, "true");
+    }
+    let cold = b.xlfs(&["build", "-j2"]);
+    let noop = median((0..5).map(|_| b.xlfs(&["build"])).collect());
+    println!(
+        "no-op build, 100 pkgs:  {:>8.1} ms  (cold build of the same book: {:.1} s)  target < 1 s  {}",
+        noop.as_secs_f64() * 1e3,
+        cold.as_secs_f64(),
+        verdict(noop < Duration::from_secs(1))
+    );
+
+    let b = Book::new();
+    for i in 0..10 {
+        b.package(&format!("o{i:02}"), &[], "true");
+    }
+    b.xlfs(&["fetch"]);
+    let t = b.xlfs(&["build", "-j1"]);
+    let per = t / 10;
+    println!(
+        "per-package overhead:   {:>8.1} ms  (10 trivial packages, -j1, {:.2} s in all)  target < 300 ms  {}",
+        per.as_secs_f64() * 1e3,
+        t.as_secs_f64(),
+        verdict(per < Duration::from_millis(300))
+    );
+}
+
+fn bench_utilisation() {
+    let b = Book::new();
+    // Each package burns about a second of CPU in a single-threaded loop.
+    for i in 0..20 {
+        b.package(
+            &format!("u{i:02}"),
+            &[],
+            "i=0; while [ $$i -lt 400000 ]; do i=$$((i+1)); done",
+        );
+    }
+    b.xlfs(&["fetch"]);
+    let cpu0 = children_cpu();
+    let wall = b.xlfs(&["build", "-j2"]);
+    let cpu = children_cpu() - cpu0;
+    let util = cpu.as_secs_f64() / (wall.as_secs_f64() * 2.0);
+    println!(
+        "CPU use, -j2, 20 pkgs:  {:>8.1} %  ({:.1} s CPU over {:.1} s wall on 2 slots)  target >= 90 %  {}",
+        util * 100.0,
+        cpu.as_secs_f64(),
+        wall.as_secs_f64(),
+        verdict(util >= 0.9)
+    );
+}
+
+fn main() {
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let want = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
+    println!(
+        "xlfs benchmarks ({} cores)",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    if want("plan") {
+        bench_plan();
+    }
+    if want("build") {
+        bench_noop_and_overhead();
+    }
+    if want("cpu") {
+        bench_utilisation();
+    }
+    let _ = Path::new("");
+}
