@@ -5,6 +5,7 @@
 
 mod book;
 mod diag;
+pub mod profile;
 mod reader;
 mod recipe;
 mod template;

@@ -1,0 +1,551 @@
+//! Profiles: what a system is. `book/profiles/NAME.toml` describes the Xen host (its packages,
+//! the Xen and Linux command lines, hostname, bridge) and its guests (kernel, root filesystem,
+//! memory, vcpus, network), plus how to boot it for checks.
+//!
+//! ```toml
+//! [profile]
+//! summary = "Xen + dom0 + one PV guest, BusyBox userland"
+//! [host]
+//! hostname = "xlfs-host"
+//! xen = "xen"
+//! kernel = "linux"
+//! packages = ["busybox", "xen-tools"]
+//! xen-cmdline = "console=com1 com1=115200,8n1 dom0_mem=512M,max:512M"
+//! linux-cmdline = "console=hvc0 earlyprintk=xen"
+//! bridge = { name = "xenbr0", address = "10.0.0.1/24" }
+//! [[guest]]
+//! name = "demo"
+//! kernel = "linux"
+//! packages = ["busybox"]
+//! memory = 128
+//! network = { bridge = "xenbr0", address = "10.0.0.2/24", mac = "00:16:3e:00:00:02" }
+//! ```
+
+use crate::diag::{suggest, BookErrors, Diagnostic, Sink};
+use crate::reader::{At, Reader};
+use crate::Book;
+use serde::Serialize;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (a, p) = s.split_once('/')?;
+        let addr: Ipv4Addr = a.parse().ok()?;
+        let prefix: u8 = p.parse().ok()?;
+        (1..=30).contains(&prefix).then_some(Cidr { addr, prefix })
+    }
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::MAX << (32 - self.prefix))
+    }
+    pub fn same_network(&self, other: &Cidr) -> bool {
+        let m = u32::from(self.netmask());
+        self.prefix == other.prefix && (u32::from(self.addr) & m) == (u32::from(other.addr) & m)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bridge {
+    pub name: String,
+    pub address: Cidr,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    pub hostname: String,
+    pub xen: String,
+    pub kernel: String,
+    pub packages: Vec<String>,
+    pub xen_cmdline: String,
+    pub linux_cmdline: String,
+    pub bridge: Option<Bridge>,
+    /// Directory of files copied over the root filesystem, relative to the profile file.
+    pub overlay: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestType {
+    Pv,
+    Pvh,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GuestNet {
+    pub bridge: String,
+    pub address: Cidr,
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Guest {
+    pub name: String,
+    pub hostname: String,
+    pub kind: GuestType,
+    pub kernel: String,
+    pub packages: Vec<String>,
+    pub memory_mib: u32,
+    pub vcpus: u32,
+    pub disk_mib: u32,
+    pub cmdline: String,
+    pub network: Option<GuestNet>,
+    pub overlay: Option<String>,
+    pub autostart: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AccelChoice {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BootSettings {
+    /// RAM of the QEMU machine, MiB.
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub accel: AccelChoice,
+    /// Overall budget for `boot --check`, seconds.
+    pub timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Profile {
+    pub name: String,
+    pub summary: String,
+    #[serde(skip)]
+    pub path: PathBuf,
+    pub host: Host,
+    pub guests: Vec<Guest>,
+    pub boot: BootSettings,
+}
+
+impl Profile {
+    /// Every package the profile needs built (hosts, kernels, guests).
+    pub fn targets(&self) -> Vec<String> {
+        let mut t = vec![self.host.xen.clone(), self.host.kernel.clone()];
+        t.extend(self.host.packages.iter().cloned());
+        for g in &self.guests {
+            t.push(g.kernel.clone());
+            t.extend(g.packages.iter().cloned());
+        }
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    /// The directory that holds the profile file (overlays are relative to it).
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new(""))
+    }
+
+    /// Load `book/profiles/NAME.toml` and check it against the book.
+    pub fn load(book: &Book, name: &str) -> Result<Profile, BookErrors> {
+        let rel = PathBuf::from("profiles").join(format!("{name}.toml"));
+        let full = book.root.join(&rel);
+        let text = std::fs::read_to_string(&full).map_err(|e| {
+            let known = list_profiles(&book.root);
+            let help = suggest(name, known.iter().map(|s| s.as_str()))
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| format!("profiles in this book: {}", known.join(", ")));
+            BookErrors(vec![Diagnostic {
+                file: full.clone(),
+                line: 0,
+                col: 0,
+                field: String::new(),
+                message: format!("no profile `{name}`: {e}"),
+                help: Some(help),
+            }])
+        })?;
+        let (p, mut diags) = parse_profile(&full, name, &text);
+        if let Some(p) = &p {
+            diags.extend(p.check(book));
+        }
+        match p {
+            Some(p) if diags.is_empty() => Ok(p),
+            _ => Err(BookErrors(diags)),
+        }
+    }
+
+    /// Cross-checks against the book: every package exists.
+    pub fn check(&self, book: &Book) -> Vec<Diagnostic> {
+        let mut d = Vec::new();
+        let mut need = |field: &str, pkg: &str| {
+            if !book.recipes.contains_key(pkg) {
+                d.push(Diagnostic {
+                    file: self.path.clone(),
+                    line: 0,
+                    col: 0,
+                    field: field.to_string(),
+                    message: format!("unknown package `{pkg}`"),
+                    help: suggest(pkg, book.recipes.keys().map(|s| s.as_str()))
+                        .map(|s| format!("did you mean `{s}`?")),
+                });
+            }
+        };
+        need("host.xen", &self.host.xen);
+        need("host.kernel", &self.host.kernel);
+        for p in &self.host.packages {
+            need("host.packages", p);
+        }
+        for (i, g) in self.guests.iter().enumerate() {
+            need(&format!("guest[{i}].kernel"), &g.kernel);
+            for p in &g.packages {
+                need(&format!("guest[{i}].packages"), p);
+            }
+        }
+        d
+    }
+}
+
+/// Names of the profiles in a book.
+pub fn list_profiles(book_root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(book_root.join("profiles"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let p = e.path();
+                    (p.extension()? == "toml").then(|| p.file_stem().unwrap_or_default().to_string_lossy().to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+fn valid_mac(m: &str) -> bool {
+    let parts: Vec<&str> = m.split(':').collect();
+    parts.len() == 6
+        && parts.iter().all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok())
+        && u8::from_str_radix(parts[0], 16).is_ok_and(|b| b & 1 == 0)
+}
+
+fn hostname(sink: &mut Sink, r: &mut Reader, default: &str) -> String {
+    match r.string(sink, "hostname") {
+        Some(h) if valid_hostname(&h.value) => h.value,
+        Some(h) => {
+            sink.error(
+                h.span,
+                r.field("hostname"),
+                format!("`{}` is not a valid hostname", h.value),
+                Some("use letters, digits and '-', e.g. \"xlfs-host\"".into()),
+            );
+            default.to_string()
+        }
+        None => default.to_string(),
+    }
+}
+
+fn number(sink: &mut Sink, r: &mut Reader, key: &str, default: u32, min: u32, max: u32, unit: &str) -> u32 {
+    match r.integer(sink, key) {
+        Some(At { value, span }) => {
+            if value < min as i64 || value > max as i64 {
+                sink.error(
+                    span,
+                    r.field(key),
+                    format!("{value} is out of range"),
+                    Some(format!("use a value between {min} and {max}{unit}")),
+                );
+                default
+            } else {
+                value as u32
+            }
+        }
+        None => default,
+    }
+}
+
+fn cidr(sink: &mut Sink, r: &mut Reader, key: &str) -> Option<Cidr> {
+    let s = r.required_string(sink, key, "\"10.0.0.1/24\"")?;
+    match Cidr::parse(&s.value) {
+        Some(c) => Some(c),
+        None => {
+            sink.error(
+                s.span,
+                r.field(key),
+                format!("`{}` is not an IPv4 address with a prefix length", s.value),
+                Some("write it as ADDRESS/PREFIX, e.g. \"10.0.0.1/24\"".into()),
+            );
+            None
+        }
+    }
+}
+
+fn packages(sink: &mut Sink, r: &mut Reader) -> Vec<String> {
+    r.string_list(sink, "packages")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| a.value)
+        .collect()
+}
+
+/// Parse a profile file (no cross-checks against the book).
+pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, Vec<Diagnostic>) {
+    let mut sink = Sink::new(path, text);
+    let doc = match toml_edit::ImDocument::parse(text) {
+        Ok(d) => d,
+        Err(e) => {
+            sink.error(e.span(), "", format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")), None);
+            return (None, sink.diags);
+        }
+    };
+    let mut top = Reader::new(doc.as_table(), Some(0..0), "");
+    let mut summary = String::new();
+    if let Some(mut p) = top.table(&mut sink, "profile") {
+        summary = p.string(&mut sink, "summary").map(|s| s.value).unwrap_or_default();
+        p.finish(&mut sink, &["summary"]);
+    }
+
+    let mut host = Host {
+        hostname: "xlfs".into(),
+        xen: String::new(),
+        kernel: String::new(),
+        packages: Vec::new(),
+        xen_cmdline: String::new(),
+        linux_cmdline: String::new(),
+        bridge: None,
+        overlay: None,
+    };
+    match top.table(&mut sink, "host") {
+        Some(mut h) => {
+            host.hostname = hostname(&mut sink, &mut h, "xlfs");
+            host.xen = h.required_string(&mut sink, "xen", "\"xen\"").map(|s| s.value).unwrap_or_default();
+            host.kernel = h.required_string(&mut sink, "kernel", "\"linux\"").map(|s| s.value).unwrap_or_default();
+            host.packages = packages(&mut sink, &mut h);
+            host.xen_cmdline = h
+                .required_string(&mut sink, "xen-cmdline", "\"console=com1 com1=115200,8n1 dom0_mem=512M\"")
+                .map(|s| s.value)
+                .unwrap_or_default();
+            host.linux_cmdline = h.string(&mut sink, "linux-cmdline").map(|s| s.value).unwrap_or_default();
+            host.overlay = h.string(&mut sink, "overlay").map(|s| s.value);
+            if let Some(mut b) = h.table(&mut sink, "bridge") {
+                let name = b.required_string(&mut sink, "name", "\"xenbr0\"");
+                let address = cidr(&mut sink, &mut b, "address");
+                b.finish(&mut sink, &["name", "address"]);
+                if let (Some(n), Some(a)) = (name, address) {
+                    host.bridge = Some(Bridge {
+                        name: n.value,
+                        address: a,
+                    });
+                }
+            }
+            if !host.xen_cmdline.contains("console=") {
+                sink.error(
+                    h.span(),
+                    "host.xen-cmdline",
+                    "Xen has no console= setting, so its messages would go nowhere",
+                    Some("add console=com1 com1=115200,8n1 for a serial console".into()),
+                );
+            }
+            h.finish(
+                &mut sink,
+                &["hostname", "xen", "kernel", "packages", "xen-cmdline", "linux-cmdline", "bridge", "overlay"],
+            );
+        }
+        None => {
+            if !top.has("host") {
+                sink.error(Some(0..0), "host", "missing [host] table", Some("describe the Xen host in [host]".into()));
+            }
+        }
+    }
+
+    let mut guests: Vec<Guest> = Vec::new();
+    for mut g in top.tables(&mut sink, "guest") {
+        let gname = g.required_string(&mut sink, "name", "\"demo\"");
+        let gname = match gname {
+            Some(n) if crate::is_valid_name(&n.value) => n.value,
+            Some(n) => {
+                sink.error(
+                    n.span,
+                    g.field("name"),
+                    format!("`{}` is not a valid guest name", n.value),
+                    Some("use lowercase letters, digits and '-'".into()),
+                );
+                continue;
+            }
+            None => continue,
+        };
+        if guests.iter().any(|o| o.name == gname) {
+            sink.error(g.span(), g.field("name"), format!("two guests are named `{gname}`"), None);
+        }
+        let kind = match g.string(&mut sink, "type") {
+            None => GuestType::Pv,
+            Some(t) => match t.value.as_str() {
+                "pv" => GuestType::Pv,
+                "pvh" => GuestType::Pvh,
+                other => {
+                    sink.error(
+                        t.span,
+                        g.field("type"),
+                        format!("unknown guest type `{other}`"),
+                        Some("use \"pv\" or \"pvh\" (HVM needs a device model, which xlfs hosts do not ship)".into()),
+                    );
+                    GuestType::Pv
+                }
+            },
+        };
+        let hostname = hostname(&mut sink, &mut g, &gname);
+        let kernel = g.required_string(&mut sink, "kernel", "\"linux\"").map(|s| s.value).unwrap_or_default();
+        let packages = packages(&mut sink, &mut g);
+        let memory_mib = number(&mut sink, &mut g, "memory", 128, 32, 65536, " MiB");
+        let vcpus = number(&mut sink, &mut g, "vcpus", 1, 1, 64, "");
+        let disk_mib = number(&mut sink, &mut g, "disk-size", 64, 8, 1 << 20, " MiB");
+        let cmdline = g.string(&mut sink, "cmdline").map(|s| s.value).unwrap_or_default();
+        let overlay = g.string(&mut sink, "overlay").map(|s| s.value);
+        let autostart = g.boolean(&mut sink, "autostart").unwrap_or(false);
+        let mut network = None;
+        if let Some(mut n) = g.table(&mut sink, "network") {
+            let bridge = n.required_string(&mut sink, "bridge", "\"xenbr0\"");
+            let address = cidr(&mut sink, &mut n, "address");
+            let mac = n.required_string(&mut sink, "mac", "\"00:16:3e:00:00:02\"");
+            if let Some(m) = &mac {
+                if !valid_mac(&m.value) {
+                    sink.error(
+                        m.span.clone(),
+                        n.field("mac"),
+                        format!("`{}` is not a unicast MAC address", m.value),
+                        Some("use six hex pairs in Xen's range, e.g. \"00:16:3e:00:00:02\"".into()),
+                    );
+                }
+            }
+            if let Some(b) = &bridge {
+                match &host.bridge {
+                    Some(hb) if hb.name == b.value => {
+                        if let Some(a) = &address {
+                            if !hb.address.same_network(a) {
+                                sink.error(
+                                    n.span(),
+                                    n.field("address"),
+                                    format!("{a} is not in the bridge's network {}", hb.address),
+                                    None,
+                                );
+                            } else if hb.address.addr == a.addr {
+                                sink.error(n.span(), n.field("address"), format!("{a} is the host's own address"), None);
+                            }
+                        }
+                    }
+                    Some(hb) => sink.error(
+                        b.span.clone(),
+                        n.field("bridge"),
+                        format!("no bridge `{}` on the host", b.value),
+                        Some(format!("the host's bridge is `{}`", hb.name)),
+                    ),
+                    None => sink.error(
+                        b.span.clone(),
+                        n.field("bridge"),
+                        format!("the host has no bridge for `{}`", b.value),
+                        Some("add host.bridge = { name = \"xenbr0\", address = \"10.0.0.1/24\" }".into()),
+                    ),
+                }
+            }
+            n.finish(&mut sink, &["bridge", "address", "mac"]);
+            if let (Some(b), Some(a), Some(m)) = (bridge, address, mac) {
+                network = Some(GuestNet {
+                    bridge: b.value,
+                    address: a,
+                    mac: m.value.to_lowercase(),
+                });
+            }
+        }
+        g.finish(
+            &mut sink,
+            &[
+                "name", "type", "hostname", "kernel", "packages", "memory", "vcpus", "disk-size", "cmdline",
+                "network", "overlay", "autostart",
+            ],
+        );
+        guests.push(Guest {
+            name: gname,
+            hostname,
+            kind,
+            kernel,
+            packages,
+            memory_mib,
+            vcpus,
+            disk_mib,
+            cmdline,
+            network,
+            overlay,
+            autostart,
+        });
+    }
+
+    let mut boot = BootSettings {
+        memory_mib: 2048,
+        cpus: 2,
+        accel: AccelChoice::Auto,
+        timeout_s: 600,
+    };
+    if let Some(mut b) = top.table(&mut sink, "boot") {
+        boot.memory_mib = number(&mut sink, &mut b, "memory", 2048, 256, 1 << 20, " MiB");
+        boot.cpus = number(&mut sink, &mut b, "cpus", 2, 1, 64, "");
+        boot.timeout_s = number(&mut sink, &mut b, "timeout", 600, 10, 86400, " seconds") as u64;
+        if let Some(a) = b.string(&mut sink, "accel") {
+            boot.accel = match a.value.as_str() {
+                "auto" => AccelChoice::Auto,
+                "kvm" => AccelChoice::Kvm,
+                "tcg" => AccelChoice::Tcg,
+                other => {
+                    sink.error(
+                        a.span,
+                        "boot.accel",
+                        format!("unknown accelerator `{other}`"),
+                        Some("use \"auto\" (KVM when it really works, else TCG), \"kvm\" or \"tcg\"".into()),
+                    );
+                    AccelChoice::Auto
+                }
+            };
+        }
+        b.finish(&mut sink, &["memory", "cpus", "accel", "timeout"]);
+    }
+    let guest_mem: u32 = guests.iter().map(|g| g.memory_mib).sum();
+    if guest_mem + 256 > boot.memory_mib {
+        sink.error(
+            Some(0..0),
+            "boot.memory",
+            format!(
+                "the machine has {} MiB but the guests alone need {guest_mem} MiB (plus dom0)",
+                boot.memory_mib
+            ),
+            Some("raise boot.memory or lower the guests' memory".into()),
+        );
+    }
+    top.finish(&mut sink, &["profile", "host", "guest", "boot"]);
+    let p = Profile {
+        name: name.to_string(),
+        summary,
+        path: path.to_path_buf(),
+        host,
+        guests,
+        boot,
+    };
+    let ok = sink.diags.is_empty();
+    (ok.then_some(p), sink.diags)
+}
