@@ -17,6 +17,10 @@ pub struct BookConfig {
     pub sbu_reference: Option<String>,
     /// SOURCE_DATE_EPOCH for every build and artifact.
     pub source_date_epoch: u64,
+    /// Packages the build machine's toolchain stands in for when building in the `host`
+    /// environment (e.g. the C library): they go into images, but are left out of `/sysroot`,
+    /// so that host-built programs compile against the toolchain's own headers and libraries.
+    pub host_provides: Vec<String>,
 }
 
 impl Default for BookConfig {
@@ -25,6 +29,7 @@ impl Default for BookConfig {
             name: "book".into(),
             sbu_reference: None,
             source_date_epoch: 1_700_000_000,
+            host_provides: Vec::new(),
         }
     }
 }
@@ -156,6 +161,19 @@ impl Book {
             recipes.insert(r.name.clone(), r);
         }
         check_dependencies(&recipes, &mut diags);
+        for p in &config.host_provides {
+            if !recipes.contains_key(p) {
+                diags.push(Diagnostic {
+                    file: PathBuf::from("book.toml"),
+                    line: 0,
+                    col: 0,
+                    field: "toolchain.host.provides".into(),
+                    message: format!("unknown package `{p}`"),
+                    help: suggest(p, recipes.keys().map(|s| s.as_str()))
+                        .map(|s| format!("did you mean `{s}`?")),
+                });
+            }
+        }
         if let Some(sbu) = &config.sbu_reference {
             if !recipes.contains_key(sbu) {
                 diags.push(Diagnostic {
@@ -269,7 +287,19 @@ fn parse_config(path: &Path, text: &str) -> (BookConfig, Vec<Diagnostic>) {
         }
         b.finish(&mut sink, &["name", "sbu-reference", "source-date-epoch"]);
     }
-    top.finish(&mut sink, &["book"]);
+    if let Some(mut t) = top.table(&mut sink, "toolchain") {
+        if let Some(mut h) = t.table(&mut sink, "host") {
+            config.host_provides = h
+                .string_list(&mut sink, "provides")
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| a.value)
+                .collect();
+            h.finish(&mut sink, &["provides"]);
+        }
+        t.finish(&mut sink, &["host"]);
+    }
+    top.finish(&mut sink, &["book", "toolchain"]);
     (config, sink.diags)
 }
 

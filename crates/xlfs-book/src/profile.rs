@@ -219,7 +219,8 @@ pub fn list_profiles(book_root: &Path) -> Vec<String> {
             d.flatten()
                 .filter_map(|e| {
                     let p = e.path();
-                    (p.extension()? == "toml").then(|| p.file_stem().unwrap_or_default().to_string_lossy().to_string())
+                    (p.extension()? == "toml")
+                        .then(|| p.file_stem().unwrap_or_default().to_string_lossy().to_string())
                 })
                 .collect()
         })
@@ -243,7 +244,9 @@ fn valid_hostname(h: &str) -> bool {
 fn valid_mac(m: &str) -> bool {
     let parts: Vec<&str> = m.split(':').collect();
     parts.len() == 6
-        && parts.iter().all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok())
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok())
         && u8::from_str_radix(parts[0], 16).is_ok_and(|b| b & 1 == 0)
 }
 
@@ -312,14 +315,22 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
     let doc = match toml_edit::ImDocument::parse(text) {
         Ok(d) => d,
         Err(e) => {
-            sink.error(e.span(), "", format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")), None);
+            sink.error(
+                e.span(),
+                "",
+                format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")),
+                None,
+            );
             return (None, sink.diags);
         }
     };
     let mut top = Reader::new(doc.as_table(), Some(0..0), "");
     let mut summary = String::new();
     if let Some(mut p) = top.table(&mut sink, "profile") {
-        summary = p.string(&mut sink, "summary").map(|s| s.value).unwrap_or_default();
+        summary = p
+            .string(&mut sink, "summary")
+            .map(|s| s.value)
+            .unwrap_or_default();
         p.finish(&mut sink, &["summary"]);
     }
 
@@ -336,14 +347,27 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
     match top.table(&mut sink, "host") {
         Some(mut h) => {
             host.hostname = hostname(&mut sink, &mut h, "xlfs");
-            host.xen = h.required_string(&mut sink, "xen", "\"xen\"").map(|s| s.value).unwrap_or_default();
-            host.kernel = h.required_string(&mut sink, "kernel", "\"linux\"").map(|s| s.value).unwrap_or_default();
-            host.packages = packages(&mut sink, &mut h);
-            host.xen_cmdline = h
-                .required_string(&mut sink, "xen-cmdline", "\"console=com1 com1=115200,8n1 dom0_mem=512M\"")
+            host.xen = h
+                .required_string(&mut sink, "xen", "\"xen\"")
                 .map(|s| s.value)
                 .unwrap_or_default();
-            host.linux_cmdline = h.string(&mut sink, "linux-cmdline").map(|s| s.value).unwrap_or_default();
+            host.kernel = h
+                .required_string(&mut sink, "kernel", "\"linux\"")
+                .map(|s| s.value)
+                .unwrap_or_default();
+            host.packages = packages(&mut sink, &mut h);
+            host.xen_cmdline = h
+                .required_string(
+                    &mut sink,
+                    "xen-cmdline",
+                    "\"console=com1 com1=115200,8n1 dom0_mem=512M\"",
+                )
+                .map(|s| s.value)
+                .unwrap_or_default();
+            host.linux_cmdline = h
+                .string(&mut sink, "linux-cmdline")
+                .map(|s| s.value)
+                .unwrap_or_default();
             host.overlay = h.string(&mut sink, "overlay").map(|s| s.value);
             if let Some(mut b) = h.table(&mut sink, "bridge") {
                 let name = b.required_string(&mut sink, "name", "\"xenbr0\"");
@@ -366,12 +390,26 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
             }
             h.finish(
                 &mut sink,
-                &["hostname", "xen", "kernel", "packages", "xen-cmdline", "linux-cmdline", "bridge", "overlay"],
+                &[
+                    "hostname",
+                    "xen",
+                    "kernel",
+                    "packages",
+                    "xen-cmdline",
+                    "linux-cmdline",
+                    "bridge",
+                    "overlay",
+                ],
             );
         }
         None => {
             if !top.has("host") {
-                sink.error(Some(0..0), "host", "missing [host] table", Some("describe the Xen host in [host]".into()));
+                sink.error(
+                    Some(0..0),
+                    "host",
+                    "missing [host] table",
+                    Some("describe the Xen host in [host]".into()),
+                );
             }
         }
     }
@@ -393,31 +431,44 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
             None => continue,
         };
         if guests.iter().any(|o| o.name == gname) {
-            sink.error(g.span(), g.field("name"), format!("two guests are named `{gname}`"), None);
+            sink.error(
+                g.span(),
+                g.field("name"),
+                format!("two guests are named `{gname}`"),
+                None,
+            );
         }
         let kind = match g.string(&mut sink, "type") {
             None => GuestType::Pv,
-            Some(t) => match t.value.as_str() {
-                "pv" => GuestType::Pv,
-                "pvh" => GuestType::Pvh,
-                other => {
-                    sink.error(
+            Some(t) => {
+                match t.value.as_str() {
+                    "pv" => GuestType::Pv,
+                    "pvh" => GuestType::Pvh,
+                    other => {
+                        sink.error(
                         t.span,
                         g.field("type"),
                         format!("unknown guest type `{other}`"),
                         Some("use \"pv\" or \"pvh\" (HVM needs a device model, which xlfs hosts do not ship)".into()),
                     );
-                    GuestType::Pv
+                        GuestType::Pv
+                    }
                 }
-            },
+            }
         };
         let hostname = hostname(&mut sink, &mut g, &gname);
-        let kernel = g.required_string(&mut sink, "kernel", "\"linux\"").map(|s| s.value).unwrap_or_default();
+        let kernel = g
+            .required_string(&mut sink, "kernel", "\"linux\"")
+            .map(|s| s.value)
+            .unwrap_or_default();
         let packages = packages(&mut sink, &mut g);
         let memory_mib = number(&mut sink, &mut g, "memory", 128, 32, 65536, " MiB");
         let vcpus = number(&mut sink, &mut g, "vcpus", 1, 1, 64, "");
         let disk_mib = number(&mut sink, &mut g, "disk-size", 64, 8, 1 << 20, " MiB");
-        let cmdline = g.string(&mut sink, "cmdline").map(|s| s.value).unwrap_or_default();
+        let cmdline = g
+            .string(&mut sink, "cmdline")
+            .map(|s| s.value)
+            .unwrap_or_default();
         let overlay = g.string(&mut sink, "overlay").map(|s| s.value);
         let autostart = g.boolean(&mut sink, "autostart").unwrap_or(false);
         let mut network = None;
@@ -447,7 +498,12 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                                     None,
                                 );
                             } else if hb.address.addr == a.addr {
-                                sink.error(n.span(), n.field("address"), format!("{a} is the host's own address"), None);
+                                sink.error(
+                                    n.span(),
+                                    n.field("address"),
+                                    format!("{a} is the host's own address"),
+                                    None,
+                                );
                             }
                         }
                     }
@@ -477,8 +533,18 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
         g.finish(
             &mut sink,
             &[
-                "name", "type", "hostname", "kernel", "packages", "memory", "vcpus", "disk-size", "cmdline",
-                "network", "overlay", "autostart",
+                "name",
+                "type",
+                "hostname",
+                "kernel",
+                "packages",
+                "memory",
+                "vcpus",
+                "disk-size",
+                "cmdline",
+                "network",
+                "overlay",
+                "autostart",
             ],
         );
         guests.push(Guest {

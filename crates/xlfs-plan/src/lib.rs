@@ -175,8 +175,16 @@ pub fn runtime_closure(book: &Book, names: &[String]) -> BTreeSet<String> {
 }
 
 /// Everything in a package's build root: its build dependencies and their runtime closure.
+/// In the `host` environment, what the build machine's toolchain provides (book.toml
+/// `toolchain.host.provides`, e.g. the C library) is left out: the toolchain has its own.
 pub fn build_root(book: &Book, r: &Recipe) -> BTreeSet<String> {
-    runtime_closure(book, &r.build_deps)
+    let mut root = runtime_closure(book, &r.build_deps);
+    if r.env == BuildEnv::Host {
+        for p in &book.config.host_provides {
+            root.remove(p);
+        }
+    }
+    root
 }
 
 /// Plan the builds needed for `targets` (all packages of the book when empty).
