@@ -1,36 +1,40 @@
 #!/usr/bin/env bash
-# Install the Debian packages xlfs needs on the build machine.
+# Install the Debian packages xlfs needs on the build machine (listed in host-packages.txt).
 #   host-deps.sh test   what the test suite needs
-#   host-deps.sh build  what building and booting the systems of the book needs
-# `xlfs doctor` checks the same list and prints this command when something is missing.
+#   host-deps.sh build  what building and booting the systems of the book needs (includes test)
+# `xlfs doctor` checks the same list and runs this script with --fix.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 what=${1:-build}
-test_pkgs=(build-essential patch e2fsprogs cpio xz-utils bzip2 zstd ca-certificates)
-build_pkgs=("${test_pkgs[@]}" bc bison flex gawk texinfo python3 libelf-dev libssl-dev pkg-config
-            uuid-dev libyajl-dev zlib1g-dev libzstd-dev liblzma-dev libncurses-dev file rsync)
 case "$what" in
-  test) pkgs=("${test_pkgs[@]}") ;;
-  build) pkgs=("${build_pkgs[@]}") ;;
+  test) want='$2 == "test"' ;;
+  build) want='$2 == "test" || $2 == "build"' ;;
   *) echo "usage: $0 test|build" >&2; exit 2 ;;
 esac
 missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-need_qemu=0
-if [ "$what" = build ] && ! command -v qemu-system-x86_64 >/dev/null; then need_qemu=1; fi
-if [ ${#missing[@]} -eq 0 ] && [ $need_qemu -eq 0 ]; then exit 0; fi
+while read -r pkg _ check _; do
+  if [[ "$check" == /* ]]; then [ -e "$check" ] && continue
+  else command -v "$check" >/dev/null 2>&1 && continue; fi
+  missing+=("$pkg")
+done < <(awk "!/^#/ && NF >= 3 && ($want)" "$here/host-packages.txt")
+[ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
-  echo "host-deps: missing ${missing[*]}; run as root: sudo $0 $what" >&2
+  echo "host-deps: missing ${missing[*]}; run as root: $0 $what" >&2
   exit 1
 fi
-bash "$(dirname "$0")/apt-sources.sh"
+echo "host-deps: installing ${missing[*]}"
+bash "$here/apt-sources.sh"
 apt-get update -q
 export DEBIAN_FRONTEND=noninteractive
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
-if [ $need_qemu -eq 1 ]; then
-  # Debian 12's own qemu-system-x86 conflicts with the newer qemu-utils from backports.
-  apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86
+regular=()
+for p in "${missing[@]}"; do
+  if [ "$p" = qemu-system-x86 ]; then
+    # Debian 12's own qemu-system-x86 conflicts with the newer qemu-utils from backports.
+    apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86
+  else
+    regular+=("$p")
+  fi
+done
+if [ ${#regular[@]} -gt 0 ]; then
+  apt-get install -y -q --no-install-recommends "${regular[@]}"
 fi

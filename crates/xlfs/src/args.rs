@@ -97,6 +97,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check that this machine can build and boot; list what is missing
+    Doctor {
+        /// Install what is missing (apt)
+        #[arg(long)]
+        fix: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -25,6 +25,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Why { package } => why(&app, &package),
         Command::Gc { dry_run } => gc(&app, dry_run),
         Command::Report { json } => report(&app, json),
+        Command::Doctor { fix } => {
+            let ok = crate::doctor::doctor(fix, &app.home.root, app.global.quiet)?;
+            if ok {
+                println!("this machine is ready");
+            }
+            Ok(if ok { 0 } else { 1 })
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 mod app;
 mod args;
 mod commands;
+mod doctor;
 
 use clap::Parser;
 
