@@ -270,6 +270,13 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
             helper.request_token();
             requested += 1;
         }
+        if !more_ready {
+            // Keep one token per running package beyond the first; give back the rest so the
+            // makes of the running builds can use them.
+            while tokens.len() > running.saturating_sub(1) {
+                tokens.pop();
+            }
+        }
         if running == 0 {
             break;
         }
@@ -311,11 +318,6 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
                         }
                         out.failed.push(f);
                     }
-                }
-                // Keep one token per running package beyond the first; give back the rest so the
-                // makes of the running builds can use them.
-                while tokens.len() > running.saturating_sub(1) {
-                    tokens.pop();
                 }
             }
             Err(_) => break,

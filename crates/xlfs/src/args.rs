@@ -116,6 +116,9 @@ pub enum BookCommand {
 #[derive(Args, Debug, Clone)]
 pub struct BuildArgs {
     pub targets: Vec<String>,
+    /// Build everything a profile needs (with its targets)
+    #[arg(long)]
+    pub profile: Option<String>,
     /// Total parallel jobs across all builds [default: number of cores]
     #[arg(long, short)]
     pub jobs: Option<usize>,

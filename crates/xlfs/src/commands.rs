@@ -132,7 +132,7 @@ fn fetch_plan(app: &App, book: &xlfs_book::Book, plan: &Plan, all: bool, paralle
     Ok(())
 }
 
-fn fetch(app: &App, targets: &[String], parallel: usize) -> Result<()> {
+pub(crate) fn fetch(app: &App, targets: &[String], parallel: usize) -> Result<()> {
     let book = app.book()?;
     let (db, store) = (app.db()?, app.store()?);
     let plan = app.plan(&book, targets, &db, &store)?;
@@ -143,7 +143,11 @@ fn fetch(app: &App, targets: &[String], parallel: usize) -> Result<()> {
     Ok(())
 }
 
-fn build(app: &App, args: BuildArgs) -> Result<i32> {
+pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
+    if let Some(p) = args.profile.take() {
+        let (_, profile) = crate::system::load_profile(app, &p)?;
+        args.targets.extend(profile.targets());
+    }
     let book = app.book()?;
     app.prepare_home()?;
     let quiet = app.global.quiet;
