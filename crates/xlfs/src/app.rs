@@ -50,6 +50,13 @@ impl App {
         Book::load(&dir).map_err(|e| anyhow::Error::new(BookFailed(e)))
     }
 
+    /// The book and one of its profiles.
+    pub fn profile(&self, name: &str) -> Result<(Book, xlfs_book::profile::Profile)> {
+        let book = self.book()?;
+        let profile = xlfs_book::profile::Profile::load(&book, name).map_err(|e| anyhow::Error::new(BookFailed(e)))?;
+        Ok((book, profile))
+    }
+
     pub fn prepare_home(&self) -> Result<()> {
         self.home
             .create()

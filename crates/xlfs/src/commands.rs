@@ -145,7 +145,7 @@ pub(crate) fn fetch(app: &App, targets: &[String], parallel: usize) -> Result<()
 
 pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
     if let Some(p) = args.profile.take() {
-        let (_, profile) = crate::system::load_profile(app, &p)?;
+        let (_, profile) = app.profile(&p)?;
         args.targets.extend(profile.targets());
     }
     let book = app.book()?;
