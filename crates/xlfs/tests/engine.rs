@@ -91,6 +91,15 @@ fn changing_one_recipe_rebuilds_only_it_and_its_dependents() {
     assert!(out.contains("built 2, cached 1"), "{out}");
     let why = w.ok(&["why", "hello"]);
     assert!(why.contains("cached"), "{why}");
+
+    // The replaced artifacts of libgreet and hello are garbage now; the current ones are kept.
+    let dry = w.ok(&["gc", "--dry-run"]);
+    assert!(dry.contains("would remove 2 artifact(s)"), "{dry}");
+    let gc = w.ok(&["gc"]);
+    assert!(gc.contains("removed 2 artifact(s)"), "{gc}");
+    assert!(w.plan().iter().all(|(_, _, s)| s == "cached"), "gc kept what the book needs");
+    let report = w.ok(&["report"]);
+    assert!(report.contains("libgreet") && report.contains("total"), "{report}");
 }
 
 fn slow_book(w: &World) {
