@@ -187,10 +187,24 @@ pub fn build_root(book: &Book, r: &Recipe) -> BTreeSet<String> {
     root
 }
 
-/// Plan the builds needed for `targets` (all packages of the book when empty).
+/// Plan the builds needed for `targets` (all packages of the book when empty): the targets,
+/// what they need to build and what they need at run time, transitively.
 pub fn plan(
     book: &Book,
     targets: &[String],
+    envs: &EnvIds,
+    previous: &dyn Fn(&str) -> Option<Previous>,
+    in_store: &dyn Fn(&str) -> bool,
+) -> Result<Plan, PlanError> {
+    plan_with(book, targets, true, envs, previous, in_store)
+}
+
+/// Like [`plan`]; with `runtime = false` the targets' own runtime dependencies are left out
+/// (only what building the targets needs is planned).
+pub fn plan_with(
+    book: &Book,
+    targets: &[String],
+    runtime: bool,
     envs: &EnvIds,
     previous: &dyn Fn(&str) -> Option<Previous>,
     in_store: &dyn Fn(&str) -> bool,
@@ -207,14 +221,19 @@ pub fn plan(
 
     // Everything needed: the targets, their build roots and runtime closures, transitively.
     let mut needed = BTreeSet::new();
+    let targets_only: BTreeSet<String> = roots.iter().cloned().collect();
     let mut stack = roots;
     while let Some(n) = stack.pop() {
         if !needed.insert(n.clone()) {
             continue;
         }
         let r = &book.recipes[&n];
-        stack.extend(r.build_deps.iter().cloned());
-        stack.extend(r.run_deps.iter().cloned());
+        if runtime || !targets_only.contains(&n) {
+            stack.extend(r.build_deps.iter().cloned());
+            stack.extend(r.run_deps.iter().cloned());
+        } else {
+            stack.extend(build_root(book, r));
+        }
     }
 
     let roots_of: BTreeMap<&str, BTreeSet<String>> = needed

@@ -68,6 +68,16 @@ fn targets_pull_in_only_what_they_need() {
     let p = plan(&b, &["libz".into()], &envs(), &|_| None, &|_| false).unwrap();
     let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["libc", "libz"]);
+    // Without runtime dependencies: app needs libz (and its runtime closure) to build, but
+    // app's own runtime dependencies are not planned.
+    let b2 = book(vec![
+        recipe("libc", &[], &[], "true"),
+        recipe("libz", &["libc"], &["libc"], "true"),
+        recipe("app", &["libc"], &["libz"], "true"),
+    ]);
+    let p = xlfs_plan::plan_with(&b2, &["app".into()], false, &envs(), &|_| None, &|_| false).unwrap();
+    let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["libc", "app"]);
     let err = plan(&b, &["libzz".into()], &envs(), &|_| None, &|_| false).unwrap_err();
     assert_eq!(err.to_string(), "unknown package `libzz` (did you mean `libz`?)");
 }

@@ -138,7 +138,10 @@ echo \"xlfs: starting xenconsoled\"
     }
     let autostart: Vec<&Guest> = profile.guests.iter().filter(|g| g.autostart).collect();
     for g in autostart {
-        rcs.push_str(&format!("echo \"xlfs: starting guest {0}\"\nxl create /etc/xen/{0}.cfg\n", g.name));
+        rcs.push_str(&format!(
+            "echo \"xlfs: starting guest {0}\"\nxl create /etc/xen/{0}.cfg\n",
+            g.name
+        ));
     }
     rcs.push_str("echo \"xlfs: dom0 ready\"\n");
     out.push(file("etc/init.d/rcS", rcs, 0o755));
@@ -173,7 +176,10 @@ pub fn guest_files(profile: &Profile, guest: &Guest) -> Vec<GenFile> {
     );
     rcs.push_str(common_mounts());
     if let Some(n) = &guest.network {
-        rcs.push_str(&format!("ip addr add {} dev eth0\nip link set eth0 up\n", n.address));
+        rcs.push_str(&format!(
+            "ip addr add {} dev eth0\nip link set eth0 up\n",
+            n.address
+        ));
     }
     rcs.push_str("echo \"XLFS-GUEST-UP hostname=$(hostname) kernel=$(uname -r)\"\n");
     let hosts = match (&profile.host.bridge, &guest.network) {

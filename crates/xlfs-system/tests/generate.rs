@@ -10,7 +10,10 @@ fn the_quick_profile_parses() {
     assert!(d.is_empty(), "{d:?}");
     let p = p.unwrap();
     assert_eq!(p.guests.len(), 1);
-    assert_eq!(p.targets(), ["busybox", "filesystem", "linux", "xen", "xen-tools"]);
+    assert_eq!(
+        p.targets(),
+        ["busybox", "filesystem", "linux", "xen", "xen-tools"]
+    );
 }
 
 #[test]
@@ -39,12 +42,26 @@ fn host_and_guest_files() {
     let p = p.unwrap();
     let host = host_files(&p, &["vmlinuz-6.12.107".to_string()]);
     let get = |files: &[xlfs_system::GenFile], path: &str| {
-        files.iter().find(|f| f.path == path).unwrap_or_else(|| panic!("{path}")).clone()
+        files
+            .iter()
+            .find(|f| f.path == path)
+            .unwrap_or_else(|| panic!("{path}"))
+            .clone()
     };
     let rcs = get(&host, "etc/init.d/rcS");
     assert_eq!(rcs.mode, 0o755);
-    for needed in ["xenstored", "xen-init-dom0", "xenconsoled", "brctl addbr xenbr0", "ip addr add 10.0.0.1/24"] {
-        assert!(rcs.content.contains(needed), "{needed} missing from rcS:\n{}", rcs.content);
+    for needed in [
+        "xenstored",
+        "xen-init-dom0",
+        "xenconsoled",
+        "brctl addbr xenbr0",
+        "ip addr add 10.0.0.1/24",
+    ] {
+        assert!(
+            rcs.content.contains(needed),
+            "{needed} missing from rcS:\n{}",
+            rcs.content
+        );
     }
     assert_eq!(get(&host, "etc/hostname").content, "xlfs-host\n");
     assert!(get(&host, "etc/xen/demo.cfg").content.contains("name = \"demo\""));

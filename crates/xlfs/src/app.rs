@@ -53,7 +53,8 @@ impl App {
     /// The book and one of its profiles.
     pub fn profile(&self, name: &str) -> Result<(Book, xlfs_book::profile::Profile)> {
         let book = self.book()?;
-        let profile = xlfs_book::profile::Profile::load(&book, name).map_err(|e| anyhow::Error::new(BookFailed(e)))?;
+        let profile =
+            xlfs_book::profile::Profile::load(&book, name).map_err(|e| anyhow::Error::new(BookFailed(e)))?;
         Ok((book, profile))
     }
 
@@ -89,10 +90,24 @@ impl App {
 
     /// Plan `targets` against the state database and the store.
     pub fn plan(&self, book: &Book, targets: &[String], db: &StateDb, store: &LocalStore) -> Result<Plan> {
+        self.plan_with(book, targets, true, db, store)
+    }
+
+    /// `runtime = false`: leave out the targets' own runtime dependencies.
+    pub fn plan_with(
+        &self,
+        book: &Book,
+        targets: &[String],
+        runtime: bool,
+        db: &StateDb,
+        store: &LocalStore,
+    ) -> Result<Plan> {
         let recorded = db.keys()?;
         let envs = self.envs();
         let in_store = |k: &str| recorded.contains(k) && store.contains(k).unwrap_or(false);
         let prev = |n: &str| db.previous(n);
-        Ok(xlfs_plan::plan(book, targets, &envs, &prev, &in_store)?)
+        Ok(xlfs_plan::plan_with(
+            book, targets, runtime, &envs, &prev, &in_store,
+        )?)
     }
 }

@@ -66,6 +66,9 @@ pub enum Command {
         /// Parallel downloads
         #[arg(long, default_value_t = 4)]
         parallel: usize,
+        /// Only what building the targets needs, not their runtime dependencies
+        #[arg(long)]
+        no_runtime: bool,
     },
     /// Build what the plan says
     Build(BuildArgs),
@@ -131,4 +134,7 @@ pub struct BuildArgs {
     /// Refuse instead of waiting when another build holds the lock
     #[arg(long)]
     pub no_wait: bool,
+    /// Build the targets and what building them needs, not their runtime dependencies
+    #[arg(long)]
+    pub no_runtime: bool,
 }

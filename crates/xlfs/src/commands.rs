@@ -17,7 +17,11 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Book { command } => book(&app, command),
         Command::Plan { targets, json } => plan(&app, &targets, json),
-        Command::Fetch { targets, parallel } => fetch(&app, &targets, parallel).map(|_| 0),
+        Command::Fetch {
+            targets,
+            parallel,
+            no_runtime,
+        } => fetch(&app, &targets, !no_runtime, parallel).map(|_| 0),
         Command::Build(args) => build(&app, args),
         Command::Status => status(&app),
         Command::Log { package, tail } => log(&app, &package, tail),
@@ -132,10 +136,10 @@ fn fetch_plan(app: &App, book: &xlfs_book::Book, plan: &Plan, all: bool, paralle
     Ok(())
 }
 
-pub(crate) fn fetch(app: &App, targets: &[String], parallel: usize) -> Result<()> {
+pub(crate) fn fetch(app: &App, targets: &[String], runtime: bool, parallel: usize) -> Result<()> {
     let book = app.book()?;
     let (db, store) = (app.db()?, app.store()?);
-    let plan = app.plan(&book, targets, &db, &store)?;
+    let plan = app.plan_with(&book, targets, runtime, &db, &store)?;
     fetch_plan(app, &book, &plan, true, parallel)?;
     if !app.global.quiet {
         eprintln!("every source of {} package(s) is in the cache", plan.steps.len());
@@ -158,7 +162,7 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
         )
     })?;
     let (db, store) = (app.db()?, app.store()?);
-    let plan = app.plan(&book, &args.targets, &db, &store)?;
+    let plan = app.plan_with(&book, &args.targets, !args.no_runtime, &db, &store)?;
     let to_build = plan.to_build().count();
     if to_build == 0 {
         if !quiet {

@@ -47,13 +47,19 @@ fn install_command(missing: &[Missing]) -> String {
     let mut cmds = Vec::new();
     for m in missing {
         if m.package == "qemu-system-x86" {
-            cmds.push("apt-get install -y --no-install-recommends -t bookworm-backports qemu-system-x86".to_string());
+            cmds.push(
+                "apt-get install -y --no-install-recommends -t bookworm-backports qemu-system-x86"
+                    .to_string(),
+            );
         } else {
             regular.push(&m.package);
         }
     }
     if !regular.is_empty() {
-        cmds.insert(0, format!("apt-get install -y --no-install-recommends {}", regular.join(" ")));
+        cmds.insert(
+            0,
+            format!("apt-get install -y --no-install-recommends {}", regular.join(" ")),
+        );
     }
     cmds.join(" && ")
 }
@@ -93,7 +99,10 @@ pub fn doctor(fix: bool, home: &Path, quiet: bool) -> Result<bool> {
             let status = if script.exists() {
                 Command::new("bash").arg(&script).arg("build").status()
             } else {
-                Command::new("sh").arg("-c").arg(format!("apt-get update -q && {cmd}")).status()
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("apt-get update -q && {cmd}"))
+                    .status()
             }
             .context("cannot run the installer")?;
             if !status.success() {
@@ -116,7 +125,10 @@ pub fn doctor(fix: bool, home: &Path, quiet: bool) -> Result<bool> {
         let free = st.blocks_available() as u64 * st.fragment_size() as u64;
         let gib = free as f64 / (1u64 << 30) as f64;
         if gib < 20.0 {
-            println!("  WARNING only {gib:.1} GiB free in {}; a full build needs about 20 GiB", home.display());
+            println!(
+                "  WARNING only {gib:.1} GiB free in {}; a full build needs about 20 GiB",
+                home.display()
+            );
         } else {
             say(&format!("  ok      {gib:.0} GiB free in {}", home.display()));
         }

@@ -97,9 +97,15 @@ fn changing_one_recipe_rebuilds_only_it_and_its_dependents() {
     assert!(dry.contains("would remove 2 artifact(s)"), "{dry}");
     let gc = w.ok(&["gc"]);
     assert!(gc.contains("removed 2 artifact(s)"), "{gc}");
-    assert!(w.plan().iter().all(|(_, _, s)| s == "cached"), "gc kept what the book needs");
+    assert!(
+        w.plan().iter().all(|(_, _, s)| s == "cached"),
+        "gc kept what the book needs"
+    );
     let report = w.ok(&["report"]);
-    assert!(report.contains("libgreet") && report.contains("total"), "{report}");
+    assert!(
+        report.contains("libgreet") && report.contains("total"),
+        "{report}"
+    );
 }
 
 fn slow_book(w: &World) {
