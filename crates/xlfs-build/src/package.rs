@@ -129,17 +129,19 @@ impl Log {
 }
 
 /// Build one planned package.
-pub fn build(ctx: &Ctx, step: &Step, progress: &dyn Progress) -> Result<BuildRecord, BuildFailure> {
+pub fn build(ctx: &Ctx, step: &Step, progress: &dyn Progress) -> Result<BuildRecord, Box<BuildFailure>> {
     let r = &ctx.book.recipes[&step.name];
     let dir = ctx.home.build_dir(&step.name, &step.key);
     let log_path = ctx.home.log_file(&step.name, &step.key);
-    let fail = |message: String, interrupted: bool| BuildFailure {
-        name: step.name.clone(),
-        message,
-        log: log_path.clone(),
-        build_dir: dir.clone(),
-        tail: tail(&log_path, 25),
-        interrupted,
+    let fail = |message: String, interrupted: bool| {
+        Box::new(BuildFailure {
+            name: step.name.clone(),
+            message,
+            log: log_path.clone(),
+            build_dir: dir.clone(),
+            tail: tail(&log_path, 25),
+            interrupted,
+        })
     };
     let file = match File::create(&log_path) {
         Ok(f) => f,

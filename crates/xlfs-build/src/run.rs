@@ -41,7 +41,7 @@ impl Outcome {
 
 enum Msg {
     Token(std::io::Result<jobserver::Acquired>),
-    Done(String, Box<Result<BuildRecord, BuildFailure>>),
+    Done(String, Box<Result<BuildRecord, Box<BuildFailure>>>),
 }
 
 /// How the run shows itself: progress bars, or plain lines.
@@ -110,7 +110,7 @@ impl Display {
         }
     }
 
-    fn finish(&self, name: &str, res: &Result<BuildRecord, BuildFailure>) {
+    fn finish(&self, name: &str, res: &Result<BuildRecord, Box<BuildFailure>>) {
         if let Some(pb) = self.bars.lock().unwrap().remove(name) {
             pb.finish_and_clear();
         }
@@ -316,7 +316,7 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
                                 }
                             }
                         }
-                        out.failed.push(f);
+                        out.failed.push(*f);
                     }
                 }
             }

@@ -97,7 +97,7 @@ pub fn host_files(profile: &Profile, guest_kernels: &[String]) -> Vec<GenFile> {
         file("etc/hostname", format!("{}\n", h.hostname), 0o644),
         file("etc/inittab", INITTAB_HOST.to_string(), 0o644),
     ];
-    let mut hosts = format!("127.0.0.1\tlocalhost\n");
+    let mut hosts = "127.0.0.1\tlocalhost\n".to_string();
     if let Some(b) = &h.bridge {
         hosts.push_str(&format!("{}\t{}\n", b.address.addr, h.hostname));
     }

@@ -244,8 +244,13 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<UnpackSummary, UnpackError>
     let summary = {
         let mut ex = Extractor::new(archive, &root);
         let decoder = decoder(compression, reader).map_err(|e| ex.corrupt(e))?;
-        let input = BufReader::with_capacity(IO_BUF, decoder);
-        ex.run(input)?;
+        if compression == Compression::None {
+            ex.run(BufReader::with_capacity(IO_BUF, decoder))?;
+        } else {
+            // Decompress on another thread, overlapping with the
+            // filesystem work of extraction.
+            ex.run(BufReader::with_capacity(IO_BUF, PipeReader::spawn(decoder)))?;
+        }
         ex.finish()?
     };
 
@@ -326,6 +331,105 @@ fn decoder<R: io::BufRead + Send + 'static>(
         Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(reader)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
     })
+}
+
+/// A reader whose data is produced by a background thread reading from
+/// another reader (here: a decompressor), in chunks passed through a
+/// bounded channel. Errors of the inner reader are passed on as they are.
+struct PipeReader {
+    rx: Option<std::sync::mpsc::Receiver<io::Result<Vec<u8>>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    done: bool,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PipeReader {
+    /// Size of the chunks passed between the threads.
+    const CHUNK: usize = 1 << 20;
+    /// Number of chunks that may be in flight.
+    const DEPTH: usize = 8;
+
+    fn spawn(mut inner: Box<dyn Read + Send>) -> PipeReader {
+        let (tx, rx) = std::sync::mpsc::sync_channel(Self::DEPTH);
+        let thread = std::thread::spawn(move || loop {
+            let mut buf = vec![0u8; Self::CHUNK];
+            let mut filled = 0;
+            // Fill the chunk (decoders often return little per call).
+            let res = loop {
+                match inner.read(&mut buf[filled..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        filled += n;
+                        if filled == buf.len() {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            buf.truncate(filled);
+            let last = filled == 0 || res.is_err();
+            if filled > 0 && tx.send(Ok(buf)).is_err() {
+                return; // reader gone
+            }
+            if let Err(e) = res {
+                let _ = tx.send(Err(e));
+            }
+            if last {
+                return; // EOF (signalled by dropping `tx`) or error
+            }
+        });
+        PipeReader {
+            rx: Some(rx),
+            chunk: Vec::new(),
+            pos: 0,
+            done: false,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            let rx = self.rx.as_ref().expect("receiver present until drop");
+            match rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    // Sender gone: end of stream.
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Drop for PipeReader {
+    fn drop(&mut self) {
+        // Dropping the receiver makes the producer's next send fail, so
+        // it stops; then wait for it (it owns the archive file).
+        self.rx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Owns the temporary extraction directory and removes it when dropped,

@@ -100,6 +100,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Assemble a profile's images (dom0 initramfs and ext4, guest disks, xl.cfg)
+    Image { profile: String },
+    /// Boot a profile's images under QEMU: interactive, or scripted checks with --check
+    Boot {
+        profile: String,
+        /// Run the scripted checks and exit non-zero on the first failure
+        #[arg(long)]
+        check: bool,
+        /// Accelerator: auto (KVM only if it really works), kvm or tcg [default: the profile's]
+        #[arg(long)]
+        accel: Option<String>,
+    },
+    /// The main job: doctor, fetch, build, images and boot check of a profile
+    Up {
+        #[arg(default_value = "quick")]
+        profile: String,
+        #[arg(long, short)]
+        jobs: Option<usize>,
+    },
     /// Check that this machine can build and boot; list what is missing
     Doctor {
         /// Install what is missing (apt)

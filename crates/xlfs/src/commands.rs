@@ -29,6 +29,29 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Why { package } => why(&app, &package),
         Command::Gc { dry_run } => gc(&app, dry_run),
         Command::Report { json } => report(&app, json),
+        Command::Image { profile } => {
+            let images = crate::system::image(&app, &profile)?;
+            crate::system::print_images(&images);
+            Ok(0)
+        }
+        Command::Boot {
+            profile,
+            check,
+            accel,
+        } => {
+            if check {
+                let r = crate::system::boot_check(&app, &profile, accel.as_deref())?;
+                println!(
+                    "all checks passed ({:?}); console log {}",
+                    r.accel,
+                    r.log.display()
+                );
+                Ok(0)
+            } else {
+                crate::system::boot_interactive(&app, &profile, accel.as_deref())
+            }
+        }
+        Command::Up { profile, jobs } => crate::system::up(&app, &profile, jobs),
         Command::Doctor { fix } => {
             let ok = crate::doctor::doctor(fix, &app.home.root, app.global.quiet)?;
             if ok {

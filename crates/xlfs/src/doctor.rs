@@ -122,7 +122,7 @@ pub fn doctor(fix: bool, home: &Path, quiet: bool) -> Result<bool> {
     }
     let _ = std::fs::create_dir_all(home);
     if let Ok(st) = nix::sys::statvfs::statvfs(home) {
-        let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+        let free = st.blocks_available() * st.fragment_size();
         let gib = free as f64 / (1u64 << 30) as f64;
         if gib < 20.0 {
             println!(

@@ -209,7 +209,8 @@ fn a_corrupt_or_truncated_source_is_refused_and_never_unpacked() {
 
 #[test]
 fn a_malicious_tarball_is_refused() {
-    let cases: [(&str, fn() -> Vec<u8>, &str); 3] = [
+    type Case = (&'static str, fn() -> Vec<u8>, &'static str);
+    let cases: [Case; 3] = [
         (
             "dotdot",
             || raw_tar("evil/../../escaped", b"x", tar::EntryType::Regular, None),

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub const MAKE_TEMPLATE: &str = include_str!("../../../book/templates/make.toml");
+pub const MAKE_TEMPLATE: &str = include_str!("../../../../book/templates/make.toml");
 
 pub struct World {
     pub dir: tempfile::TempDir,
@@ -56,6 +56,12 @@ pub const HELLO_MK: &str = "all: hello\n\
 hello: hello.c\n\t$(CC) -O2 -o hello hello.c -lgreet\n\
 check: hello\n\tLD_LIBRARY_PATH=/sysroot/usr/lib ./hello\n\
 install:\n\tinstall -D -m 0755 hello $(DESTDIR)/usr/bin/hello\n";
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl World {
     pub fn new() -> World {

@@ -1,0 +1,334 @@
+//! Assembling a profile's system from the store: the dom0 root filesystem (as an initramfs and as
+//! an ext4 image), each guest's disk, its xl.cfg, the Xen binary and the dom0 kernel.
+//!
+//! Everything is written to `OUT.tmp` and renamed to `OUT` at the end, so a failure never leaves
+//! a set of images that looks complete.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use xlfs_book::profile::Profile;
+use xlfs_book::Book;
+use xlfs_image::{Ext4Options, RootFs};
+use xlfs_store::{ArtifactStore, LocalStore, Manifest};
+
+/// What `assemble` produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Images {
+    pub dir: PathBuf,
+    pub profile: String,
+    /// The uncompressed multiboot Xen binary (QEMU `-kernel`).
+    pub xen: PathBuf,
+    pub xen_version: String,
+    /// The dom0 kernel.
+    pub kernel: PathBuf,
+    pub kernel_version: String,
+    pub initramfs: PathBuf,
+    pub host_ext4: PathBuf,
+    pub guests: Vec<GuestImages>,
+    /// File name → size in bytes and sha256.
+    pub files: BTreeMap<String, (u64, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GuestImages {
+    pub name: String,
+    pub disk: PathBuf,
+    pub xl_cfg: PathBuf,
+}
+
+impl Images {
+    pub fn load(dir: &Path) -> Result<Images> {
+        let path = dir.join("images.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("no images in {} (run `xlfs image PROFILE`)", dir.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        let p = |k: &str| PathBuf::from(v[k].as_str().unwrap_or_default());
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        Ok(Images {
+            dir: dir.to_path_buf(),
+            profile: s("profile"),
+            xen: p("xen"),
+            xen_version: s("xen_version"),
+            kernel: p("kernel"),
+            kernel_version: s("kernel_version"),
+            initramfs: p("initramfs"),
+            host_ext4: p("host_ext4"),
+            guests: v["guests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|g| GuestImages {
+                    name: g["name"].as_str().unwrap_or_default().to_string(),
+                    disk: PathBuf::from(g["disk"].as_str().unwrap_or_default()),
+                    xl_cfg: PathBuf::from(g["xl_cfg"].as_str().unwrap_or_default()),
+                })
+                .collect(),
+            files: serde_json::from_value(v["files"].clone()).unwrap_or_default(),
+        })
+    }
+}
+
+/// Paths left out of the images: what only matters for building (headers, static libraries,
+/// pkg-config files, libtool archives) and documentation.
+pub fn is_dev_file(path: &str) -> bool {
+    const DIRS: [&str; 9] = [
+        "usr/include",
+        "usr/share/man",
+        "usr/share/info",
+        "usr/share/doc",
+        "usr/share/locale",
+        "usr/share/i18n",
+        "usr/lib/pkgconfig",
+        "usr/share/pkgconfig",
+        "usr/lib/gconv",
+    ];
+    DIRS.iter()
+        .any(|d| path == *d || path.starts_with(&format!("{d}/")))
+        || path.ends_with(".a")
+        || path.ends_with(".la")
+        || path.ends_with(".o")
+}
+
+/// Where each package's artifact is, from the plan.
+pub struct Artifacts<'a> {
+    pub book: &'a Book,
+    pub keys: BTreeMap<String, String>,
+    pub store: &'a LocalStore,
+}
+
+impl Artifacts<'_> {
+    fn key(&self, name: &str) -> Result<&str> {
+        self.keys
+            .get(name)
+            .map(|s| s.as_str())
+            .ok_or_else(|| anyhow!("package `{name}` is not in the plan"))
+    }
+    fn manifest(&self, name: &str) -> Result<Manifest> {
+        let key = self.key(name)?;
+        if !self.store.contains(key)? {
+            bail!(
+                "package `{name}` is not built (key {}); run `xlfs build`",
+                &key[..12]
+            );
+        }
+        Ok(self.store.manifest(key)?)
+    }
+    fn tree(&self, name: &str) -> Result<PathBuf> {
+        Ok(self.store.tree(self.key(name)?)?)
+    }
+
+    /// A root filesystem made of `packages` and their runtime closure, without development files.
+    fn rootfs(&self, packages: &[String]) -> Result<RootFs> {
+        let mut fs = RootFs::new();
+        for name in xlfs_plan::runtime_closure(self.book, packages) {
+            let mut m = self.manifest(&name)?;
+            m.entries.retain(|e| !is_dev_file(&e.path));
+            fs.add_artifact(&name, &self.tree(&name)?, &m)
+                .with_context(|| format!("adding package `{name}`"))?;
+        }
+        Ok(fs)
+    }
+
+    /// The one file under `boot/` of a package whose name starts with `prefix`.
+    fn boot_file(&self, package: &str, prefix: &str) -> Result<(PathBuf, String)> {
+        let m = self.manifest(package)?;
+        let found: Vec<&str> = m
+            .entries
+            .iter()
+            .map(|e| e.path.as_str())
+            .filter(|p| {
+                p.strip_prefix("boot/")
+                    .is_some_and(|f| f.starts_with(prefix) && !f.ends_with(".gz") && !f.contains(".config"))
+            })
+            .collect();
+        match found.as_slice() {
+            [one] => Ok((
+                self.tree(package)?.join(one),
+                one.trim_start_matches("boot/").to_string(),
+            )),
+            [] => bail!("package `{package}` installs no boot/{prefix}* file"),
+            many => bail!("package `{package}` installs several boot/{prefix}* files: {many:?}"),
+        }
+    }
+}
+
+fn add_generated(fs: &mut RootFs, files: &[xlfs_system::GenFile]) -> Result<()> {
+    for f in files {
+        fs.add_file(&f.path, f.content.clone().into_bytes(), f.mode, 0, 0)?;
+    }
+    Ok(())
+}
+
+/// Files of an overlay directory, owned by root, added over the root filesystem.
+fn add_overlay(fs: &mut RootFs, dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if !dir.is_dir() {
+        bail!("overlay directory {} does not exist", dir.display());
+    }
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name().min_depth(1) {
+        let e = e?;
+        let rel = e.path().strip_prefix(dir)?.to_string_lossy().to_string();
+        let meta = e.path().symlink_metadata()?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.file_type().is_symlink() {
+            fs.add_symlink(&rel, &std::fs::read_link(e.path())?.to_string_lossy())?;
+        } else if meta.is_dir() {
+            fs.add_dir(&rel, mode, 0, 0)?;
+        } else {
+            fs.add_file(&rel, std::fs::read(e.path())?, mode, 0, 0)?;
+        }
+    }
+    Ok(())
+}
+
+fn add_console_nodes(fs: &mut RootFs) -> Result<()> {
+    fs.add_dir("dev", 0o755, 0, 0)?;
+    fs.add_device("dev/console", 'c', 5, 1, 0o600)?;
+    fs.add_device("dev/null", 'c', 1, 3, 0o666)?;
+    Ok(())
+}
+
+fn sha256_file(p: &Path) -> Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(p)?;
+    let mut h = Sha256::new();
+    let n = std::io::copy(&mut f, &mut h)?;
+    Ok((n, hex::encode(h.finalize())))
+}
+
+/// Assemble `profile` into `out` (replaced atomically).
+pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Result<Images> {
+    let tmp = out.with_extension("tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot clear {}", tmp.display()))?;
+    }
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let book = a.book;
+
+    // Xen and the dom0 kernel.
+    let (xen_src, _) = a.boot_file(&profile.host.xen, "xen")?;
+    let xen = tmp.join("xen");
+    std::fs::copy(&xen_src, &xen).with_context(|| format!("copying {}", xen_src.display()))?;
+    let (kernel_src, kernel_file) = a.boot_file(&profile.host.kernel, "vmlinuz")?;
+    let kernel = tmp.join("vmlinuz");
+    std::fs::copy(&kernel_src, &kernel)?;
+
+    // Guest disks and the guest kernels dom0 needs.
+    let mut guest_kernels = Vec::new();
+    let mut guests = Vec::new();
+    let mut kernel_files = Vec::new();
+    for (i, g) in profile.guests.iter().enumerate() {
+        let (src, file) = a.boot_file(&g.kernel, "vmlinuz")?;
+        guest_kernels.push(file.clone());
+        kernel_files.push((src, file));
+        let mut fs = a.rootfs(&g.packages)?;
+        add_generated(&mut fs, &xlfs_system::guest_files(profile, g))?;
+        if let Some(o) = &g.overlay {
+            add_overlay(&mut fs, &book.root.join(profile.dir()).join(o))?;
+        }
+        add_console_nodes(&mut fs)?;
+        let disk = tmp.join(format!("guest-{}.ext4", g.name));
+        xlfs_image::write_ext4(
+            &fs,
+            &disk,
+            &Ext4Options {
+                size_mib: g.disk_mib as u64,
+                label: g.name.clone(),
+                uuid: fixed_uuid(&format!("guest {} {}", profile.name, g.name)),
+                hash_seed: fixed_uuid(&format!("guest-hash {} {}", profile.name, g.name)),
+                mtime: epoch,
+            },
+        )
+        .with_context(|| format!("writing the disk of guest `{}`", g.name))?;
+        let cfg = tmp.join(format!("{}.cfg", g.name));
+        std::fs::write(&cfg, xlfs_system::xl_cfg(profile, g, i, &guest_kernels[i]))?;
+        guests.push(GuestImages {
+            name: g.name.clone(),
+            disk: out.join(format!("guest-{}.ext4", g.name)),
+            xl_cfg: out.join(format!("{}.cfg", g.name)),
+        });
+    }
+
+    // dom0.
+    let mut fs = a.rootfs(&profile.host.packages)?;
+    add_generated(&mut fs, &xlfs_system::host_files(profile, &guest_kernels))?;
+    for (src, file) in &kernel_files {
+        fs.add_file(
+            &xlfs_system::guest_kernel_path(file),
+            std::fs::read(src)?,
+            0o644,
+            0,
+            0,
+        )?;
+    }
+    if let Some(o) = &profile.host.overlay {
+        add_overlay(&mut fs, &book.root.join(profile.dir()).join(o))?;
+    }
+    add_console_nodes(&mut fs)?;
+    if fs.get("init").is_none() {
+        fs.add_symlink("init", "usr/sbin/init")?;
+    }
+    let initramfs = tmp.join("dom0.cpio.gz");
+    xlfs_image::write_cpio(&fs, &initramfs, epoch, true).context("writing the dom0 initramfs")?;
+    let host_ext4 = tmp.join("dom0.ext4");
+    xlfs_image::write_ext4(
+        &fs,
+        &host_ext4,
+        &Ext4Options {
+            size_mib: 0,
+            label: profile.host.hostname.clone(),
+            uuid: fixed_uuid(&format!("host {}", profile.name)),
+            hash_seed: fixed_uuid(&format!("host-hash {}", profile.name)),
+            mtime: epoch,
+        },
+    )
+    .context("writing the dom0 ext4 image")?;
+
+    let mut files = BTreeMap::new();
+    for e in std::fs::read_dir(&tmp)? {
+        let e = e?;
+        files.insert(
+            e.file_name().to_string_lossy().to_string(),
+            sha256_file(&e.path())?,
+        );
+    }
+    let version = |pkg: &str| book.get(pkg).map(|r| r.version.clone()).unwrap_or_default();
+    let images = Images {
+        dir: out.to_path_buf(),
+        profile: profile.name.clone(),
+        xen: out.join("xen"),
+        xen_version: version(&profile.host.xen),
+        kernel: out.join("vmlinuz"),
+        kernel_version: kernel_file.trim_start_matches("vmlinuz-").to_string(),
+        initramfs: out.join("dom0.cpio.gz"),
+        host_ext4: out.join("dom0.ext4"),
+        guests,
+        files,
+    };
+    std::fs::write(tmp.join("images.json"), serde_json::to_string_pretty(&images)?)?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("cannot replace {}", out.display()))?;
+    }
+    std::fs::rename(&tmp, out).with_context(|| format!("cannot move the images to {}", out.display()))?;
+    Ok(images)
+}
+
+/// A fixed, name-derived UUID, so images are reproducible.
+pub fn fixed_uuid(seed: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(seed.as_bytes());
+    let mut b: [u8; 16] = h[..16].try_into().expect("16 bytes");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let x = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
+}

@@ -1,0 +1,277 @@
+//! Image assembly on small inputs: real artifacts packed into a real store, assembled into a
+//! real initramfs, ext4 images and xl.cfg, then read back and checked: contents, modes, owners.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use xlfs_assemble::{assemble, Artifacts, Images};
+use xlfs_book::profile::Profile;
+use xlfs_book::{Book, BookFile};
+use xlfs_store::{ArtifactStore, LocalStore, PackOptions};
+
+const SHA: &str = "60dd315c07f616887caa029408308a018ace66e3d142726a97db164b3b8f69fb";
+
+fn recipe(name: &str, run: &[&str], files: &str) -> BookFile {
+    let run: Vec<String> = run.iter().map(|d| format!("\"{d}\"")).collect();
+    BookFile {
+        path: format!("{name}.toml").into(),
+        text: format!(
+            "[package]\nname = \"{name}\"\nversion = \"1.0\"\nlicense = \"MIT\"\n[[source]]\nfile = \"{name}.tar\"\nsha256 = \"{SHA}\"\n[depends]\nrun = [{}]\n[build.steps]\ninstall = \"true\"\n{files}",
+            run.join(", ")
+        ),
+    }
+}
+
+const PROFILE: &str = r#"
+[host]
+hostname = "tiny-host"
+xen = "xen"
+kernel = "linux"
+packages = ["tools"]
+xen-cmdline = "console=com1 dom0_mem=256M"
+bridge = { name = "xenbr0", address = "10.0.0.1/24" }
+[[guest]]
+name = "g1"
+hostname = "tiny-guest"
+kernel = "linux"
+packages = ["base"]
+memory = 64
+disk-size = 16
+network = { bridge = "xenbr0", address = "10.0.0.2/24", mac = "00:16:3e:00:00:02" }
+[boot]
+memory = 512
+"#;
+
+/// Package trees: what each package "installed".
+fn trees(root: &Path) -> BTreeMap<&'static str, std::path::PathBuf> {
+    let mk = |name: &str, files: &[(&str, &str, u32)]| {
+        let d = root.join(name);
+        for (p, body, mode) in files {
+            let f = d.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(&f, body).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(*mode)).unwrap();
+        }
+        d
+    };
+    let mut t = BTreeMap::new();
+    let base = mk(
+        "base",
+        &[
+            ("usr/bin/sh", "#!fake shell\n", 0o755),
+            ("etc/passwd", "root:x:0:0::/root:/bin/sh\n", 0o644),
+        ],
+    );
+    std::os::unix::fs::symlink("usr/bin", base.join("bin")).unwrap();
+    t.insert("base", base);
+    t.insert(
+        "tools",
+        mk(
+            "tools",
+            &[
+                ("usr/sbin/xl", "fake xl\n", 0o755),
+                ("usr/bin/su", "fake su\n", 0o755),
+                ("usr/include/tools.h", "int x;\n", 0o644),
+                ("usr/lib/libtools.a", "!<arch>\n", 0o644),
+                ("usr/lib/libtools.so.1", "fake lib\n", 0o755),
+            ],
+        ),
+    );
+    t.insert(
+        "xen",
+        mk(
+            "xen",
+            &[("boot/xen", "fake xen\n", 0o644), ("boot/xen.gz", "gz\n", 0o644)],
+        ),
+    );
+    t.insert(
+        "linux",
+        mk(
+            "linux",
+            &[
+                ("boot/vmlinuz-1.0", "fake kernel\n", 0o644),
+                ("boot/config-1.0", "x\n", 0o644),
+            ],
+        ),
+    );
+    t
+}
+
+fn setup(dir: &Path) -> (Book, Profile, LocalStore, BTreeMap<String, String>) {
+    let files = vec![
+        recipe("base", &[], ""),
+        recipe("tools", &["base"], "[[file]]\npath = \"usr/bin/su\"\nmode = \"4755\"\n[[file]]\npath = \"usr/sbin/xl\"\ngid = 5\nmode = \"0750\"\n"),
+        recipe("xen", &[], ""),
+        recipe("linux", &[], ""),
+    ];
+    let book = Book::from_files(dir, files, &|_| Err(std::io::ErrorKind::NotFound.into())).unwrap();
+    let (p, d) = xlfs_book::profile::parse_profile(&dir.join("profiles/tiny.toml"), "tiny", PROFILE);
+    assert!(d.is_empty(), "{d:?}");
+    let profile = p.unwrap();
+    assert!(profile.check(&book).is_empty());
+    let envs = xlfs_plan::EnvIds {
+        host: "h".into(),
+        chroot: "c".into(),
+    };
+    let plan = xlfs_plan::plan(&book, &profile.targets(), &envs, &|_| None, &|_| false).unwrap();
+    let store = LocalStore::open(dir.join("store")).unwrap();
+    let trees = trees(&dir.join("trees"));
+    let mut keys = BTreeMap::new();
+    for step in &plan.steps {
+        let r = &book.recipes[&step.name];
+        let attrs = r
+            .files
+            .iter()
+            .map(|f| xlfs_store::Attr {
+                path: f.path.clone(),
+                uid: f.uid,
+                gid: f.gid,
+                mode: f.mode,
+            })
+            .collect();
+        let out = dir.join(format!("{}.tar.zst", step.name));
+        let packed = xlfs_store::pack(
+            &trees[step.name.as_str()],
+            &out,
+            &PackOptions {
+                mtime: 1_700_000_000,
+                zstd_level: 3,
+                attrs,
+            },
+        )
+        .unwrap();
+        store.put(&step.key, &out, &packed).unwrap();
+        keys.insert(step.name.clone(), step.key.clone());
+    }
+    (book, profile, store, keys)
+}
+
+#[test]
+fn a_profile_assembles_into_images_that_read_back_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let (book, profile, store, keys) = setup(dir.path());
+    let a = Artifacts {
+        book: &book,
+        keys,
+        store: &store,
+    };
+    let out = dir.path().join("images/tiny");
+    let images = assemble(&a, &profile, &out, 1_700_000_000).unwrap();
+    assert!(!dir.path().join("images/tiny.tmp").exists());
+    assert_eq!(
+        std::fs::read(&images.xen).unwrap(),
+        b"fake xen\n",
+        "the uncompressed xen, not xen.gz"
+    );
+    assert_eq!(images.kernel_version, "1.0");
+
+    // The dom0 initramfs.
+    let cpio = xlfs_image::read_cpio(&images.initramfs).unwrap();
+    let get = |p: &str| {
+        cpio.iter()
+            .find(|e| e.path == p)
+            .unwrap_or_else(|| panic!("{p} missing"))
+    };
+    let su = get("usr/bin/su");
+    assert_eq!(
+        (su.mode & 0o7777, su.uid, su.gid),
+        (0o4755, 0, 0),
+        "setuid from the recipe, owned by root"
+    );
+    let xl = get("usr/sbin/xl");
+    assert_eq!((xl.mode & 0o7777, xl.gid), (0o750, 5));
+    assert_eq!(
+        get("usr/bin/sh").data,
+        b"#!fake shell\n",
+        "runtime closure: tools needs base"
+    );
+    assert_eq!(get("bin").link_target().as_deref(), Some("usr/bin"));
+    assert!(
+        cpio.iter()
+            .all(|e| e.path != "usr/include/tools.h" && e.path != "usr/lib/libtools.a"),
+        "no dev files"
+    );
+    assert!(cpio.iter().any(|e| e.path == "usr/lib/libtools.so.1"));
+    let rcs = get("etc/init.d/rcS");
+    assert_eq!(rcs.mode & 0o7777, 0o755);
+    assert!(String::from_utf8_lossy(&rcs.data).contains("xenstored"));
+    assert_eq!(get("etc/hostname").data, b"tiny-host\n");
+    assert_eq!(
+        get("var/lib/xlfs/kernels/vmlinuz-1.0").data,
+        b"fake kernel\n",
+        "the guest kernel is in dom0"
+    );
+    let cfg = String::from_utf8_lossy(&get("etc/xen/g1.cfg").data).to_string();
+    assert!(
+        cfg.contains("kernel = \"/var/lib/xlfs/kernels/vmlinuz-1.0\""),
+        "{cfg}"
+    );
+    let console = get("dev/console");
+    assert_eq!(
+        (
+            console.mode & libc_s_ifmt(),
+            console.rdev_major,
+            console.rdev_minor
+        ),
+        (0o020000, 5, 1)
+    );
+    assert_eq!(get("init").link_target().as_deref(), Some("usr/sbin/init"));
+    assert!(
+        cpio.iter().all(|e| e.uid == 0 || e.path == "usr/sbin/xl"),
+        "everything else belongs to root"
+    );
+
+    // The dom0 ext4 image holds the same tree.
+    let ext = xlfs_image::read_ext4(&images.host_ext4).unwrap();
+    let e = ext.iter().find(|e| e.path == "usr/bin/su").unwrap();
+    assert_eq!((e.mode & 0o7777, e.uid, e.gid), (0o4755, 0, 0));
+    assert_eq!(
+        xlfs_image::ext4_cat(&images.host_ext4, "etc/hostname").unwrap(),
+        b"tiny-host\n"
+    );
+
+    // The guest's disk: its own packages and configuration.
+    let g = &images.guests[0];
+    assert_eq!(
+        xlfs_image::ext4_cat(&g.disk, "etc/hostname").unwrap(),
+        b"tiny-guest\n"
+    );
+    let rcs = xlfs_image::ext4_cat(&g.disk, "etc/init.d/rcS").unwrap();
+    assert!(String::from_utf8_lossy(&rcs).contains("ip addr add 10.0.0.2/24 dev eth0"));
+    let gext = xlfs_image::read_ext4(&g.disk).unwrap();
+    assert!(
+        gext.iter().all(|e| e.path != "usr/sbin/xl"),
+        "dom0's tools are not in the guest"
+    );
+    assert!(std::fs::read_to_string(&g.xl_cfg)
+        .unwrap()
+        .contains("name = \"g1\""));
+
+    // images.json round-trips, and a second assembly is byte-identical.
+    let loaded = Images::load(&out).unwrap();
+    assert_eq!(loaded.files, images.files);
+    let again = assemble(&a, &profile, &out, 1_700_000_000).unwrap();
+    assert_eq!(again.files, images.files, "images are reproducible");
+}
+
+fn libc_s_ifmt() -> u32 {
+    0o170000
+}
+
+#[test]
+fn a_package_that_is_not_built_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (book, profile, store, mut keys) = setup(dir.path());
+    keys.insert("tools".into(), "0".repeat(64));
+    let a = Artifacts {
+        book: &book,
+        keys,
+        store: &store,
+    };
+    let err = assemble(&a, &profile, &dir.path().join("out"), 1_700_000_000).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("package `tools` is not built"),
+        "{err:#}"
+    );
+    assert!(!dir.path().join("out").exists(), "no images that look complete");
+}

@@ -1,0 +1,380 @@
+//! `xlfs image`, `xlfs boot` and `xlfs up`: from built artifacts to images, and from images to a
+//! booted, checked system.
+
+use crate::app::App;
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use xlfs_assemble::{Artifacts, Images};
+use xlfs_book::profile::{AccelChoice, Profile};
+use xlfs_boot::{Accel, AccelPref, Check, Console, Drive, Machine};
+
+pub fn images_dir(app: &App, profile: &str) -> PathBuf {
+    app.home.root.join("images").join(profile)
+}
+
+pub fn load_profile(app: &App, name: &str) -> Result<(xlfs_book::Book, Profile)> {
+    app.profile(name)
+}
+
+/// Assemble the images of a profile (everything must be built).
+pub fn image(app: &App, name: &str) -> Result<Images> {
+    let (book, profile) = load_profile(app, name)?;
+    let (db, store) = (app.db()?, app.store()?);
+    let plan = app.plan(&book, &profile.targets(), &db, &store)?;
+    let missing: Vec<&str> = plan.to_build().map(|s| s.name.as_str()).collect();
+    if !missing.is_empty() {
+        bail!(
+            "profile `{name}` needs packages that are not built: {}; run `xlfs build --profile {name}`",
+            missing.join(", ")
+        );
+    }
+    let keys = plan
+        .steps
+        .iter()
+        .map(|s| (s.name.clone(), s.key.clone()))
+        .collect();
+    let artifacts = Artifacts {
+        book: &book,
+        keys,
+        store: &store,
+    };
+    let out = images_dir(app, name);
+    std::fs::create_dir_all(out.parent().expect("images dir has a parent"))?;
+    xlfs_assemble::assemble(&artifacts, &profile, &out, book.config.source_date_epoch)
+}
+
+pub fn print_images(images: &Images) {
+    println!("images of `{}` in {}", images.profile, images.dir.display());
+    for (file, (size, sha)) in &images.files {
+        println!(
+            "  {file:<24} {:>10}  sha256 {}",
+            xlfs_build::run::human_bytes(*size),
+            &sha[..16]
+        );
+    }
+}
+
+fn machine(profile: &Profile, images: &Images, accel: Accel) -> Machine {
+    Machine {
+        qemu: PathBuf::from("qemu-system-x86_64"),
+        accel,
+        memory_mib: profile.boot.memory_mib,
+        smp: profile.boot.cpus,
+        cpu: "qemu64".into(),
+        machine: "pc".into(),
+        kernel: images.xen.clone(),
+        append: profile.host.xen_cmdline.clone(),
+        initrd: vec![
+            (images.kernel.clone(), profile.host.linux_cmdline.clone()),
+            (images.initramfs.clone(), String::new()),
+        ],
+        drives: images
+            .guests
+            .iter()
+            .map(|g| Drive {
+                path: g.disk.clone(),
+                format: "raw".into(),
+                interface: "ide".into(),
+                readonly: false,
+            })
+            .collect(),
+        net: false,
+        extra: Vec::new(),
+    }
+}
+
+fn accel(profile: &Profile, forced: Option<&str>) -> (Accel, String) {
+    let pref = match forced.unwrap_or(match profile.boot.accel {
+        AccelChoice::Auto => "auto",
+        AccelChoice::Kvm => "kvm",
+        AccelChoice::Tcg => "tcg",
+    }) {
+        "kvm" => AccelPref::Kvm,
+        "tcg" => AccelPref::Tcg,
+        _ => AccelPref::Auto,
+    };
+    xlfs_boot::choose_accel(pref, Duration::from_secs(5))
+}
+
+/// The scripted checks of a profile's boot, in order.
+pub fn checks(images: &Images) -> Vec<Check> {
+    let c = |name: &str, send: Option<String>, expect: &str, t: u64| Check {
+        name: name.into(),
+        send,
+        expect: expect.into(),
+        timeout_s: t,
+    };
+    let xen_major = images.xen_version.split('+').next().unwrap_or("").to_string();
+    vec![
+        c(
+            "the Xen banner and version appear",
+            None,
+            &format!("Xen version {xen_major}"),
+            120,
+        ),
+        c(
+            "the dom0 kernel comes up",
+            None,
+            &format!("Linux version {}", images.kernel_version),
+            180,
+        ),
+        c("init starts xenstored", None, "xlfs: starting xenstored", 180),
+        c("init starts xenconsoled", None, "xlfs: starting xenconsoled", 60),
+        c("dom0 is ready", None, "xlfs: dom0 ready", 120),
+    ]
+}
+
+/// A console command that must succeed and print `expect`.
+fn must(
+    con: &mut Console,
+    what: &str,
+    cmd: &str,
+    expect: &str,
+    t: u64,
+    log: &mut Vec<(String, Duration)>,
+) -> Result<String> {
+    let (rc, out) = con
+        .run(cmd, Duration::from_secs(t))
+        .with_context(|| format!("check failed: {what}"))?;
+    if rc != 0 || !out.contains(expect) {
+        bail!(
+            "check failed: {what}\n  command: {cmd}\n  expected exit 0 and `{expect}`, got exit {rc}:\n{}",
+            out.lines()
+                .map(|l| format!("  | {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    println!("  ok  {what} ({:.1}s)", con.elapsed().as_secs_f64());
+    log.push((what.to_string(), con.elapsed()));
+    Ok(out)
+}
+
+pub struct BootReport {
+    pub accel: Accel,
+    pub accel_reason: String,
+    pub marks: Vec<(String, Duration)>,
+    pub log: PathBuf,
+}
+
+/// Boot the profile and run its checks.
+pub fn boot_check(app: &App, name: &str, forced: Option<&str>) -> Result<BootReport> {
+    let (_book, profile) = load_profile(app, name)?;
+    let images = Images::load(&images_dir(app, name))?;
+    let (accel, reason) = accel(&profile, forced);
+    println!("booting `{name}` under QEMU with {accel:?}: {reason}");
+    let m = machine(&profile, &images, accel);
+    let log = app.home.root.join("logs").join(format!("boot-{name}.log"));
+    let mut con = Console::spawn(&m, &log)?;
+    let deadline = Instant::now() + Duration::from_secs(profile.boot.timeout_s);
+    let mut marks = Vec::new();
+    for r in xlfs_boot::run_checks(&mut con, &checks(&images)) {
+        if let Some(e) = r.error {
+            bail!("check failed: {}\n{e}", r.name);
+        }
+        println!("  ok  {} ({:.1}s)", r.name, r.at.as_secs_f64());
+        marks.push((r.name, r.at));
+    }
+    con.sendline("")?;
+    must(
+        &mut con,
+        "xenstored and xenconsoled are running",
+        "pidof xenstored && pidof xenconsoled",
+        "",
+        30,
+        &mut marks,
+    )?;
+    must(
+        &mut con,
+        "`xl info` works",
+        "xl info",
+        "xen_version",
+        60,
+        &mut marks,
+    )?;
+    must(
+        &mut con,
+        "`xl list` shows Domain-0",
+        "xl list",
+        "Domain-0",
+        60,
+        &mut marks,
+    )?;
+    for g in &profile.guests {
+        let cfg = format!("/etc/xen/{}.cfg", g.name);
+        con.sendline(&format!("xl create -c {cfg}"))?;
+        let marker = format!(
+            "XLFS-GUEST-UP hostname={} kernel={}",
+            g.hostname, images.kernel_version
+        );
+        con.expect(&marker, Duration::from_secs(240)).with_context(|| {
+            format!(
+                "check failed: guest `{}` starts and prints its hostname and kernel",
+                g.name
+            )
+        })?;
+        println!(
+            "  ok  guest `{}` is up: {marker} ({:.1}s)",
+            g.name,
+            con.elapsed().as_secs_f64()
+        );
+        marks.push((format!("guest {} up", g.name), con.elapsed()));
+        con.sendline("")?;
+        must(
+            &mut con,
+            "the guest sees its disk xvda",
+            "cat /proc/partitions",
+            "xvda",
+            30,
+            &mut marks,
+        )?;
+        if let (Some(n), Some(b)) = (&g.network, &profile.host.bridge) {
+            must(
+                &mut con,
+                "the guest has its network interface",
+                "ip addr show eth0",
+                &n.address.addr.to_string(),
+                30,
+                &mut marks,
+            )?;
+            must(
+                &mut con,
+                "the guest pings dom0 over the bridge",
+                &format!("ping -c 3 -W 5 {}", b.address.addr),
+                " 0% packet loss",
+                60,
+                &mut marks,
+            )?;
+        }
+        // Leave the guest console (Ctrl-]) and come back to dom0's shell.
+        con.send("\x1d")?;
+        con.sendline("")?;
+        if let Some(n) = &g.network {
+            must(
+                &mut con,
+                "dom0 pings the guest over the bridge",
+                &format!("ping -c 3 -W 5 {}", n.address.addr),
+                " 0% packet loss",
+                60,
+                &mut marks,
+            )?;
+        }
+        must(
+            &mut con,
+            "`xl shutdown` stops the guest",
+            &format!("xl shutdown -w {}", g.name),
+            "",
+            120,
+            &mut marks,
+        )?;
+        let (_, list) = con.run("xl list", Duration::from_secs(30))?;
+        if list.contains(&g.name) {
+            bail!(
+                "check failed: guest `{}` still listed after xl shutdown:\n{list}",
+                g.name
+            );
+        }
+    }
+    con.sendline("poweroff")?;
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(60));
+    con.wait_exit(left.min(Duration::from_secs(120)))
+        .context("check failed: dom0 powers off cleanly")?;
+    println!("  ok  dom0 powered off ({:.1}s)", con.elapsed().as_secs_f64());
+    marks.push(("powered off".into(), con.elapsed()));
+    Ok(BootReport {
+        accel,
+        accel_reason: reason,
+        marks,
+        log,
+    })
+}
+
+/// Boot interactively: the serial console on this terminal.
+pub fn boot_interactive(app: &App, name: &str, forced: Option<&str>) -> Result<i32> {
+    let (_book, profile) = load_profile(app, name)?;
+    let images = Images::load(&images_dir(app, name))?;
+    let (accel, reason) = accel(&profile, forced);
+    eprintln!("booting `{name}` under QEMU with {accel:?}: {reason}; quit with Ctrl-A X");
+    let status = xlfs_boot::interactive(&machine(&profile, &images, accel))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+/// `xlfs up`: the main job. Check the host (installing what is missing), fetch, build, assemble
+/// and boot-check a profile, then summarise.
+pub fn up(app: &App, name: &str, jobs: Option<usize>) -> Result<i32> {
+    let mut phases: Vec<(&str, Duration)> = Vec::new();
+    let t = Instant::now();
+    println!("==> doctor");
+    if !crate::doctor::doctor(true, &app.home.root, true)? {
+        bail!("this machine is not ready (see above)");
+    }
+    phases.push(("doctor", t.elapsed()));
+
+    let (book, profile) = load_profile(app, name)?;
+    let targets = profile.targets();
+    let t = Instant::now();
+    println!("==> fetch");
+    crate::commands::fetch(app, &targets, true, 4)?;
+    phases.push(("fetch", t.elapsed()));
+
+    let t = Instant::now();
+    println!("==> build");
+    let code = crate::commands::build(
+        app,
+        crate::args::BuildArgs {
+            targets: targets.clone(),
+            profile: None,
+            jobs,
+            keep_going: false,
+            check: false,
+            no_wait: false,
+            no_runtime: false,
+        },
+    )?;
+    if code != 0 {
+        return Ok(code);
+    }
+    phases.push(("build", t.elapsed()));
+
+    let t = Instant::now();
+    println!("==> images");
+    let images = image(app, name)?;
+    print_images(&images);
+    phases.push(("images", t.elapsed()));
+
+    let t = Instant::now();
+    println!("==> boot --check");
+    let report = boot_check(app, name, None)?;
+    phases.push(("boot", t.elapsed()));
+
+    println!("\n==> summary of `{name}`");
+    let db = app.db()?;
+    let closure = xlfs_plan::runtime_closure(&book, &targets);
+    let records: Vec<_> = db
+        .all_latest()?
+        .into_iter()
+        .filter(|r| closure.contains(&r.name))
+        .collect();
+    print!(
+        "{}",
+        xlfs_build::report::report(&records, book.config.sbu_reference.as_deref()).table()
+    );
+    print_images(&images);
+    println!(
+        "boot ({:?}, {}), console log {}:",
+        report.accel,
+        report.accel_reason,
+        report.log.display()
+    );
+    for (what, at) in &report.marks {
+        println!("  {:>7.1}s  {what}", at.as_secs_f64());
+    }
+    println!("phases:");
+    for (p, d) in &phases {
+        println!("  {p:<8} {:>8.1}s", d.as_secs_f64());
+    }
+    Ok(0)
+}
