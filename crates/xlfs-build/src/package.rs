@@ -166,6 +166,10 @@ pub fn build(ctx: &Ctx, step: &Step, progress: &dyn Progress) -> Result<BuildRec
         }
         Err(message) => {
             let interrupted = ctx.cancel.load(Ordering::SeqCst);
+            if interrupted {
+                log.line("\n==> xlfs: interrupted");
+                return Err(fail("interrupted".into(), true));
+            }
             log.line(&format!("\n==> xlfs: FAILED: {message}"));
             if let Ok(db) = ctx.db.lock() {
                 let _ = db.record_failure(&Failure {

@@ -188,6 +188,44 @@ fn after_a_kill_during_a_build_resuming_gives_the_same_artifacts() {
 }
 
 #[test]
+fn ctrl_c_stops_the_running_builds_and_the_next_run_resumes() {
+    let w = World::new();
+    slow_book(&w);
+    let child = w
+        .cmd(&["build", "-j2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = std::fs::read_to_string(w.home().join("logs/slow.log")).unwrap_or_default();
+        if log.contains("==> xlfs: build") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slow build never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let text = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    assert!(text.contains("run `xlfs build` again to resume"), "{text}");
+    assert_eq!(
+        sandboxes_of(&w.home()),
+        0,
+        "no sandbox outlives the interrupted build"
+    );
+    let status = w.ok(&["status"]);
+    assert!(
+        !status.contains("FAILED"),
+        "an interruption is not a failure: {status}"
+    );
+    let out = w.ok(&["build"]);
+    assert!(out.contains("build slow"), "{out}");
+    assert!(w.plan().iter().all(|(_, _, s)| s == "cached"));
+}
+
+#[test]
 fn a_corrupt_or_truncated_source_is_refused_and_never_unpacked() {
     let w = World::new();
     w.greet_and_hello(&["libgreet"]);
