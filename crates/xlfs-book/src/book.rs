@@ -256,17 +256,8 @@ fn io_diag(path: &Path, e: &std::io::Error) -> Diagnostic {
 fn parse_config(path: &Path, text: &str) -> (BookConfig, Vec<Diagnostic>) {
     let mut sink = Sink::new(path, text);
     let mut config = BookConfig::default();
-    let doc = match toml_edit::ImDocument::parse(text) {
-        Ok(d) => d,
-        Err(e) => {
-            sink.error(
-                e.span(),
-                "",
-                format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")),
-                None,
-            );
-            return (config, sink.diags);
-        }
+    let Some(doc) = crate::reader::parse_document(&mut sink, text) else {
+        return (config, sink.diags);
     };
     let mut top = Reader::new(doc.as_table(), Some(0..0), "");
     if let Some(mut b) = top.table(&mut sink, "book") {

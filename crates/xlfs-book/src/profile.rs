@@ -312,17 +312,8 @@ fn packages(sink: &mut Sink, r: &mut Reader) -> Vec<String> {
 /// Parse a profile file (no cross-checks against the book).
 pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, Vec<Diagnostic>) {
     let mut sink = Sink::new(path, text);
-    let doc = match toml_edit::ImDocument::parse(text) {
-        Ok(d) => d,
-        Err(e) => {
-            sink.error(
-                e.span(),
-                "",
-                format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")),
-                None,
-            );
-            return (None, sink.diags);
-        }
+    let Some(doc) = crate::reader::parse_document(&mut sink, text) else {
+        return (None, sink.diags);
     };
     let mut top = Reader::new(doc.as_table(), Some(0..0), "");
     let mut summary = String::new();

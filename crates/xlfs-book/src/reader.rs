@@ -270,3 +270,19 @@ impl Reader<'_> {
         self.table.get(key).is_some_and(|i| i.is_str())
     }
 }
+
+/// Parse a TOML document; a syntax error becomes a diagnostic with its position.
+pub(crate) fn parse_document<'a>(sink: &mut Sink, text: &'a str) -> Option<toml_edit::ImDocument<&'a str>> {
+    match toml_edit::ImDocument::parse(text) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            sink.error(
+                e.span(),
+                "",
+                format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")),
+                None,
+            );
+            None
+        }
+    }
+}

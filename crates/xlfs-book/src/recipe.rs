@@ -221,17 +221,8 @@ pub fn parse_recipe(
     templates: &BTreeMap<String, Template>,
 ) -> (Option<Recipe>, Vec<Diagnostic>) {
     let mut sink = Sink::new(path, text);
-    let doc = match toml_edit::ImDocument::parse(text) {
-        Ok(d) => d,
-        Err(e) => {
-            sink.error(
-                e.span(),
-                "",
-                format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")),
-                None,
-            );
-            return (None, sink.diags);
-        }
+    let Some(doc) = crate::reader::parse_document(&mut sink, text) else {
+        return (None, sink.diags);
     };
     let mut top = Reader::new(doc.as_table(), Some(0..0), "");
     let mut spans = Spans::default();

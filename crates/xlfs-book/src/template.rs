@@ -111,12 +111,8 @@ pub(crate) fn parse_var_value(r: &mut Reader, sink: &mut Sink, key: &str) -> Opt
 /// Parse `book/templates/NAME.toml`.
 pub fn parse_template(path: &Path, name: &str, text: &str) -> (Option<Template>, Vec<Diagnostic>) {
     let mut sink = Sink::new(path, text);
-    let doc = match toml_edit::ImDocument::parse(text) {
-        Ok(d) => d,
-        Err(e) => {
-            sink.error(e.span(), "", format!("invalid TOML: {}", e.message()), None);
-            return (None, sink.diags);
-        }
+    let Some(doc) = crate::reader::parse_document(&mut sink, text) else {
+        return (None, sink.diags);
     };
     let mut top = Reader::new(doc.as_table(), None, "");
     let mut summary = String::new();

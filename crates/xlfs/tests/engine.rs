@@ -130,6 +130,19 @@ fn slow_book(w: &World) {
     );
 }
 
+/// Wait until the slow package is inside its sandbox.
+fn wait_until_slow_is_building(w: &World) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = std::fs::read_to_string(w.home().join("logs/slow.log")).unwrap_or_default();
+        if log.contains("==> xlfs: build") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the slow build never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn sandboxes_of(home: &std::path::Path) -> usize {
     // Sandbox helpers are `xlfs __sandbox HOME/builds/.../spec.json`.
     let mut n = 0;
@@ -156,15 +169,7 @@ fn after_a_kill_during_a_build_resuming_gives_the_same_artifacts() {
     slow_book(&w);
     let mut child = w.cmd(&["build", "-j2"]).spawn().unwrap();
     // Wait until the slow package is inside its sandbox, then kill xlfs without warning.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let log = std::fs::read_to_string(w.home().join("logs/slow.log")).unwrap_or_default();
-        if log.contains("==> xlfs: build") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the slow build never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_slow_is_building(&w);
     child.kill().unwrap();
     child.wait().unwrap();
     // The sandbox dies with xlfs.
@@ -196,15 +201,7 @@ fn ctrl_c_stops_the_running_builds_and_the_next_run_resumes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let log = std::fs::read_to_string(w.home().join("logs/slow.log")).unwrap_or_default();
-        if log.contains("==> xlfs: build") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the slow build never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_slow_is_building(&w);
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     let text = text(&out);
