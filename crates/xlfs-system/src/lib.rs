@@ -84,6 +84,7 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+mkdir -p /run/lock
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 hostname -F /etc/hostname
 ip link set lo up
@@ -120,7 +121,7 @@ if ! mount -t xenfs xenfs /proc/xen || ! grep -q control_d /proc/xen/capabilitie
     exit 0
 fi
 mkdir -p -m 0700 /run/xen
-mkdir -p /run/xenstored /var/lib/xenstored /var/lib/xen /var/log/xen /var/lock
+mkdir -p /run/xenstored /var/lib/xenstored /var/lib/xen /var/log/xen
 echo \"xlfs: starting xenstored\"
 /usr/sbin/xenstored --pid-file /run/xen/xenstored.pid
 i=0
