@@ -218,12 +218,12 @@ fn bench_noop_and_overhead() {
 
 fn bench_utilisation() {
     let b = Book::new();
-    // Each package burns about a second of CPU in a single-threaded loop.
+    // Each package burns a few seconds of CPU in a single-threaded loop, like a small real package (zlib: 6 s).
     for i in 0..20 {
         b.package(
             &format!("u{i:02}"),
             &[],
-            "i=0; while [ $$i -lt 400000 ]; do i=$$((i+1)); done",
+            "i=0; while [ $$i -lt 2000000 ]; do i=$$((i+1)); done",
         );
     }
     b.xlfs(&["fetch"]);
