@@ -247,9 +247,17 @@ pub fn boot_check(app: &App, name: &str, forced: Option<&str>) -> Result<BootRep
                 &mut marks,
             )?;
         }
-        // Leave the guest console (Ctrl-]) and come back to dom0's shell.
-        con.send("\x1d")?;
-        con.sendline("")?;
+        // Leave the guest console (Ctrl-], alone in its read: xenconsole only sees it then)
+        // and make sure dom0's shell answers again.
+        leave_guest_console(&mut con, &profile.host.hostname)?;
+        must(
+            &mut con,
+            "back on dom0's console",
+            "hostname",
+            &profile.host.hostname,
+            30,
+            &mut marks,
+        )?;
         if let Some(n) = &g.network {
             must(
                 &mut con,
@@ -268,13 +276,29 @@ pub fn boot_check(app: &App, name: &str, forced: Option<&str>) -> Result<BootRep
             120,
             &mut marks,
         )?;
-        let (_, list) = con.run("xl list", Duration::from_secs(30))?;
-        if list.contains(&g.name) {
-            bail!(
-                "check failed: guest `{}` still listed after xl shutdown:\n{list}",
-                g.name
-            );
+        // After the shutdown, xl's domain watcher destroys it (on_poweroff = "destroy").
+        let gone_by = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, list) = con.run("xl list", Duration::from_secs(30))?;
+            if !list
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(g.name.as_str()))
+            {
+                break;
+            }
+            if Instant::now() > gone_by {
+                bail!(
+                    "check failed: guest `{}` still listed a minute after xl shutdown:\n{list}",
+                    g.name
+                );
+            }
+            std::thread::sleep(Duration::from_secs(1));
         }
+        println!(
+            "  ok  guest `{}` is gone ({:.1}s)",
+            g.name,
+            con.elapsed().as_secs_f64()
+        );
     }
     con.sendline("poweroff")?;
     // dom0's power-off goes through ACPI S5 and QEMU exits; where the machine has no ACPI
@@ -306,6 +330,22 @@ pub fn boot_check(app: &App, name: &str, forced: Option<&str>) -> Result<BootRep
         marks,
         log,
     })
+}
+
+/// Detach from a guest console with xenconsole's escape character, Ctrl-].
+fn leave_guest_console(con: &mut Console, host: &str) -> Result<()> {
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(500));
+        con.send("\x1d")?;
+        std::thread::sleep(Duration::from_millis(1000));
+        con.sendline("")?;
+        if let Ok((0, out)) = con.run("hostname", Duration::from_secs(20)) {
+            if out.lines().any(|l| l.trim() == host) {
+                return Ok(());
+            }
+        }
+    }
+    bail!("check failed: cannot leave the guest console with Ctrl-] (dom0 `{host}` does not answer)")
 }
 
 /// Boot interactively: the serial console on this terminal.
