@@ -208,7 +208,16 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
         }
         waiting.insert(name, deps);
     }
-    let priority = priorities(&todo, &dependents);
+    let history: HashMap<String, u64> = ctx
+        .db
+        .lock()
+        .ok()
+        .and_then(|db| db.all_latest().ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.name, r.wall_ms.max(1)))
+        .collect();
+    let priority = priorities(&todo, &dependents, &|n| history.get(n).copied().unwrap_or(1000));
 
     let client = match crate::jobs::init(ctx.jobs) {
         Ok(c) => c.clone(),
@@ -335,30 +344,38 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
     out
 }
 
-/// Number of packages that transitively wait for each package: the longest chains go first.
+/// The expected cost of the longest chain that starts at each package (its own expected build
+/// time plus that of its most expensive chain of dependents): the longest chains go first, as
+/// in cargo's job queue. A package's expected time is its last recorded build time, or one unit
+/// for a package never built here.
 fn priorities<'a>(
     todo: &BTreeMap<&'a str, &Step>,
     dependents: &BTreeMap<&'a str, Vec<&'a str>>,
-) -> HashMap<&'a str, usize> {
-    let mut memo: HashMap<&str, BTreeSet<&str>> = HashMap::new();
-    fn collect<'a>(
+    cost: &dyn Fn(&str) -> u64,
+) -> HashMap<&'a str, u64> {
+    fn chain<'a>(
         n: &'a str,
         dependents: &BTreeMap<&'a str, Vec<&'a str>>,
-        memo: &mut HashMap<&'a str, BTreeSet<&'a str>>,
-    ) -> BTreeSet<&'a str> {
-        if let Some(s) = memo.get(n) {
-            return s.clone();
+        cost: &dyn Fn(&str) -> u64,
+        memo: &mut HashMap<&'a str, u64>,
+    ) -> u64 {
+        if let Some(c) = memo.get(n) {
+            return *c;
         }
-        let mut set = BTreeSet::new();
-        for d in dependents.get(n).into_iter().flatten() {
-            set.insert(*d);
-            set.extend(collect(d, dependents, memo));
-        }
-        memo.insert(n, set.clone());
-        set
+        let rest = dependents
+            .get(n)
+            .into_iter()
+            .flatten()
+            .map(|d| chain(d, dependents, cost, memo))
+            .max()
+            .unwrap_or(0);
+        let c = cost(n) + rest;
+        memo.insert(n, c);
+        c
     }
+    let mut memo = HashMap::new();
     todo.keys()
-        .map(|n| (*n, collect(n, dependents, &mut memo).len()))
+        .map(|n| (*n, chain(n, dependents, cost, &mut memo)))
         .collect()
 }
 
@@ -371,5 +388,43 @@ pub fn interrupt(ctx: &Ctx) {
                 libc::kill(-pgid, libc::SIGKILL);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_expensive_chain_goes_first() {
+        // b waits for a; c is alone but long.
+        let dependents: BTreeMap<&str, Vec<&str>> = [("a", vec!["b"])].into_iter().collect();
+        let step = |n: &str| Step {
+            name: n.into(),
+            version: "1".into(),
+            key: "k".repeat(64),
+            env: xlfs_book::BuildEnv::Host,
+            status: Status::Cached,
+            build_root: vec![],
+            inputs: xlfs_plan::Inputs {
+                recipe: String::new(),
+                sources: String::new(),
+                deps: Default::default(),
+                env: String::new(),
+            },
+        };
+        let steps = [step("a"), step("b"), step("c")];
+        let todo: BTreeMap<&str, &Step> = steps.iter().map(|s| (s.name.as_str(), s)).collect();
+        let cost = |n: &str| match n {
+            "c" => 100,
+            _ => 10,
+        };
+        let p = priorities(&todo, &dependents, &cost);
+        assert_eq!(p["a"], 20, "a's chain is a then b");
+        assert_eq!(p["b"], 10);
+        assert_eq!(p["c"], 100);
+        // Unknown costs: the longer chain first.
+        let p = priorities(&todo, &dependents, &|_| 1);
+        assert!(p["a"] > p["c"]);
     }
 }
