@@ -120,6 +120,27 @@ pub fn is_valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-._".contains(c))
 }
 
+/// A path relative to the recipe's directory that stays inside it: not absolute, no `..`.
+pub fn is_book_relative(p: &str) -> bool {
+    !p.is_empty() && !p.starts_with('/') && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+fn check_book_path(sink: &mut Sink, field: String, v: &At<String>) -> bool {
+    if is_book_relative(&v.value) {
+        return true;
+    }
+    sink.error(
+        v.span.clone(),
+        field,
+        format!("`{}` is not a path inside the recipe's directory", v.value),
+        Some(
+            "name a file next to the recipe (or below its directory), without `/` at the start or `..`"
+                .into(),
+        ),
+    );
+    false
+}
+
 pub fn is_sha256(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
@@ -357,8 +378,11 @@ pub fn parse_recipe(
             }
             None => 1,
         };
+        let path_ok = file
+            .as_ref()
+            .is_some_and(|f| check_book_path(&mut sink, p.field("file"), f));
         p.finish(&mut sink, &PATCH_KEYS);
-        if let (Some(f), Some(h), true) = (file, sha, sha_ok) {
+        if let (Some(f), Some(h), true, true) = (file, sha, sha_ok, path_ok) {
             spans.patches.push(pos(&sink, &f.span));
             patches.push(Patch {
                 file: f.value,
@@ -434,6 +458,9 @@ pub fn parse_recipe(
                 environment = e.string_map(&mut sink);
             }
             for i in b.string_list(&mut sink, "inputs").unwrap_or_default() {
+                if !check_book_path(&mut sink, "build.inputs".into(), &i) {
+                    continue;
+                }
                 spans.inputs.push(pos(&sink, &i.span));
                 // The hash is filled in by the book loader, which reads the file.
                 inputs.insert(i.value, String::new());

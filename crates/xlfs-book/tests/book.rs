@@ -128,3 +128,19 @@ fn patches_are_verified_against_their_hash() {
     assert!(err.contains("patch[0].sha256"), "{err}");
     assert!(err.contains("base/p.toml:"), "{err}");
 }
+
+#[test]
+fn patch_and_input_paths_stay_inside_the_book() {
+    let text = recipe("p", &[], "inputs = [\"../../etc/shadow\", \"ok.config\"]\n")
+        + &format!("[[patch]]\nfile = \"/etc/passwd\"\nsha256 = \"{SHA}\"\n");
+    let err = load(&[("base/p.toml", &text)], &[("base/ok.config", b"x")]).unwrap_err();
+    assert!(
+        err.contains("build.inputs: `../../etc/shadow` is not a path inside the recipe's directory"),
+        "{err}"
+    );
+    assert!(
+        err.contains("patch[0].file: `/etc/passwd` is not a path inside the recipe's directory"),
+        "{err}"
+    );
+    assert_eq!(err.matches("is not a path inside").count(), 2, "{err}");
+}

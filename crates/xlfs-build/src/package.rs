@@ -268,6 +268,9 @@ fn run(
         check_cancel()?;
         let from = recipe_dir.join(&p.file);
         let to = book_dir.join(&p.file);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
         std::fs::copy(&from, &to).map_err(|e| format!("cannot copy patch {}: {e}", from.display()))?;
         let got = xlfs_book::sha256_hex(&std::fs::read(&to).map_err(|e| e.to_string())?);
         if got != p.sha256 {

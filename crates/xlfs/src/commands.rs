@@ -175,7 +175,6 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
         let (_, profile) = app.profile(&p)?;
         args.targets.extend(profile.targets());
     }
-    let book = app.book()?;
     app.prepare_home()?;
     let quiet = app.global.quiet;
     let _lock = xlfs_build::lock::lock(&app.home.lock(), "build", !args.no_wait, &|holder| {
@@ -184,6 +183,9 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
             app.home.root.display()
         )
     })?;
+    // Read the book only once the lock is held, so that a queued build uses the recipes as they
+    // are when it starts, not as they were when it began waiting.
+    let book = app.book()?;
     let (db, store) = (app.db()?, app.store()?);
     let plan = app.plan_with(&book, &args.targets, !args.no_runtime, &db, &store)?;
     let to_build = plan.to_build().count();
@@ -437,7 +439,6 @@ fn why(app: &App, package: &str) -> Result<i32> {
 }
 
 fn gc(app: &App, dry_run: bool) -> Result<i32> {
-    let book = app.book()?;
     app.prepare_home()?;
     let _lock = xlfs_build::lock::lock(&app.home.lock(), "gc", true, &|holder| {
         eprintln!(
@@ -445,6 +446,7 @@ fn gc(app: &App, dry_run: bool) -> Result<i32> {
             app.home.root.display()
         )
     })?;
+    let book = app.book()?;
     let (db, store) = (app.db()?, app.store()?);
     let plan = app.plan(&book, &[], &db, &store)?;
     let live: BTreeSet<&str> = plan.steps.iter().map(|s| s.key.as_str()).collect();
