@@ -56,6 +56,9 @@ pub enum Command {
     /// Print the build order and what is cached or must build, and why
     Plan {
         targets: Vec<String>,
+        /// Plan everything a profile needs (with the targets)
+        #[arg(long)]
+        profile: Option<String>,
         /// Print the plan as JSON
         #[arg(long)]
         json: bool,

@@ -16,7 +16,16 @@ pub fn run(cli: Cli) -> Result<i32> {
     let app = App::new(cli.global.clone());
     match cli.command {
         Command::Book { command } => book(&app, command),
-        Command::Plan { targets, json } => plan(&app, &targets, json),
+        Command::Plan {
+            mut targets,
+            profile,
+            json,
+        } => {
+            if let Some(p) = profile {
+                targets.extend(app.profile(&p)?.1.targets());
+            }
+            plan(&app, &targets, json)
+        }
         Command::Fetch {
             targets,
             parallel,
