@@ -5,7 +5,7 @@
 //! a set of images that looks complete.
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use xlfs_book::profile::Profile;
@@ -14,7 +14,7 @@ use xlfs_image::{Ext4Options, RootFs};
 use xlfs_store::{ArtifactStore, LocalStore, Manifest};
 
 /// What `assemble` produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Images {
     pub dir: PathBuf,
     pub profile: String,
@@ -31,7 +31,7 @@ pub struct Images {
     pub files: BTreeMap<String, (u64, String)>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GuestImages {
     pub name: String,
     pub disk: PathBuf,
@@ -43,30 +43,7 @@ impl Images {
         let path = dir.join("images.json");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("no images in {} (run `xlfs image PROFILE`)", dir.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text)?;
-        let p = |k: &str| PathBuf::from(v[k].as_str().unwrap_or_default());
-        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-        Ok(Images {
-            dir: dir.to_path_buf(),
-            profile: s("profile"),
-            xen: p("xen"),
-            xen_version: s("xen_version"),
-            kernel: p("kernel"),
-            kernel_version: s("kernel_version"),
-            initramfs: p("initramfs"),
-            host_ext4: p("host_ext4"),
-            guests: v["guests"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|g| GuestImages {
-                    name: g["name"].as_str().unwrap_or_default().to_string(),
-                    disk: PathBuf::from(g["disk"].as_str().unwrap_or_default()),
-                    xl_cfg: PathBuf::from(g["xl_cfg"].as_str().unwrap_or_default()),
-                })
-                .collect(),
-            files: serde_json::from_value(v["files"].clone()).unwrap_or_default(),
-        })
+        serde_json::from_str(&text).with_context(|| format!("cannot read {}", path.display()))
     }
 }
 
@@ -190,14 +167,6 @@ fn add_console_nodes(fs: &mut RootFs) -> Result<()> {
     Ok(())
 }
 
-fn sha256_file(p: &Path) -> Result<(u64, String)> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(p)?;
-    let mut h = Sha256::new();
-    let n = std::io::copy(&mut f, &mut h)?;
-    Ok((n, hex::encode(h.finalize())))
-}
-
 /// Assemble `profile` into `out` (replaced atomically).
 pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Result<Images> {
     let tmp = out.with_extension("tmp");
@@ -236,8 +205,8 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
             &Ext4Options {
                 size_mib: g.disk_mib as u64,
                 label: g.name.clone(),
-                uuid: fixed_uuid(&format!("guest {} {}", profile.name, g.name)),
-                hash_seed: fixed_uuid(&format!("guest-hash {} {}", profile.name, g.name)),
+                uuid: xlfs_image::derive_uuid(&format!("guest {} {}", profile.name, g.name)),
+                hash_seed: xlfs_image::derive_uuid(&format!("guest-hash {} {}", profile.name, g.name)),
                 mtime: epoch,
             },
         )
@@ -279,8 +248,8 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
         &Ext4Options {
             size_mib: 0,
             label: profile.host.hostname.clone(),
-            uuid: fixed_uuid(&format!("host {}", profile.name)),
-            hash_seed: fixed_uuid(&format!("host-hash {}", profile.name)),
+            uuid: xlfs_image::derive_uuid(&format!("host {}", profile.name)),
+            hash_seed: xlfs_image::derive_uuid(&format!("host-hash {}", profile.name)),
             mtime: epoch,
         },
     )
@@ -289,10 +258,8 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
     let mut files = BTreeMap::new();
     for e in std::fs::read_dir(&tmp)? {
         let e = e?;
-        files.insert(
-            e.file_name().to_string_lossy().to_string(),
-            sha256_file(&e.path())?,
-        );
+        let (sha, size) = xlfs_store::sha256_file(&e.path())?;
+        files.insert(e.file_name().to_string_lossy().to_string(), (size, sha));
     }
     let version = |pkg: &str| book.get(pkg).map(|r| r.version.clone()).unwrap_or_default();
     let images = Images {
@@ -313,22 +280,4 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
     }
     std::fs::rename(&tmp, out).with_context(|| format!("cannot move the images to {}", out.display()))?;
     Ok(images)
-}
-
-/// A fixed, name-derived UUID, so images are reproducible.
-pub fn fixed_uuid(seed: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let h = Sha256::digest(seed.as_bytes());
-    let mut b: [u8; 16] = h[..16].try_into().expect("16 bytes");
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let x = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &x[0..8],
-        &x[8..12],
-        &x[12..16],
-        &x[16..20],
-        &x[20..32]
-    )
 }
