@@ -68,11 +68,12 @@ impl Book {
         }
         collect_toml(root, root, &mut files, &mut diags);
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        let reader = |rel: &Path| std::fs::read(root.join(rel));
+        let reader = |rel: &Path| read_inside(root, rel);
         let mut book = Book::from_files(root, files, &reader).map_err(|mut e| {
             e.0.extend(diags.clone());
             e
         })?;
+        diags.extend(check_links(root, &book.recipes));
         if !diags.is_empty() {
             return Err(BookErrors(diags));
         }
@@ -242,6 +243,63 @@ fn collect_toml(root: &Path, dir: &Path, out: &mut Vec<BookFile>, diags: &mut Ve
     }
 }
 
+/// Read a regular file of the book; a path that leads out of the book (through a symbolic link)
+/// or to something other than a regular file is refused without being opened.
+fn read_inside(root: &Path, rel: &Path) -> std::io::Result<Vec<u8>> {
+    let full = root.join(rel);
+    let real = full.canonicalize()?;
+    let book = root.canonicalize()?;
+    if !real.starts_with(&book) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("it leads to {}, outside the book", real.display()),
+        ));
+    }
+    if !real.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    std::fs::read(real)
+}
+
+/// Patches and inputs that a symbolic link takes out of their recipe's directory.
+fn check_links(root: &Path, recipes: &BTreeMap<String, Recipe>) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    for r in recipes.values() {
+        let dir = root.join(r.dir());
+        let files = r
+            .patches
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("patch[{i}].file"), &p.file, r.spans.patches.get(i)))
+            .chain(
+                r.inputs
+                    .keys()
+                    .enumerate()
+                    .map(|(i, n)| ("build.inputs".to_string(), n, r.spans.inputs.get(i))),
+            );
+        for (field, name, span) in files {
+            if let Some(real) = crate::recipe::escapes_through_link(&dir, name) {
+                let (line, col) = span.copied().unwrap_or((0, 0));
+                diags.push(Diagnostic {
+                    file: r.path.clone(),
+                    line,
+                    col,
+                    field,
+                    message: format!(
+                        "`{name}` leads through a symbolic link to {}, outside the recipe's directory",
+                        real.display()
+                    ),
+                    help: Some("copy the file next to the recipe instead of linking to it".into()),
+                });
+            }
+        }
+    }
+    diags
+}
+
 fn io_diag(path: &Path, e: &std::io::Error) -> Diagnostic {
     Diagnostic {
         file: path.to_path_buf(),
@@ -330,7 +388,11 @@ fn check_book_files(
                 line,
                 col,
                 field,
-                message: format!("patch file `{}` not found: {e}", dir.join(&p.file).display()),
+                message: format!(
+                    "patch file `{}` {}: {e}",
+                    dir.join(&p.file).display(),
+                    unreadable(&e)
+                ),
                 help: Some("patch files live next to the recipe; check the name".into()),
             }),
         }
@@ -347,10 +409,22 @@ fn check_book_files(
                 line,
                 col,
                 field: "build.inputs".into(),
-                message: format!("input file `{}` not found: {e}", dir.join(name).display()),
+                message: format!(
+                    "input file `{}` {}: {e}",
+                    dir.join(name).display(),
+                    unreadable(&e)
+                ),
                 help: Some("input files live next to the recipe".into()),
             }),
         }
+    }
+}
+
+fn unreadable(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        "not found"
+    } else {
+        "cannot be read"
     }
 }
 

@@ -13,7 +13,7 @@ mod template;
 pub use book::{sha256_hex, Book, BookConfig, BookFile, NON_RECIPE_DIRS};
 pub use diag::{line_col, suggest, BookErrors, Diagnostic};
 pub use recipe::{
-    is_book_relative, is_sha256, is_valid_name, parse_recipe, BuildEnv, DebianSource, FileAttr, Patch,
-    Recipe, Source, Spans,
+    escapes_through_link, is_book_relative, is_sha256, is_valid_name, parse_recipe, BuildEnv, DebianSource,
+    FileAttr, Patch, Recipe, Source, Spans,
 };
 pub use template::{parse_template, Template, VarDef, VarValue, STEP_NAMES};

@@ -359,7 +359,7 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                 .string(&mut sink, "linux-cmdline")
                 .map(|s| s.value)
                 .unwrap_or_default();
-            host.overlay = h.string(&mut sink, "overlay").map(|s| s.value);
+            host.overlay = overlay(&mut sink, &mut h);
             if let Some(mut b) = h.table(&mut sink, "bridge") {
                 let name = b.required_string(&mut sink, "name", "\"xenbr0\"");
                 let address = cidr(&mut sink, &mut b, "address");
@@ -460,7 +460,7 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
             .string(&mut sink, "cmdline")
             .map(|s| s.value)
             .unwrap_or_default();
-        let overlay = g.string(&mut sink, "overlay").map(|s| s.value);
+        let overlay = overlay(&mut sink, &mut g);
         let autostart = g.boolean(&mut sink, "autostart").unwrap_or(false);
         let mut network = None;
         if let Some(mut n) = g.table(&mut sink, "network") {
@@ -605,4 +605,33 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
     };
     let ok = sink.diags.is_empty();
     (ok.then_some(p), sink.diags)
+}
+
+/// `overlay`: a directory relative to the profile's own directory that stays inside it.
+fn overlay(sink: &mut Sink, r: &mut Reader) -> Option<String> {
+    let o = r.string(sink, "overlay")?;
+    crate::recipe::check_relative(
+        sink,
+        r.field("overlay"),
+        &o,
+        "the profile's directory",
+        "name a directory next to the profile (or below its directory), e.g. \"overlays/host\", without `/` at the start, `..` or `.`",
+    )
+    .then_some(())?;
+    // The profile's directory on disk, when it is read from one.
+    let dir = sink.file.parent().filter(|d| d.is_dir())?;
+    if let Some(real) = crate::recipe::escapes_through_link(dir, &o.value) {
+        sink.error(
+            o.span,
+            r.field("overlay"),
+            format!(
+                "`{}` leads through a symbolic link to {}, outside the profile's directory",
+                o.value,
+                real.display()
+            ),
+            Some("copy the files into the book instead of linking to them".into()),
+        );
+        return None;
+    }
+    Some(o.value)
 }

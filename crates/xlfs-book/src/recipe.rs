@@ -120,23 +120,76 @@ pub fn is_valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-._".contains(c))
 }
 
-/// A path relative to the recipe's directory that stays inside it: not absolute, no `..`.
+/// A relative path that stays inside the directory it is relative to: not absolute, normalised
+/// (no empty, `.` or `..` component) and without NUL bytes. Used for every path of the book and
+/// the profiles that is joined to a directory (`patch.file`, `build.inputs`, `build.subdir`,
+/// `overlay`).
 pub fn is_book_relative(p: &str) -> bool {
-    !p.is_empty() && !p.starts_with('/') && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+    !p.is_empty()
+        && !p.starts_with('/')
+        && !p.contains('\0')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// Why `p` is not [`is_book_relative`], for diagnostics.
+pub(crate) fn path_problem(p: &str) -> &'static str {
+    if p.is_empty() {
+        "is empty"
+    } else if p.starts_with('/') {
+        "is absolute"
+    } else if p.contains('\0') {
+        "holds a NUL byte"
+    } else if p.split('/').any(|c| c == "..") {
+        "climbs out with `..`"
+    } else {
+        "is not normalised (empty or `.` components)"
+    }
+}
+
+/// Where `base/rel` really is, when a symbolic link on the way takes it out of `base`; `None`
+/// when it stays inside (or does not exist: that is reported where the file is read).
+pub fn escapes_through_link(base: &Path, rel: &str) -> Option<PathBuf> {
+    let full = base.join(rel);
+    full.symlink_metadata().ok()?;
+    let base = base.canonicalize().ok()?;
+    match full.canonicalize() {
+        Ok(real) if real.starts_with(&base) => None,
+        Ok(real) => Some(real),
+        // A dangling link: its target is not known to be inside.
+        Err(_) => Some(std::fs::read_link(&full).unwrap_or(full)),
+    }
 }
 
 fn check_book_path(sink: &mut Sink, field: String, v: &At<String>) -> bool {
+    check_relative(
+        sink,
+        field,
+        v,
+        "the recipe's directory",
+        "name a file next to the recipe (or below its directory), e.g. \"fix.patch\" or \"patches/fix.patch\", without `/` at the start, `..` or `.`",
+    )
+}
+
+/// Report `v` unless it is a relative path that stays inside `inside`.
+pub(crate) fn check_relative(
+    sink: &mut Sink,
+    field: String,
+    v: &At<String>,
+    inside: &str,
+    help: &str,
+) -> bool {
     if is_book_relative(&v.value) {
         return true;
     }
     sink.error(
         v.span.clone(),
         field,
-        format!("`{}` is not a path inside the recipe's directory", v.value),
-        Some(
-            "name a file next to the recipe (or below its directory), without `/` at the start or `..`"
-                .into(),
+        format!(
+            "`{}` is not a path inside {inside}: it {}",
+            v.value.escape_debug(),
+            path_problem(&v.value)
         ),
+        Some(help.into()),
     );
     false
 }
@@ -453,7 +506,16 @@ pub fn parse_recipe(
                 None => None,
             };
             template_name = template.map(|t| t.name.clone());
-            subdir = b.string(&mut sink, "subdir").map(|s| s.value);
+            subdir = b.string(&mut sink, "subdir").and_then(|s| {
+                check_relative(
+                    &mut sink,
+                    "build.subdir".into(),
+                    &s,
+                    "the unpacked sources",
+                    "name a directory below the unpacked sources, e.g. \"gcc-14.2.0\" or \"foo-1.0/src\", without `/` at the start, `..` or `.`",
+                )
+                .then_some(s.value)
+            });
             if let Some(mut e) = b.table(&mut sink, "environment") {
                 environment = e.string_map(&mut sink);
             }

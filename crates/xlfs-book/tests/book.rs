@@ -144,3 +144,134 @@ fn patch_and_input_paths_stay_inside_the_book() {
     );
     assert_eq!(err.matches("is not a path inside").count(), 2, "{err}");
 }
+
+#[test]
+fn subdir_must_stay_inside_the_sources() {
+    for (subdir, why) in [
+        ("/etc", "it is absolute"),
+        ("../../..", "it climbs out with `..`"),
+        ("a/../../b", "it climbs out with `..`"),
+        ("./src", "it is not normalised"),
+        ("src//lib", "it is not normalised"),
+        ("a\\u0000b", "it holds a NUL byte"),
+        ("", "it is empty"),
+    ] {
+        let text = recipe("p", &[], &format!("subdir = \"{subdir}\"\n"));
+        let err = load(&[("base/p.toml", &text)], &[]).unwrap_err();
+        assert!(
+            err.contains("base/p.toml:15:10: build.subdir: `")
+                && err.contains("` is not a path inside the unpacked sources: ")
+                && err.contains(why),
+            "{subdir}: {err}"
+        );
+        assert!(
+            err.contains("help: name a directory below the unpacked sources"),
+            "{err}"
+        );
+    }
+    let text = recipe("p", &[], "subdir = \"gcc-14.2.0/libgcc\"\n");
+    let book = load(&[("base/p.toml", &text)], &[]).unwrap();
+    assert_eq!(
+        book.get("p").unwrap().subdir.as_deref(),
+        Some("gcc-14.2.0/libgcc")
+    );
+}
+
+#[test]
+fn nul_in_a_patch_path_is_refused() {
+    let text = recipe("p", &[], "inputs = [\"a\\u0000b\"]\n");
+    let err = load(&[("base/p.toml", &text)], &[]).unwrap_err();
+    assert!(
+        err.contains(
+            "build.inputs: `a\\0b` is not a path inside the recipe's directory: it holds a NUL byte"
+        ),
+        "{err}"
+    );
+}
+
+/// A book on disk with one recipe `p` in `base/`, whose patch and input are the given files.
+fn book_on_disk(top: &Path) -> PathBuf {
+    let root = top.join("book");
+    std::fs::create_dir_all(root.join("templates")).unwrap();
+    std::fs::create_dir_all(root.join("base")).unwrap();
+    std::fs::write(root.join("templates/autotools.toml"), AUTOTOOLS).unwrap();
+    root
+}
+
+#[test]
+fn symlinks_out_of_the_recipe_directory_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = book_on_disk(tmp.path());
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, b"--- a/x\n+++ b/x\n").unwrap();
+    let sha = xlfs_book::sha256_hex(b"--- a/x\n+++ b/x\n");
+    std::fs::create_dir_all(root.join("kernel")).unwrap();
+    std::fs::write(root.join("kernel/other.config"), b"y").unwrap();
+    // A link out of the book, and one to another recipe's directory inside the book.
+    std::os::unix::fs::symlink(&secret, root.join("base/fix.patch")).unwrap();
+    std::os::unix::fs::symlink("../kernel/other.config", root.join("base/in.config")).unwrap();
+    let text = recipe("p", &[], "inputs = [\"in.config\"]\n").replace(
+        "[build]\n",
+        &format!("[[patch]]\nfile = \"fix.patch\"\nsha256 = \"{sha}\"\n\n[build]\n"),
+    );
+    std::fs::write(root.join("base/p.toml"), &text).unwrap();
+    let err = Book::load(&root).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "base/p.toml:14:8: patch[0].file: patch file `base/fix.patch` cannot be read: it leads to"
+        ) && err.contains("outside the book"),
+        "{err}"
+    );
+    std::fs::remove_file(root.join("base/fix.patch")).unwrap();
+    std::fs::copy(&secret, root.join("base/fix.patch")).unwrap();
+    let err = Book::load(&root).unwrap_err().to_string();
+    assert!(
+        err.contains("base/p.toml:19:11: build.inputs: `in.config` leads through a symbolic link to")
+            && err.contains("kernel/other.config, outside the recipe's directory"),
+        "{err}"
+    );
+    assert!(err.ends_with("1 problem found"), "{err}");
+
+    // A link that stays in the recipe's directory is fine.
+    std::fs::remove_file(root.join("base/fix.patch")).unwrap();
+    std::fs::remove_file(root.join("base/in.config")).unwrap();
+    std::fs::copy(&secret, root.join("base/real.patch")).unwrap();
+    std::os::unix::fs::symlink("real.patch", root.join("base/fix.patch")).unwrap();
+    std::fs::write(root.join("base/in.config"), b"y").unwrap();
+    Book::load(&root).unwrap();
+}
+
+#[test]
+fn overlays_stay_inside_the_profile_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = book_on_disk(tmp.path());
+    std::fs::create_dir_all(root.join("profiles/host-files")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("profiles/etc")).unwrap();
+    let profile = |host: &str, guest: &str| {
+        format!(
+            "[host]\nxen = \"x\"\nkernel = \"k\"\nxen-cmdline = \"console=com1\"\noverlay = \"{host}\"\n\n[[guest]]\nname = \"g\"\nkernel = \"k\"\noverlay = \"{guest}\"\n"
+        )
+    };
+    let path = root.join("profiles/t.toml");
+    let parse = |text: &str| {
+        let (_, d) = xlfs_book::profile::parse_profile(&path, "t", text);
+        d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+    };
+    let err = parse(&profile("/etc", "../../../root"));
+    assert!(
+        err.contains(
+            ":5:11: host.overlay: `/etc` is not a path inside the profile's directory: it is absolute"
+        ),
+        "{err}"
+    );
+    assert!(err.contains(":10:11: guest[0].overlay: `../../../root` is not a path inside the profile's directory: it climbs out with `..`"), "{err}");
+    let err = parse(&profile("etc", "host-files"));
+    assert!(
+        err.contains(
+            "host.overlay: `etc` leads through a symbolic link to /etc, outside the profile's directory"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("guest[0].overlay"), "{err}");
+    assert_eq!(parse(&profile("host-files", "host-files/sub")), "");
+}

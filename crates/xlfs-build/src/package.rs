@@ -262,33 +262,17 @@ fn run(
         ));
     }
 
-    // Patches and inputs from the book.
+    // Patches and inputs from the book: copied into the build, and the copy (what the build
+    // reads) checked against the hash of the book as it was loaded.
     let recipe_dir = ctx.book.root.join(r.dir());
     for p in &r.patches {
         check_cancel()?;
-        let from = recipe_dir.join(&p.file);
-        let to = book_dir.join(&p.file);
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-        }
-        std::fs::copy(&from, &to).map_err(|e| format!("cannot copy patch {}: {e}", from.display()))?;
-        let got = xlfs_book::sha256_hex(&std::fs::read(&to).map_err(|e| e.to_string())?);
-        if got != p.sha256 {
-            return Err(format!(
-                "patch {} changed since the book was loaded (sha256 {got})",
-                from.display()
-            ));
-        }
+        let to = copy_verified(&recipe_dir, &p.file, &p.sha256, &book_dir, "patch")?;
         log.line(&format!("==> xlfs: patch {} -p{}", p.file, p.strip));
-        xlfs_unpack::apply_patch(&work, &to, p.strip).map_err(|e| e.to_string())?;
+        xlfs_unpack::apply_patch_inside(&src, &workdir_rel, &to, p.strip).map_err(|e| e.to_string())?;
     }
-    for name in r.inputs.keys() {
-        let from = recipe_dir.join(name);
-        let to = book_dir.join(name);
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-        }
-        std::fs::copy(&from, &to).map_err(|e| format!("cannot copy input {}: {e}", from.display()))?;
+    for (name, sha) in &r.inputs {
+        copy_verified(&recipe_dir, name, sha, &book_dir, "input")?;
     }
 
     // The build root: outputs of exactly the declared dependencies.
@@ -400,6 +384,44 @@ fn run(
         packed.size
     ));
     Ok(rec)
+}
+
+/// Copy the book file `name` (relative to `recipe_dir`, see [`xlfs_book::is_book_relative`]) to
+/// the same place below `to_dir`, then hash the copy: what the build reads is what was checked.
+/// A path that leads out of the recipe's directory through a symbolic link is refused.
+fn copy_verified(
+    recipe_dir: &Path,
+    name: &str,
+    sha256: &str,
+    to_dir: &Path,
+    what: &str,
+) -> Result<PathBuf, String> {
+    let from = recipe_dir.join(name);
+    if !xlfs_book::is_book_relative(name) {
+        return Err(format!(
+            "{what} `{name}` is not a path inside the recipe's directory"
+        ));
+    }
+    if let Some(real) = xlfs_book::escapes_through_link(recipe_dir, name) {
+        return Err(format!(
+            "{what} {} leads through a symbolic link to {}, outside the recipe's directory; copy the file into the book",
+            from.display(),
+            real.display()
+        ));
+    }
+    let to = to_dir.join(name);
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    std::fs::copy(&from, &to).map_err(|e| format!("cannot copy {what} {}: {e}", from.display()))?;
+    let (got, _) = xlfs_store::sha256_file(&to).map_err(|e| format!("cannot read {}: {e}", to.display()))?;
+    if got != sha256 {
+        return Err(format!(
+            "{what} {} changed since the book was loaded (sha256 {got}, expected {sha256}); run the build again to use the new file",
+            from.display()
+        ));
+    }
+    Ok(to)
 }
 
 fn is_archive(name: &str) -> bool {

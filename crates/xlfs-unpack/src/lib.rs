@@ -112,6 +112,17 @@ pub enum UnpackError {
         /// The underlying error.
         source: io::Error,
     },
+    /// The directory to patch is not inside the tree it must stay in (an absolute or `..` path,
+    /// or a symbolic link in the unpacked sources pointing out).
+    #[error("refusing to patch {}: it resolves to {}, outside {}; set build.subdir to a directory of the unpacked sources", dir.display(), real.display(), tree.display())]
+    Outside {
+        /// The tree the directory must lie in.
+        tree: PathBuf,
+        /// The directory as asked for.
+        dir: PathBuf,
+        /// Where it really is.
+        real: PathBuf,
+    },
     /// `patch` failed; `output` holds its stdout followed by its stderr.
     #[error("patch {} failed in {}:\n{output}", patch.display(), dir.display())]
     Patch {
@@ -260,6 +271,24 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<UnpackSummary, UnpackError>
     Ok(summary)
 }
 
+/// Apply `patch` in `tree/rel` after proving that this directory, with every symbolic link
+/// resolved, lies inside `tree` (itself resolved); `patch` then runs in the resolved directory.
+/// This keeps a recipe's `subdir` or a link in the unpacked sources from aiming `patch` at the
+/// build machine's files.
+pub fn apply_patch_inside(tree: &Path, rel: &str, patch: &Path, strip: u32) -> Result<(), UnpackError> {
+    let tree_real = tree.canonicalize().map_err(|e| io_err(tree, e))?;
+    let dir = tree.join(rel);
+    let real = dir.canonicalize().map_err(|e| io_err(&dir, e))?;
+    if !real.starts_with(&tree_real) {
+        return Err(UnpackError::Outside {
+            tree: tree_real,
+            dir,
+            real,
+        });
+    }
+    apply_patch(&real, patch, strip)
+}
+
 /// Apply a patch with the real `patch` tool:
 /// `patch -p{strip} --batch --forward --no-backup-if-mismatch -i PATCH`,
 /// run in `dir`.
@@ -267,6 +296,8 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<UnpackSummary, UnpackError>
 /// On failure the error carries everything `patch` printed (stdout, then
 /// stderr). A patch that is already applied counts as a failure
 /// (`--forward` makes `patch` skip it and exit non-zero).
+///
+/// Prefer [`apply_patch_inside`] for directories named by recipes.
 pub fn apply_patch(dir: &Path, patch: &Path, strip: u32) -> Result<(), UnpackError> {
     // `patch` runs in `dir`, so a relative patch path must be made absolute.
     let patch_abs = if patch.is_absolute() {

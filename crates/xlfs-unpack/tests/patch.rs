@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use xlfs_unpack::{apply_patch, UnpackError};
+use xlfs_unpack::{apply_patch, apply_patch_inside, UnpackError};
 
 const ORIG: &str = "line 1\nline 2\nline 3\nline 4\nline 5\n";
 const NEW: &str = "line 1\nline 2 changed\nline 3\nline 4\nline 5\nline 6\n";
@@ -139,4 +139,28 @@ fn missing_patch_or_dir_is_io_error() {
         apply_patch(&nodir, &patch, 1),
         Err(UnpackError::Io { path, .. }) if path == nodir
     ));
+}
+
+#[test]
+fn patches_only_inside_the_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let patch = tmp.path().join("fix.patch");
+    fs::write(&patch, make_patch(tmp.path())).unwrap();
+    // `src` is the unpacked sources; `victim` stands for the build machine's files.
+    let src = tmp.path().join("src");
+    let tree = fresh_tree(tmp.path());
+    fs::create_dir_all(&src).unwrap();
+    fs::rename(&tree, src.join("pkg")).unwrap();
+    let victim = fresh_tree(&tmp.path().join("outside"));
+    std::os::unix::fs::symlink(&victim, src.join("link")).unwrap();
+
+    for rel in ["link", "../outside/tree", "/"] {
+        let err = apply_patch_inside(&src, rel, &patch, 1).unwrap_err();
+        assert!(matches!(err, UnpackError::Outside { .. }), "{rel}: {err}");
+        assert!(err.to_string().contains("outside"), "{err}");
+    }
+    assert_eq!(fs::read_to_string(victim.join("src/file.c")).unwrap(), ORIG);
+
+    apply_patch_inside(&src, "pkg", &patch, 1).unwrap();
+    assert_eq!(fs::read_to_string(src.join("pkg/src/file.c")).unwrap(), NEW);
 }
