@@ -161,7 +161,7 @@ impl Book {
             }
             recipes.insert(r.name.clone(), r);
         }
-        check_dependencies(&recipes, &mut diags);
+        check_dependencies(&recipes, &config.host_provides, &mut diags);
         for p in &config.host_provides {
             if !recipes.contains_key(p) {
                 diags.push(Diagnostic {
@@ -428,12 +428,19 @@ fn unreadable(e: &std::io::Error) -> &'static str {
     }
 }
 
-fn check_dependencies(recipes: &BTreeMap<String, Recipe>, diags: &mut Vec<Diagnostic>) {
+/// Unknown and repeated dependencies, and build cycles. A package builds after everything in its
+/// build root (its build dependencies and their runtime closure, less what the `host` toolchain
+/// provides), so a package must not be in its own build root, directly or through others.
+/// Runtime-only cycles (bash and readline need each other at run time) are allowed: they only
+/// mean that the two go into images together.
+fn check_dependencies(
+    recipes: &BTreeMap<String, Recipe>,
+    host_provides: &[String],
+    diags: &mut Vec<Diagnostic>,
+) {
     use petgraph::graphmap::DiGraphMap;
     let names = || recipes.keys().map(|s| s.as_str());
-    let mut graph: DiGraphMap<&str, ()> = DiGraphMap::new();
     for r in recipes.values() {
-        graph.add_node(r.name.as_str());
         let lists = [
             ("depends.build", &r.build_deps, &r.spans.build_deps),
             ("depends.run", &r.run_deps, &r.spans.run_deps),
@@ -462,10 +469,28 @@ fn check_dependencies(recipes: &BTreeMap<String, Recipe>, diags: &mut Vec<Diagno
                         message: format!("`{dep}` is listed twice"),
                         help: None,
                     });
-                } else {
-                    graph.add_edge(r.name.as_str(), dep.as_str(), ());
                 }
             }
+        }
+    }
+    // Edges P -> Q for every Q in P's build root: Q must be built before P.
+    let mut graph: DiGraphMap<&str, ()> = DiGraphMap::new();
+    for r in recipes.values() {
+        graph.add_node(r.name.as_str());
+        let mut seen = std::collections::BTreeSet::new();
+        let mut stack: Vec<&str> = r.build_deps.iter().map(|s| s.as_str()).collect();
+        while let Some(n) = stack.pop() {
+            let Some(dep) = recipes.get(n) else { continue };
+            if !seen.insert(n) {
+                continue;
+            }
+            stack.extend(dep.run_deps.iter().map(|s| s.as_str()));
+        }
+        for n in seen {
+            if r.env == crate::BuildEnv::Host && host_provides.iter().any(|p| p == n) {
+                continue;
+            }
+            graph.add_edge(r.name.as_str(), n, ());
         }
     }
     for scc in petgraph::algo::tarjan_scc(&graph) {
@@ -482,32 +507,43 @@ fn check_dependencies(recipes: &BTreeMap<String, Recipe>, diags: &mut Vec<Diagno
             line,
             col,
             field: "depends".into(),
-            message: format!("dependency cycle: {}", cycle_path(&graph, &members)),
-            help: Some("break the cycle: a package cannot need itself, directly or through others".into()),
+            message: format!(
+                "build dependency cycle: {} (each arrow: needs to build, directly or through a build dependency's runtime dependencies)",
+                cycle_path(&graph, &members)
+            ),
+            help: Some(
+                "break the cycle: a package cannot need itself to build; cycles through `depends.run` alone are allowed"
+                    .into(),
+            ),
         });
     }
 }
 
-/// Render a cycle as `a -> b -> c -> a`, following edges inside the strongly connected set.
+/// Render a shortest cycle through the first member as `a -> b -> c -> a`, following edges
+/// inside the strongly connected set (breadth first, neighbours in name order).
 fn cycle_path(graph: &petgraph::graphmap::DiGraphMap<&str, ()>, members: &[&str]) -> String {
     let start = members[0];
-    let mut path = vec![start];
-    let mut cur = start;
-    loop {
+    let mut came_from: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(cur) = queue.pop_front() {
         let mut next: Vec<&str> = graph.neighbors(cur).filter(|n| members.contains(n)).collect();
         next.sort();
-        let n = next.iter().find(|n| !path.contains(n)).or(next.first()).copied();
-        match n {
-            Some(n) if n == start || path.contains(&n) => {
-                path.push(n);
-                break;
+        for n in next {
+            if n == start {
+                let mut path = vec![start, cur];
+                let mut at = cur;
+                while at != start {
+                    at = came_from[at];
+                    path.push(at);
+                }
+                path.reverse();
+                return path.join(" -> ");
             }
-            Some(n) => {
-                path.push(n);
-                cur = n;
+            if n != start && !came_from.contains_key(n) {
+                came_from.insert(n, cur);
+                queue.push_back(n);
             }
-            None => break,
         }
     }
-    path.join(" -> ")
+    members.join(" -> ")
 }

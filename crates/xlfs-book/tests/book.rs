@@ -275,3 +275,52 @@ fn overlays_stay_inside_the_profile_directory() {
     assert!(!err.contains("guest[0].overlay"), "{err}");
     assert_eq!(parse(&profile("host-files", "host-files/sub")), "");
 }
+
+/// A recipe with build and run dependencies.
+fn recipe_with_run(name: &str, build: &[&str], run: &[&str]) -> String {
+    let run: Vec<String> = run.iter().map(|d| format!("\"{d}\"")).collect();
+    recipe(name, build, "").replace(
+        "\n\n[build]\n",
+        &format!("\nrun = [{}]\n\n[build]\n", run.join(", ")),
+    )
+}
+
+#[test]
+fn runtime_only_cycles_are_allowed_build_cycles_are_not() {
+    // bash and readline need each other at run time; a shell-using tool builds with bash.
+    let bash = recipe_with_run("bash", &["ncurses"], &["readline"]);
+    let readline = recipe_with_run("readline", &["ncurses"], &["bash", "ncurses"]);
+    let ncurses = recipe_with_run("ncurses", &[], &[]);
+    let tool = recipe_with_run("tool", &["bash"], &[]);
+    let ok = [
+        ("bash.toml", bash.as_str()),
+        ("readline.toml", readline.as_str()),
+        ("ncurses.toml", ncurses.as_str()),
+        ("tool.toml", tool.as_str()),
+    ];
+    load(&ok, &[]).unwrap();
+
+    // ncurses builds with tool, whose build root holds bash (whose runtime closure holds ncurses).
+    let ncurses = recipe_with_run("ncurses", &["tool"], &[]);
+    let mut bad = ok;
+    bad[2].1 = &ncurses;
+    let err = load(&bad, &[]).unwrap_err();
+    assert!(
+        err.contains("bash.toml:2:8: depends: build dependency cycle: bash -> ncurses -> tool -> bash "),
+        "{err}"
+    );
+    assert!(
+        err.contains("cycles through `depends.run` alone are allowed"),
+        "{err}"
+    );
+    assert!(err.ends_with("1 problem found"), "{err}");
+
+    // A package that is in its own build root through a build dependency's runtime closure.
+    let a = recipe_with_run("a", &["b"], &[]);
+    let b = recipe_with_run("b", &[], &["a"]);
+    let err = load(&[("a.toml", &a), ("b.toml", &b)], &[]).unwrap_err();
+    assert!(
+        err.contains("a.toml:2:8: depends: build dependency cycle: a -> a "),
+        "{err}"
+    );
+}

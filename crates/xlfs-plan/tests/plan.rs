@@ -148,3 +148,38 @@ fn the_environment_is_part_of_the_key() {
         }
     );
 }
+
+#[test]
+fn runtime_cycles_plan_and_share_one_build_root() {
+    // bash and readline need each other at run time (as in LFS); both build with ncurses;
+    // tool builds with bash, so its build root is bash's runtime closure, cycle included.
+    let b = book(vec![
+        recipe("ncurses", &[], &[], "true"),
+        recipe("bash", &["ncurses"], &["readline"], "true"),
+        recipe("readline", &["ncurses"], &["bash", "ncurses"], "true"),
+        recipe("tool", &["bash"], &[], "true"),
+    ]);
+    assert_eq!(
+        xlfs_plan::runtime_closure(&b, &["bash".into()])
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["bash", "ncurses", "readline"]
+    );
+    let p = plan(&b, &["tool".into()], &envs(), &|_| None, &|_| false).unwrap();
+    let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["ncurses", "bash", "readline", "tool"]);
+    assert_eq!(p.get("bash").unwrap().build_root, ["ncurses"]);
+    assert_eq!(p.get("tool").unwrap().build_root, ["ncurses", "bash", "readline"]);
+    // Each key covers its own build root only, so the cycle does not make keys depend on
+    // themselves: bash's key does not change with readline's recipe.
+    let b2 = book(vec![
+        recipe("ncurses", &[], &[], "true"),
+        recipe("bash", &["ncurses"], &["readline"], "true"),
+        recipe("readline", &["ncurses"], &["bash", "ncurses"], "make"),
+        recipe("tool", &["bash"], &[], "true"),
+    ]);
+    let p2 = plan(&b2, &["tool".into()], &envs(), &|_| None, &|_| false).unwrap();
+    assert_eq!(p.get("bash").unwrap().key, p2.get("bash").unwrap().key);
+    assert_ne!(p.get("readline").unwrap().key, p2.get("readline").unwrap().key);
+    assert_ne!(p.get("tool").unwrap().key, p2.get("tool").unwrap().key);
+}
