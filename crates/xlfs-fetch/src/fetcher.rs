@@ -105,9 +105,10 @@ impl Fetcher {
     /// Path of a verified cached copy of `src` (the upstream file, or else the
     /// Debian variant), or `None`.
     ///
-    /// Cheap when called repeatedly: a file is hashed once, and the result kept
-    /// in the sidecar `FILE.verified` with the file's size and mtime; while
-    /// those are unchanged the file is not read again.
+    /// Verified on every call, cheaply: a file is hashed once, and the result
+    /// kept in the sidecar `FILE.verified` bound to the file's inode, size,
+    /// mtime and ctime; when any of these changes, the file is hashed again
+    /// (and a file that no longer matches is not returned).
     pub fn cached(&self, src: &SourceRef) -> Option<PathBuf> {
         let variants = variants(src).ok()?;
         self.cached_variant(&variants).map(|f| f.path)
