@@ -10,6 +10,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::cache::{self, BUF_SIZE};
+use crate::http::Retries;
 use crate::{debian_pool_path, http, Attempt, FetchAllError, FetchError, Fetched, Mirrors, Place, SourceRef};
 
 /// Default time allowed to open a connection.
@@ -28,6 +29,7 @@ pub struct Fetcher {
     offline: bool,
     connect_timeout: Duration,
     read_timeout: Duration,
+    retries: Retries,
     agent: ureq::Agent,
 }
 
@@ -69,6 +71,7 @@ impl Fetcher {
             offline,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            retries: Retries::default(),
             agent: build_agent(DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT),
         }
     }
@@ -79,6 +82,12 @@ impl Fetcher {
         self.connect_timeout = connect;
         self.read_timeout = read;
         self.agent = build_agent(connect, read);
+        self
+    }
+
+    /// The same fetcher with another policy for transient errors (see [`Retries`]).
+    pub fn with_retries(mut self, retries: Retries) -> Self {
+        self.retries = retries;
         self
     }
 
@@ -292,7 +301,9 @@ impl Fetcher {
 
         let part = cache::with_suffix(&final_path, ".part");
         let bytes_downloaded = match &candidate.place {
-            Place::Url(url) => http::download(&self.agent, url, &part, &want.sha256, progress)?,
+            Place::Url(url) => {
+                http::download(&self.agent, &self.retries, url, &part, &want.sha256, progress)?
+            }
             Place::Local(path) => {
                 copy_local(path, &part, &want.sha256, progress)?;
                 0

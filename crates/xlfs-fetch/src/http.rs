@@ -3,6 +3,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
+use std::time::Duration;
 
 use crate::cache::{self, BUF_SIZE};
 use crate::fetcher::TryError;
@@ -11,10 +12,48 @@ use crate::FetchError;
 /// How many requests one download may take while each makes progress.
 const MAX_TRIES: u32 = 5;
 
+/// How often, and how patiently, a request that failed for a reason that may pass is repeated
+/// at the same place before the fetcher moves on to the next one.
+///
+/// Transient: connection refused or reset, timeouts and other I/O errors on the connection,
+/// HTTP 5xx and 429, and a body that broke off before any byte arrived. Not transient: other
+/// HTTP statuses (404, 403, ...), DNS failures, bad URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retries {
+    /// Repeats after the first request (0: no retries).
+    pub retries: u32,
+    /// The wait before the first repeat; each further wait doubles it.
+    pub first_delay: Duration,
+    /// The longest single wait.
+    pub max_delay: Duration,
+}
+
+impl Default for Retries {
+    /// 3 retries, after 0.5 s, 1 s and 2 s.
+    fn default() -> Self {
+        Retries {
+            retries: 3,
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Retries {
+    /// The wait before repeat number `n` (1-based).
+    pub fn delay(&self, n: u32) -> Duration {
+        self.first_delay
+            .saturating_mul(1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX))
+            .min(self.max_delay)
+    }
+}
+
 /// How one request ended, short of a complete body.
 enum DlError {
     /// The place failed (HTTP error, unreachable host, ...): try the next one.
     Place(String),
+    /// The place failed in a way that may pass (see [`Retries`]): try it again after a while.
+    Transient(String),
     /// The body broke off after `received` new bytes; the `.part` keeps them.
     Interrupted { message: String, received: u64 },
     /// The `.part` file was removed; starting over from zero may help.
@@ -32,6 +71,7 @@ enum DlError {
 /// file was stale. On a mismatch the `.part` file is removed.
 pub(crate) fn download(
     agent: &ureq::Agent,
+    retries: &Retries,
     url: &str,
     part: &Path,
     sha256: &str,
@@ -40,6 +80,7 @@ pub(crate) fn download(
     let mut downloaded = 0;
     let mut tries = 0;
     let mut restarted = false;
+    let mut repeats = 0;
     loop {
         tries += 1;
         let offset = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
@@ -50,7 +91,23 @@ pub(crate) fn download(
                     tracing::info!("{url}: {message}; resuming");
                     continue;
                 }
+                if received == 0 && repeats < retries.retries {
+                    repeats += 1;
+                    back_off(retries, repeats, url, &message);
+                    continue;
+                }
                 return Err(TryError::Place(message));
+            }
+            Err(DlError::Transient(message)) => {
+                if repeats < retries.retries {
+                    repeats += 1;
+                    back_off(retries, repeats, url, &message);
+                    continue;
+                }
+                return Err(TryError::Place(format!(
+                    "{message} (tried {} times)",
+                    repeats + 1
+                )));
             }
             Err(DlError::Restart(message)) => {
                 if !restarted {
@@ -78,6 +135,15 @@ pub(crate) fn download(
     }
 }
 
+fn back_off(retries: &Retries, n: u32, url: &str, message: &str) {
+    let wait = retries.delay(n);
+    tracing::info!(
+        "{url}: {message}; trying again in {wait:?} ({n} of {})",
+        retries.retries
+    );
+    std::thread::sleep(wait);
+}
+
 /// One GET request, appending to `part` from `offset` (when the server
 /// honours the range) or rewriting it. Returns whether it appended to
 /// earlier bytes, i.e. whether the result depends on the old `.part`.
@@ -101,13 +167,24 @@ fn request(
         Err(ureq::Error::Status(416, _)) if offset > 0 => return Ok(true),
         Err(ureq::Error::Status(code, resp)) => {
             let text = resp.status_text().trim();
-            return Err(DlError::Place(if text.is_empty() {
+            let message = if text.is_empty() {
                 format!("HTTP {code}")
             } else {
                 format!("HTTP {code} {text}")
-            }));
+            };
+            return Err(if code >= 500 || code == 429 {
+                DlError::Transient(message)
+            } else {
+                DlError::Place(message)
+            });
         }
-        Err(ureq::Error::Transport(t)) => return Err(DlError::Place(describe_transport(&t))),
+        Err(ureq::Error::Transport(t)) => {
+            let message = describe_transport(&t);
+            return Err(match t.kind() {
+                ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Io => DlError::Transient(message),
+                _ => DlError::Place(message),
+            });
+        }
     };
     let length = resp
         .header("Content-Length")
@@ -209,6 +286,16 @@ fn describe_transport(t: &ureq::Transport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_limit() {
+        let r = Retries::default();
+        let ms = |n| r.delay(n).as_millis();
+        assert_eq!(
+            [ms(1), ms(2), ms(3), ms(4), ms(40)],
+            [500, 1000, 2000, 2000, 2000]
+        );
+    }
 
     #[test]
     fn content_range() {

@@ -44,6 +44,7 @@ mod http;
 
 pub use apt::{debian_base_from_apt, debian_pool_path};
 pub use fetcher::{Fetcher, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
+pub use http::Retries;
 
 /// A source file's counterpart in the Debian archive.
 ///

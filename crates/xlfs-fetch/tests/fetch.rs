@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{content, dead_url, sha256, Server};
-use xlfs_fetch::{DebianRef, FetchError, Fetcher, Mirrors, SourceRef};
+use xlfs_fetch::{DebianRef, FetchError, Fetcher, Mirrors, Retries, SourceRef};
 
 fn source(file: &str, data: &[u8], urls: Vec<String>) -> SourceRef {
     SourceRef {
@@ -22,7 +22,15 @@ fn source(file: &str, data: &[u8], urls: Vec<String>) -> SourceRef {
 fn fetcher(cache: &Path, mirrors: Mirrors, offline: bool) -> Fetcher {
     Fetcher::new(cache.to_path_buf(), mirrors, offline)
         .with_timeouts(Duration::from_secs(5), Duration::from_secs(10))
+        .with_retries(FAST_RETRIES)
 }
+
+/// The default number of retries, with short waits.
+const FAST_RETRIES: Retries = Retries {
+    retries: 3,
+    first_delay: Duration::from_millis(20),
+    max_delay: Duration::from_millis(80),
+};
 
 fn no_progress(_: u64, _: Option<u64>) {}
 
@@ -438,7 +446,7 @@ fn fetch_all_in_order_and_one_download_per_file() {
 }
 
 #[test]
-fn cached_trusts_the_sidecar_while_size_and_mtime_match() {
+fn cached_rehashes_a_file_changed_with_its_mtime_restored() {
     let server = Server::start();
     let data = content(64_000, 15);
     server.serve("/s.tar", &data);
@@ -453,28 +461,30 @@ fn cached_trusts_the_sidecar_while_size_and_mtime_match() {
         "{text}"
     );
 
-    // Tamper with the bytes, keeping size and mtime: cached() does not
-    // re-read the file, which shows the sidecar is what answers.
-    let mtime = fs::metadata(&path).unwrap().modified().unwrap();
-    let mut tampered = data.clone();
-    tampered[100] ^= 0xff;
-    fs::write(&path, &tampered).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
-    assert_eq!(f.cached(&src), Some(path.clone()));
+    std::thread::sleep(Duration::from_millis(20));
     assert_eq!(f.cached(&src), Some(path.clone()));
 
-    // Once the mtime changes, the file is hashed again and refused.
-    fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(mtime + Duration::from_secs(1))
-        .unwrap();
+    // Tamper with one byte in place (same inode, same size) and put the mtime back, as
+    // `touch -d` would: the ctime changed, so cached() hashes the file again and refuses it.
+    let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+    let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).unwrap());
+    {
+        use std::os::unix::fs::FileExt;
+        let file = fs::File::options().write(true).open(&path).unwrap();
+        file.write_all_at(&[data[100] ^ 0xff], 100).unwrap();
+        // futimens(2): utimensat on the open file.
+        file.set_modified(mtime).unwrap();
+    }
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!(
+        (
+            meta.modified().unwrap(),
+            meta.len(),
+            std::os::unix::fs::MetadataExt::ino(&meta)
+        ),
+        (mtime, 64_000, ino)
+    );
+    assert_eq!(f.cached(&src), None);
     assert_eq!(f.cached(&src), None);
 
     // fetch() replaces the corrupt file with a verified download.
@@ -502,4 +512,74 @@ fn invalid_source_is_rejected() {
     let nowhere = source("x.tar", b"x", vec![]);
     let msg = f.fetch(&nowhere, &no_progress).unwrap_err().to_string();
     assert!(msg.contains("no place to get it from"), "{msg}");
+}
+
+#[test]
+fn transient_errors_are_retried_with_backoff() {
+    let server = Server::start();
+    let data = content(5_000, 3);
+    server.serve("/a.tar", &data);
+    server.fail_next("/a.tar", 503, 2);
+    server.serve("/b.tar", &data);
+    server.fail_next("/b.tar", 429, 1);
+    let cache = tempfile::tempdir().unwrap();
+    let f = fetcher(cache.path(), Mirrors::default(), false);
+    let started = std::time::Instant::now();
+    let got = f
+        .fetch(&source("a.tar", &data, vec![server.url("/a.tar")]), &no_progress)
+        .unwrap();
+    // Waits of 20 ms and 40 ms before the second and third request.
+    assert!(
+        started.elapsed() >= Duration::from_millis(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(got.from, server.url("/a.tar"));
+    assert_eq!(server.requests_for("/a.tar").len(), 3);
+    assert_eq!(fs::read(&got.path).unwrap(), data);
+    f.fetch(&source("b.tar", &data, vec![server.url("/b.tar")]), &no_progress)
+        .unwrap();
+    assert_eq!(server.requests_for("/b.tar").len(), 2);
+}
+
+#[test]
+fn retries_are_bounded_then_the_next_place_is_tried() {
+    let server = Server::start();
+    let data = content(2_000, 4);
+    server.serve_status("/down.tar", 503);
+    server.serve_status("/gone.tar", 404);
+    server.serve("/mirror.tar", &data);
+    let dead = dead_url("/x.tar");
+    let cache = tempfile::tempdir().unwrap();
+    let f = fetcher(cache.path(), Mirrors::default(), false);
+    let src = source(
+        "x.tar",
+        &data,
+        vec![
+            server.url("/gone.tar"),
+            server.url("/down.tar"),
+            dead.clone(),
+            server.url("/mirror.tar"),
+        ],
+    );
+    let got = f.fetch(&src, &no_progress).unwrap();
+    assert_eq!(got.from, server.url("/mirror.tar"));
+    // 404 is final at once; 503 is tried 1 + 3 times.
+    assert_eq!(server.requests_for("/gone.tar").len(), 1);
+    assert_eq!(server.requests_for("/down.tar").len(), 4);
+
+    // The attempts say how often a place was tried.
+    let cache = tempfile::tempdir().unwrap();
+    let f = fetcher(cache.path(), Mirrors::default(), false).with_retries(Retries {
+        retries: 1,
+        ..FAST_RETRIES
+    });
+    let src = source("x.tar", &data, vec![server.url("/down.tar"), dead]);
+    let err = f.fetch(&src, &no_progress).unwrap_err().to_string();
+    assert!(
+        err.contains("HTTP 503 Service Unavailable (tried 2 times)"),
+        "{err}"
+    );
+    assert!(err.contains("(tried 2 times)"), "{err}");
+    assert_eq!(server.requests_for("/down.tar").len(), 6);
 }

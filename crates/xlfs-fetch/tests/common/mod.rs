@@ -59,6 +59,8 @@ enum Route {
 #[derive(Default)]
 struct State {
     routes: HashMap<String, Route>,
+    /// Answer the next `n` requests for a path with this status, before its route.
+    failures: HashMap<String, (u16, usize)>,
     requests: Vec<Request>,
 }
 
@@ -125,6 +127,15 @@ impl Server {
         self.route(path, Route::Status(code));
     }
 
+    /// Answer the next `times` requests for `path` with status `code`, then as routed.
+    pub fn fail_next(&self, path: &str, code: u16, times: usize) {
+        self.state
+            .lock()
+            .unwrap()
+            .failures
+            .insert(path.to_string(), (code, times));
+    }
+
     fn route(&self, path: &str, route: Route) {
         self.state.lock().unwrap().routes.insert(path.to_string(), route);
     }
@@ -173,20 +184,25 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) {
     let route = {
         let mut st = state.lock().unwrap();
         st.requests.push(request.clone());
-        let route = st.routes.get_mut(&request.path).map(|r| {
-            let seen = r.clone();
-            if let Route::Body { cuts, .. } = r {
-                *cuts = cuts.saturating_sub(1);
-            }
-            seen
-        });
-        route
+        if let Some((code, n)) = st.failures.get_mut(&request.path).filter(|(_, n)| *n > 0) {
+            *n -= 1;
+            Some(Route::Status(*code))
+        } else {
+            st.routes.get_mut(&request.path).map(|r| {
+                let seen = r.clone();
+                if let Route::Body { cuts, .. } = r {
+                    *cuts = cuts.saturating_sub(1);
+                }
+                seen
+            })
+        }
     };
     let (body, cut_after, cut) = match route {
         None => return respond(&mut stream, 404, "Not Found", &[], b""),
         Some(Route::Status(code)) => {
             let reason = match code {
                 404 => "Not Found",
+                429 => "Too Many Requests",
                 503 => "Service Unavailable",
                 _ => "Error",
             };
