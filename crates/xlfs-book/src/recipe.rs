@@ -80,6 +80,10 @@ pub struct Recipe {
     pub inputs: BTreeMap<String, String>,
     /// Resolved steps: name → shell.
     pub steps: BTreeMap<String, String>,
+    /// Contamination checks turned off for this recipe (`[build.qa-skip]`), each with its reason.
+    /// Left out of the key when empty: the checks decide whether a build passes, not its bytes.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub qa_skip: BTreeMap<String, String>,
     pub files: Vec<FileAttr>,
     /// The recipe file (relative to the book root when loaded from a book).
     #[serde(skip)]
@@ -110,7 +114,18 @@ const SOURCE_KEYS: [&str; 5] = ["file", "sha256", "urls", "debian", "unpack"];
 const DEBIAN_KEYS: [&str; 3] = ["package", "file", "sha256"];
 const PATCH_KEYS: [&str; 3] = ["file", "sha256", "strip"];
 const DEPENDS_KEYS: [&str; 2] = ["build", "run"];
-const BUILD_KEYS: [&str; 6] = ["env", "template", "subdir", "environment", "inputs", "steps"];
+const BUILD_KEYS: [&str; 7] = [
+    "env",
+    "template",
+    "subdir",
+    "environment",
+    "inputs",
+    "steps",
+    "qa-skip",
+];
+
+/// The contamination checks run after every build (see xlfs-build's `qa`), by name.
+pub const QA_CHECKS: [&str; 3] = ["needed", "rpaths", "buildpaths"];
 const FILE_KEYS: [&str; 4] = ["path", "uid", "gid", "mode"];
 const TOP_KEYS: [&str; 6] = ["package", "source", "patch", "depends", "build", "file"];
 
@@ -467,6 +482,7 @@ pub fn parse_recipe(
     let mut subdir = None;
     let mut inputs = BTreeMap::new();
     let mut steps = BTreeMap::new();
+    let mut qa_skip = BTreeMap::new();
     match top.table(&mut sink, "build") {
         Some(mut b) => {
             if let Some(e) = b.string(&mut sink, "env") {
@@ -526,6 +542,23 @@ pub fn parse_recipe(
                 spans.inputs.push(pos(&sink, &i.span));
                 // The hash is filled in by the book loader, which reads the file.
                 inputs.insert(i.value, String::new());
+            }
+            if let Some(mut q) = b.table(&mut sink, "qa-skip") {
+                for check in QA_CHECKS {
+                    if let Some(reason) = q.string(&mut sink, check) {
+                        if reason.value.trim().is_empty() {
+                            sink.error(
+                                reason.span,
+                                q.field(check),
+                                "a skipped check needs a reason",
+                                Some(format!("say why `{check}` fails for this package and is harmless, e.g. {check} = \"upstream embeds ...\"")),
+                            );
+                        } else {
+                            qa_skip.insert(check.to_string(), reason.value);
+                        }
+                    }
+                }
+                q.finish(&mut sink, &QA_CHECKS);
             }
             let mut explicit = BTreeMap::new();
             if let Some(mut s) = b.table(&mut sink, "steps") {
@@ -634,6 +667,7 @@ pub fn parse_recipe(
         subdir,
         inputs,
         steps,
+        qa_skip,
         files,
         path: path.to_path_buf(),
         spans,

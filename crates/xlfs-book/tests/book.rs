@@ -324,3 +324,24 @@ fn runtime_only_cycles_are_allowed_build_cycles_are_not() {
         "{err}"
     );
 }
+
+#[test]
+fn qa_skip_names_known_checks_with_reasons() {
+    let good = recipe("p", &[], "").replace(
+        "template = \"autotools\"\n",
+        "template = \"autotools\"\nqa-skip = { buildpaths = \"the test data holds /build/src/ on purpose\" }\n",
+    );
+    let book = load(&[("p.toml", &good)], &[]).unwrap();
+    assert_eq!(
+        book.get("p").unwrap().qa_skip["buildpaths"],
+        "the test data holds /build/src/ on purpose"
+    );
+    let bad = recipe("p", &[], "").replace(
+        "template = \"autotools\"\n",
+        "template = \"autotools\"\nqa-skip = { rpath = \"x\", needed = \" \" }\n",
+    );
+    let err = load(&[("p.toml", &bad)], &[]).unwrap_err();
+    assert!(err.contains("p.toml:15:35: build.qa-skip.needed: a skipped check needs a reason"), "{err}");
+    assert!(err.contains("build.qa-skip.rpath: unknown key `rpath`"), "{err}");
+    assert!(err.contains("did you mean `rpaths`?"), "{err}");
+}

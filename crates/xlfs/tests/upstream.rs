@@ -1,12 +1,13 @@
-//! A real upstream package: zlib from the book, its .orig tarball fetched from the Debian
-//! archive configured in /etc/apt by the real fetcher, built in the real sandbox.
+//! A real upstream package: zlib from the book, fetched by the real fetcher from its upstream
+//! URL or, when that is out of reach, from the Debian archive configured in /etc/apt, and built
+//! in the real sandbox.
 
 mod common;
 use common::text;
 use std::process::Command;
 
 #[test]
-fn zlib_is_fetched_from_the_debian_archive_and_built() {
+fn zlib_is_fetched_from_upstream_or_the_debian_archive_and_built() {
     let dir = tempfile::tempdir().unwrap();
     let book = concat!(env!("CARGO_MANIFEST_DIR"), "/../../book");
     let run = |args: &[&str]| {
@@ -25,9 +26,27 @@ fn zlib_is_fetched_from_the_debian_archive_and_built() {
         t
     };
     let out = run(&["fetch", "zlib", "--no-runtime"]);
-    assert!(
-        out.contains("/pool/main/z/zlib/"),
-        "fetched from the Debian pool: {out}"
+    // Whichever place served it, the cached file is the one the recipe pins for that place:
+    // the upstream tarball from one of its URLs, or Debian's repack from the pool.
+    let recipe = xlfs_book::Book::load(std::path::Path::new(book)).unwrap();
+    let source = &recipe.get("zlib").unwrap().sources[0];
+    let debian = source.debian.as_ref().unwrap();
+    let (file, from) = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("got  ")?.split_once(" from "))
+        .unwrap_or_else(|| panic!("no `got FILE from PLACE` line: {out}"));
+    let expected = if file == source.file {
+        assert!(source.urls.iter().any(|u| u == from), "{file} from {from}: {out}");
+        &source.sha256
+    } else {
+        assert_eq!(file, debian.file, "{out}");
+        assert!(from.contains("/pool/main/z/zlib/"), "{file} from {from}: {out}");
+        &debian.sha256
+    };
+    let bytes = std::fs::read(dir.path().join("sources").join(file)).unwrap();
+    assert_eq!(
+        &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+        expected
     );
     run(&["build", "zlib", "--no-runtime"]);
     let files = run(&["files", "zlib"]);
