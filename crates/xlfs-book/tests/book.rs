@@ -341,7 +341,10 @@ fn qa_skip_names_known_checks_with_reasons() {
         "template = \"autotools\"\nqa-skip = { rpath = \"x\", needed = \" \" }\n",
     );
     let err = load(&[("p.toml", &bad)], &[]).unwrap_err();
-    assert!(err.contains("p.toml:15:35: build.qa-skip.needed: a skipped check needs a reason"), "{err}");
+    assert!(
+        err.contains("p.toml:15:35: build.qa-skip.needed: a skipped check needs a reason"),
+        "{err}"
+    );
     assert!(err.contains("build.qa-skip.rpath: unknown key `rpath`"), "{err}");
     assert!(err.contains("did you mean `rpaths`?"), "{err}");
 }

@@ -6,6 +6,7 @@
 //! - [`envid`]: the build environments' identities (part of every key);
 //! - [`jobs`]: the shared GNU make jobserver;
 //! - [`package`]: one package: unpack, patch, sandbox, pack, store, record;
+//! - [`qa`]: the contamination check after every build;
 //! - [`run`]: the parallel scheduler and its progress display;
 //! - [`report`]: times, SBU and sizes.
 
@@ -14,6 +15,7 @@ pub mod home;
 pub mod jobs;
 pub mod lock;
 pub mod package;
+pub mod qa;
 pub mod report;
 pub mod run;
 pub mod state;

@@ -352,6 +352,7 @@ fn run(
     };
     let artifact = dir.join("artifact.tar.zst");
     let packed = xlfs_store::pack(&destdir, &artifact, &opts).map_err(|e| e.to_string())?;
+    contamination(ctx, step, r, &destdir, dir, log)?;
     check_cancel()?;
     ctx.store
         .put(&step.key, &artifact, &packed)
@@ -422,6 +423,71 @@ fn copy_verified(
         ));
     }
     Ok(to)
+}
+
+/// The contamination check (see [`crate::qa`]) on the installed tree, before it is stored.
+fn contamination(
+    ctx: &Ctx,
+    step: &Step,
+    r: &Recipe,
+    destdir: &Path,
+    dir: &Path,
+    log: &mut Log,
+) -> Result<(), String> {
+    let mut dep_libs = std::collections::BTreeSet::new();
+    for dep in &step.build_root {
+        let tree = ctx
+            .store
+            .tree(&step.inputs.deps[dep])
+            .map_err(|e| format!("dependency {dep}: {e}"))?;
+        dep_libs.extend(crate::qa::library_names(&tree, None));
+    }
+    let mut build_paths = vec![
+        dir.display().to_string(),
+        ctx.home.root.display().to_string(),
+        "/build/src/".to_string(),
+    ];
+    for p in [dir, ctx.home.root.as_path()] {
+        if let Ok(real) = p.canonicalize() {
+            build_paths.push(real.display().to_string());
+        }
+    }
+    build_paths.sort();
+    build_paths.dedup();
+    let qa = crate::qa::Qa {
+        dep_libs,
+        toolchain_libs: toolchain_libs(r.env),
+        build_paths,
+        skip: r.qa_skip.keys().cloned().collect(),
+    };
+    let problems = crate::qa::check(destdir, &qa).map_err(|e| format!("contamination check: {e}"))?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    for p in &problems {
+        log.line(&format!("==> xlfs: contamination: {p}"));
+    }
+    let first = &problems[0];
+    Err(format!(
+        "contamination check failed ({} problem{}, all in the log); first: {first}",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    ))
+}
+
+/// Sonames of the toolchain's own libraries, which any build may link against: in `host`, the
+/// libraries of the sandbox's root (the build machine today); in `chroot`, none (everything comes
+/// from declared dependencies).
+fn toolchain_libs(env: xlfs_book::BuildEnv) -> std::collections::BTreeSet<String> {
+    static HOST: std::sync::OnceLock<std::collections::BTreeSet<String>> = std::sync::OnceLock::new();
+    match env {
+        xlfs_book::BuildEnv::Host => HOST
+            .get_or_init(|| {
+                crate::qa::library_names(Path::new("/"), Some(&["lib", "lib64", "usr/lib", "usr/lib64"]))
+            })
+            .clone(),
+        xlfs_book::BuildEnv::Chroot => Default::default(),
+    }
 }
 
 fn is_archive(name: &str) -> bool {

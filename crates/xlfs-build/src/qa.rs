@@ -1,0 +1,266 @@
+//! The contamination check run after every build, before the artifact is stored: the same job
+//! as Yocto's QA checks (`ldd`/host-user-contaminated, `rpaths`, `buildpaths`).
+//!
+//! - **needed**: every `DT_NEEDED` of an ELF file names a library that the package installs
+//!   itself, that one of its declared dependencies installs (the build root: build dependencies
+//!   and their runtime closure), or that the toolchain provides. Anything else was picked up from
+//!   the build machine.
+//! - **rpaths**: every `RPATH`/`RUNPATH` entry lies under `/usr`. `$ORIGIN` (or `${ORIGIN}`)
+//!   stands for the directory of the file as installed, so an entry such as `$ORIGIN/../lib` in
+//!   `/usr/bin/x` is fine; one that climbs out of `/usr`, a relative entry and an empty entry
+//!   (the current directory) are not.
+//! - **buildpaths**: no installed file, text or binary, holds the build directory outside the
+//!   sandbox, the home, or the sandbox's source directory `/build/src/`.
+//!
+//! A recipe may turn a check off with `[build.qa-skip] CHECK = "reason"`.
+//!
+//! The checks read only the installed tree; what counts as a dependency's or the toolchain's
+//! library comes in as sets of file names.
+
+use goblin::container::{Container, Ctx, Endian};
+use goblin::elf::dynamic::{Dynamic, DT_NEEDED, DT_RPATH, DT_RUNPATH};
+use goblin::elf::header;
+use goblin::elf::program_header::ProgramHeader;
+use goblin::elf::Elf;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+/// Search strings shorter than this are not looked for (a home at `/x` would match everything).
+pub const MIN_BUILD_PATH: usize = 8;
+
+/// What the checks compare the installed tree with.
+#[derive(Debug, Clone, Default)]
+pub struct Qa {
+    /// File names of the libraries that the declared dependencies install.
+    pub dep_libs: BTreeSet<String>,
+    /// File names (sonames) of the toolchain's own libraries.
+    pub toolchain_libs: BTreeSet<String>,
+    /// Strings no installed file may hold.
+    pub build_paths: Vec<String>,
+    /// Checks turned off (by name: `needed`, `rpaths`, `buildpaths`).
+    pub skip: BTreeSet<String>,
+}
+
+/// One finding: which check, which installed file, what offends, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub check: &'static str,
+    /// Path in the installed tree, with a leading `/`.
+    pub file: String,
+    pub value: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: `{}`; {}", self.check, self.file, self.value, self.fix)
+    }
+}
+
+/// Run the checks on the installed tree `destdir`.
+pub fn check(destdir: &Path, qa: &Qa) -> std::io::Result<Vec<Problem>> {
+    let own = library_names(destdir, None);
+    let searched: Vec<&String> = qa
+        .build_paths
+        .iter()
+        .filter(|p| p.len() >= MIN_BUILD_PATH)
+        .collect();
+    let mut problems = Vec::new();
+    for entry in walkdir::WalkDir::new(destdir).sort_by_file_name() {
+        let entry = entry.map_err(std::io::Error::other)?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(destdir).unwrap_or(entry.path());
+        let installed = Path::new("/").join(rel);
+        let file = installed.display().to_string();
+        let bytes = std::fs::read(entry.path())?;
+        if let Some(dynamic) = elf_dynamic(&bytes) {
+            if !qa.skip.contains("needed") {
+                for lib in &dynamic.needed {
+                    let name = lib.rsplit('/').next().unwrap_or(lib);
+                    if own.contains(name) || qa.dep_libs.contains(name) || qa.toolchain_libs.contains(name) {
+                        continue;
+                    }
+                    problems.push(Problem {
+                        check: "needed",
+                        file: file.clone(),
+                        value: lib.clone(),
+                        fix: "no declared dependency and not the toolchain provides this library, so it came from the build machine: add the package that provides it to depends.build (and depends.run), or configure the build not to use it".into(),
+                    });
+                }
+            }
+            if !qa.skip.contains("rpaths") {
+                for entry in dynamic.rpaths.iter().flat_map(|r| r.split(':')) {
+                    if rpath_ok(entry, &installed) {
+                        continue;
+                    }
+                    problems.push(Problem {
+                        check: "rpaths",
+                        file: file.clone(),
+                        value: entry.to_string(),
+                        fix: "RPATH/RUNPATH entries must lie under /usr (or be $ORIGIN-relative and stay there): configure the build without it (e.g. --disable-rpath, -DCMAKE_SKIP_RPATH=ON) or remove it with `chrpath -d` / `patchelf --remove-rpath` in post-install".into(),
+                    });
+                }
+            }
+        }
+        if !qa.skip.contains("buildpaths") {
+            for p in &searched {
+                if memchr::memmem::find(&bytes, p.as_bytes()).is_some() {
+                    problems.push(Problem {
+                        check: "buildpaths",
+                        file: file.clone(),
+                        value: p.to_string(),
+                        fix: "the file records where it was built: strip debug information, pass -ffile-prefix-map=/build/src=. or fix the script that wrote the path; if it is harmless, add [build.qa-skip] buildpaths = \"why\" to the recipe".into(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// Names of the files and symbolic links that look like shared libraries (`*.so`, `*.so.*`)
+/// below `root`; with `dirs`, only in those directories of `root` (and one level below them,
+/// for Debian's multiarch `usr/lib/x86_64-linux-gnu`).
+pub fn library_names(root: &Path, dirs: Option<&[&str]>) -> BTreeSet<String> {
+    let starts: Vec<(PathBuf, usize)> = match dirs {
+        Some(dirs) => dirs.iter().map(|d| (root.join(d), 2)).collect(),
+        None => vec![(root.to_path_buf(), usize::MAX)],
+    };
+    let mut names = BTreeSet::new();
+    for (start, depth) in starts {
+        for e in walkdir::WalkDir::new(start)
+            .max_depth(depth)
+            .into_iter()
+            .filter_map(Result::ok)
+        {
+            if e.file_type().is_dir() {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy();
+            if name.ends_with(".so") || name.contains(".so.") {
+                names.insert(name.into_owned());
+            }
+        }
+    }
+    names
+}
+
+/// Whether an RPATH/RUNPATH entry of the file installed at `installed` stays under `/usr`.
+pub fn rpath_ok(entry: &str, installed: &Path) -> bool {
+    let origin = installed.parent().unwrap_or(Path::new("/"));
+    let expanded = if let Some(rest) = entry
+        .strip_prefix("$ORIGIN")
+        .or_else(|| entry.strip_prefix("${ORIGIN}"))
+    {
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return false;
+        }
+        format!("{}{rest}", origin.display())
+    } else if entry.starts_with('/') {
+        entry.to_string()
+    } else {
+        // Empty (the current directory) or relative: depends on where the program runs.
+        return false;
+    };
+    if expanded.contains('$') {
+        // $LIB, $PLATFORM: expanded by the loader, not checked here.
+        return false;
+    }
+    let mut path = PathBuf::from("/");
+    for c in Path::new(&expanded).components() {
+        match c {
+            Component::Normal(n) => path.push(n),
+            Component::ParentDir => {
+                path.pop();
+            }
+            _ => {}
+        }
+    }
+    path.starts_with("/usr")
+}
+
+/// `DT_NEEDED` and `RPATH`/`RUNPATH` of an ELF file.
+#[derive(Debug, Default)]
+struct ElfDynamic {
+    needed: Vec<String>,
+    rpaths: Vec<String>,
+}
+
+/// `None` when `bytes` is not an ELF file or has no readable dynamic section.
+fn elf_dynamic(bytes: &[u8]) -> Option<ElfDynamic> {
+    if !bytes.starts_with(b"\x7fELF") {
+        return None;
+    }
+    let hdr = Elf::parse_header(bytes).ok()?;
+    let class = match hdr.e_ident[header::EI_CLASS] {
+        header::ELFCLASS64 => Container::Big,
+        header::ELFCLASS32 => Container::Little,
+        _ => return None,
+    };
+    let endian = match hdr.e_ident[header::EI_DATA] {
+        header::ELFDATA2LSB => Endian::Little,
+        header::ELFDATA2MSB => Endian::Big,
+        _ => return None,
+    };
+    let ctx = Ctx::new(class, endian);
+    let phdrs = ProgramHeader::parse(bytes, hdr.e_phoff as usize, hdr.e_phnum as usize, ctx).ok()?;
+    let dynamic = Dynamic::parse(bytes, &phdrs, ctx).ok()??;
+    let info = &dynamic.info;
+    let strtab = bytes.get(info.strtab..info.strtab.checked_add(info.strsz)?)?;
+    let cstr = |off: u64| -> Option<String> {
+        let s = strtab.get(usize::try_from(off).ok()?..)?;
+        let end = s.iter().position(|&b| b == 0)?;
+        Some(String::from_utf8_lossy(&s[..end]).into_owned())
+    };
+    let strings = |tag| -> Vec<String> {
+        dynamic
+            .dyns
+            .iter()
+            .filter(|d| d.d_tag == tag)
+            .filter_map(|d| cstr(d.d_val))
+            .collect()
+    };
+    let mut rpaths = strings(DT_RPATH);
+    rpaths.extend(strings(DT_RUNPATH));
+    Some(ElfDynamic {
+        needed: strings(DT_NEEDED),
+        rpaths,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpaths() {
+        let bin = Path::new("/usr/bin/x");
+        for ok in [
+            "/usr/lib",
+            "/usr/lib/xen",
+            "$ORIGIN/../lib",
+            "${ORIGIN}",
+            "/usr/lib/../lib64",
+        ] {
+            assert!(rpath_ok(ok, bin), "{ok}");
+        }
+        for bad in [
+            "/build/x",
+            "/build/src/zlib-1.3.1",
+            "/sysroot/usr/lib",
+            "/tmp",
+            "/lib",
+            "lib",
+            "",
+            "$ORIGIN/../../lib",
+            "$ORIGINx",
+            "/usr/../etc",
+            "/usr/$LIB",
+        ] {
+            assert!(!rpath_ok(bad, bin), "{bad:?}");
+        }
+    }
+}
