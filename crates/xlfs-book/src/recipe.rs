@@ -99,6 +99,7 @@ pub struct Spans {
     pub build_deps: Vec<(usize, usize)>,
     pub run_deps: Vec<(usize, usize)>,
     pub patches: Vec<(usize, usize)>,
+    /// Positions of `build.inputs`, in the order of [`Recipe::inputs`] (by name).
     pub inputs: Vec<(usize, usize)>,
 }
 
@@ -535,14 +536,17 @@ pub fn parse_recipe(
             if let Some(mut e) = b.table(&mut sink, "environment") {
                 environment = e.string_map(&mut sink);
             }
+            let mut at = BTreeMap::new();
             for i in b.string_list(&mut sink, "inputs").unwrap_or_default() {
                 if !check_book_path(&mut sink, "build.inputs".into(), &i) {
                     continue;
                 }
-                spans.inputs.push(pos(&sink, &i.span));
+                at.entry(i.value.clone()).or_insert(pos(&sink, &i.span));
                 // The hash is filled in by the book loader, which reads the file.
                 inputs.insert(i.value, String::new());
             }
+            // In the order of `inputs` (by name), like the map itself.
+            spans.inputs = at.into_values().collect();
             if let Some(mut q) = b.table(&mut sink, "qa-skip") {
                 for check in QA_CHECKS {
                     if let Some(reason) = q.string(&mut sink, check) {

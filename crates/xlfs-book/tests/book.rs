@@ -210,7 +210,8 @@ fn symlinks_out_of_the_recipe_directory_are_refused() {
     // A link out of the book, and one to another recipe's directory inside the book.
     std::os::unix::fs::symlink(&secret, root.join("base/fix.patch")).unwrap();
     std::os::unix::fs::symlink("../kernel/other.config", root.join("base/in.config")).unwrap();
-    let text = recipe("p", &[], "inputs = [\"in.config\"]\n").replace(
+    std::fs::write(root.join("base/z.config"), b"z").unwrap();
+    let text = recipe("p", &[], "inputs = [\"z.config\", \"in.config\"]\n").replace(
         "[build]\n",
         &format!("[[patch]]\nfile = \"fix.patch\"\nsha256 = \"{sha}\"\n\n[build]\n"),
     );
@@ -226,7 +227,7 @@ fn symlinks_out_of_the_recipe_directory_are_refused() {
     std::fs::copy(&secret, root.join("base/fix.patch")).unwrap();
     let err = Book::load(&root).unwrap_err().to_string();
     assert!(
-        err.contains("base/p.toml:19:11: build.inputs: `in.config` leads through a symbolic link to")
+        err.contains("base/p.toml:19:23: build.inputs: `in.config` leads through a symbolic link to")
             && err.contains("kernel/other.config, outside the recipe's directory"),
         "{err}"
     );
