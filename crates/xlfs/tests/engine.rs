@@ -337,3 +337,37 @@ fn book_errors_name_file_line_and_fix() {
     let out = w.run(&["book", "check"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn a_package_that_records_its_build_directory_fails_the_contamination_check() {
+    let w = World::new();
+    let leak = tarball(
+        "leak-1.0",
+        &[(
+            "Makefile",
+            "all:\ninstall:\n\tmkdir -p $(DESTDIR)/usr/share/leak && echo $(CURDIR) > $(DESTDIR)/usr/share/leak/where\n",
+            0o644,
+        )],
+    );
+    let sha = w.add_tarball("leak-1.0.tar.gz", &leak);
+    let recipe = w.recipe("leak", "leak-1.0.tar.gz", &sha, &[], "");
+    w.write_recipe("leak", &recipe);
+    let out = w.fails(&["build", "leak"]);
+    assert!(out.contains("FAILED leak"), "{out}");
+    assert!(
+        out.contains("contamination check failed (1 problem, all in the log); first: buildpaths: /usr/share/leak/where: `/build/src/`"),
+        "{out}"
+    );
+    let log = w.ok(&["log", "leak"]);
+    assert!(
+        log.contains("==> xlfs: contamination: buildpaths: /usr/share/leak/where"),
+        "{log}"
+    );
+
+    // A recipe that knows better turns the check off, with a reason.
+    w.write_recipe(
+        "leak",
+        &format!("{recipe}\n[build.qa-skip]\nbuildpaths = \"the file exists to show where it was built\"\n"),
+    );
+    w.ok(&["build", "leak"]);
+}
