@@ -57,7 +57,7 @@ pub fn print_images(images: &Images) {
 
 fn machine(profile: &Profile, images: &Images, accel: Accel) -> Machine {
     Machine {
-        qemu: PathBuf::from("qemu-system-x86_64"),
+        qemu: xlfs_boot::default_qemu(),
         accel,
         memory_mib: profile.boot.memory_mib,
         smp: profile.boot.cpus,
