@@ -258,7 +258,8 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
     let mut files = BTreeMap::new();
     for e in std::fs::read_dir(&tmp)? {
         let e = e?;
-        let (sha, size) = xlfs_store::sha256_file(&e.path())?;
+        let (sha, size) = xlfs_util::sha256_file(&e.path())
+            .with_context(|| format!("cannot read {}", e.path().display()))?;
         files.insert(e.file_name().to_string_lossy().to_string(), (size, sha));
     }
     let version = |pkg: &str| book.get(pkg).map(|r| r.version.clone()).unwrap_or_default();

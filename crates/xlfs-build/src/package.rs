@@ -369,7 +369,10 @@ fn run(
     let artifact = dir.join("artifact.tar.zst");
     let packed = xlfs_store::pack(&destdir, &artifact, &opts).map_err(|e| e.to_string())?;
     check_cancel()?;
-    ctx.store
+    // The store keeps the first artifact published under a key (e.g. one stored just before a
+    // crash, then rebuilt): record the one really stored, not this build's.
+    let packed = ctx
+        .store
         .put(&step.key, &artifact, &packed)
         .map_err(|e| format!("cannot store the artifact: {e}"))?;
     let rec = BuildRecord {
