@@ -17,6 +17,7 @@ pub mod package;
 pub mod report;
 pub mod run;
 pub mod state;
+pub mod verify;
 
 pub use home::Home;
 pub use package::Ctx;

@@ -17,8 +17,18 @@ pub fn load_profile(app: &App, name: &str) -> Result<(xlfs_book::Book, Profile)>
     app.profile(name)
 }
 
+/// The store lock, shared with other `image` and `boot` runs; `gc` and `verify` wait for it.
+fn store_lock_shared(app: &App, what: &str) -> Result<xlfs_build::lock::HomeLock> {
+    app.prepare_home()?;
+    let path = app.home.store_lock();
+    Ok(xlfs_build::lock::lock_shared(&path, what, true, &|holder| {
+        eprintln!("waiting for the store lock {} (held by {holder})", path.display())
+    })?)
+}
+
 /// Assemble the images of a profile (everything must be built).
 pub fn image(app: &App, name: &str) -> Result<Images> {
+    let _store_lock = store_lock_shared(app, "image")?;
     let (book, profile) = load_profile(app, name)?;
     let (db, store) = (app.db()?, app.store()?);
     let plan = app.plan(&book, &profile.targets(), &db, &store)?;
@@ -27,6 +37,28 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
         bail!(
             "profile `{name}` needs packages that are not built: {}; run `xlfs build --profile {name}`",
             missing.join(", ")
+        );
+    }
+    // Never a corrupt artifact in an image: each one used is re-hashed first.
+    let t = Instant::now();
+    let mut corrupt = Vec::new();
+    for s in &plan.steps {
+        if let Some(c) = xlfs_build::verify::check(&store, &db, &s.key).map_err(anyhow::Error::msg)? {
+            xlfs_build::verify::discard(&store, &db, &c).map_err(anyhow::Error::msg)?;
+            corrupt.push(c.to_string());
+        }
+    }
+    if !corrupt.is_empty() {
+        bail!(
+            "corrupt artifacts, removed: {}; run `xlfs build --profile {name}` to make them again",
+            corrupt.join("; ")
+        );
+    }
+    if !app.global.quiet {
+        eprintln!(
+            "verified the {} artifacts used in {:.2}s",
+            plan.steps.len(),
+            t.elapsed().as_secs_f64()
         );
     }
     let keys = plan
@@ -160,6 +192,7 @@ pub struct BootReport {
 
 /// Boot the profile and run its checks.
 pub fn boot_check(app: &App, name: &str, forced: Option<&str>) -> Result<BootReport> {
+    let _store_lock = store_lock_shared(app, "boot")?;
     let (_book, profile) = load_profile(app, name)?;
     let images = Images::load(&images_dir(app, name))?;
     let (accel, reason) = accel(&profile, forced);
@@ -350,6 +383,7 @@ fn leave_guest_console(con: &mut Console, host: &str) -> Result<()> {
 
 /// Boot interactively: the serial console on this terminal.
 pub fn boot_interactive(app: &App, name: &str, forced: Option<&str>) -> Result<i32> {
+    let _store_lock = store_lock_shared(app, "boot")?;
     let (_book, profile) = load_profile(app, name)?;
     let images = Images::load(&images_dir(app, name))?;
     let (accel, reason) = accel(&profile, forced);
