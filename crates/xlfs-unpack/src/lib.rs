@@ -255,7 +255,8 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<UnpackSummary, UnpackError>
     };
 
     fs::set_permissions(&root, fs::Permissions::from_mode(DIR_MODE)).map_err(|e| io_err(&root, e))?;
-    fs::rename(&root, dest).map_err(|e| io_err(dest, e))?;
+    // Never replaces what appeared at `dest` meanwhile.
+    xlfs_util::rename_noreplace(&root, dest).map_err(|e| io_err(dest, e))?;
     guard.disarm();
     Ok(summary)
 }
