@@ -81,6 +81,10 @@ pub struct Recipe {
     /// Resolved steps: name → shell.
     pub steps: BTreeMap<String, String>,
     pub files: Vec<FileAttr>,
+    /// `[build] cost`: the expected build time in SBU, a scheduling hint for a home that has no
+    /// recorded time of this package yet. Not part of the key (it changes no artifact).
+    #[serde(skip)]
+    pub cost: Option<u32>,
     /// The recipe file (relative to the book root when loaded from a book).
     #[serde(skip)]
     pub path: PathBuf,
@@ -110,7 +114,17 @@ const SOURCE_KEYS: [&str; 5] = ["file", "sha256", "urls", "debian", "unpack"];
 const DEBIAN_KEYS: [&str; 3] = ["package", "file", "sha256"];
 const PATCH_KEYS: [&str; 3] = ["file", "sha256", "strip"];
 const DEPENDS_KEYS: [&str; 2] = ["build", "run"];
-const BUILD_KEYS: [&str; 6] = ["env", "template", "subdir", "environment", "inputs", "steps"];
+const BUILD_KEYS: [&str; 7] = [
+    "env",
+    "template",
+    "subdir",
+    "environment",
+    "inputs",
+    "steps",
+    "cost",
+];
+/// Bounds of `[build] cost` in SBU.
+pub const COST_RANGE: std::ops::RangeInclusive<i64> = 1..=100_000;
 const FILE_KEYS: [&str; 4] = ["path", "uid", "gid", "mode"];
 const TOP_KEYS: [&str; 6] = ["package", "source", "patch", "depends", "build", "file"];
 
@@ -412,6 +426,7 @@ pub fn parse_recipe(
     let mut template_given = false;
     let mut environment = BTreeMap::new();
     let mut subdir = None;
+    let mut cost = None;
     let mut inputs = BTreeMap::new();
     let mut steps = BTreeMap::new();
     match top.table(&mut sink, "build") {
@@ -454,6 +469,23 @@ pub fn parse_recipe(
             };
             template_name = template.map(|t| t.name.clone());
             subdir = b.string(&mut sink, "subdir").map(|s| s.value);
+            if let Some(c) = b.integer(&mut sink, "cost") {
+                if COST_RANGE.contains(&c.value) {
+                    cost = Some(c.value as u32);
+                } else {
+                    sink.error(
+                        c.span,
+                        "build.cost",
+                        format!(
+                            "cost {} is out of range: the expected build time in SBU, from {} to {}",
+                            c.value,
+                            COST_RANGE.start(),
+                            COST_RANGE.end()
+                        ),
+                        Some("give a whole number of SBU, e.g. `cost = 30`".into()),
+                    );
+                }
+            }
             if let Some(mut e) = b.table(&mut sink, "environment") {
                 environment = e.string_map(&mut sink);
             }
@@ -573,6 +605,7 @@ pub fn parse_recipe(
         inputs,
         steps,
         files,
+        cost,
         path: path.to_path_buf(),
         spans,
     };
