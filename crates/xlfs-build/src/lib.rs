@@ -9,7 +9,9 @@
 //! - [`run`]: the parallel scheduler and its progress display;
 //! - [`report`]: times, SBU and sizes.
 
+pub mod display;
 pub mod envid;
+pub mod events;
 pub mod home;
 pub mod jobs;
 pub mod lock;

@@ -1,16 +1,19 @@
 //! The scheduler: builds the plan's packages in parallel, as soon as their build roots are ready,
 //! longest chain of dependents first, under one jobserver. Stays correct under Ctrl-C: running
 //! sandboxes are killed, finished packages stay finished, and nothing half-built is recorded.
+//!
+//! The scheduler shows nothing itself: it emits [`Event`]s to a [`Reporter`] (as nextest
+//! separates its reporter from its runner); the terminal display is [`crate::display`].
 
+use crate::events::{Event, Reporter};
 use crate::package::{self, BuildFailure, Ctx, Progress};
 use crate::state::BuildRecord;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use xlfs_plan::{Plan, Status, Step};
+use xlfs_plan::{Plan, Step};
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -44,123 +47,6 @@ enum Msg {
     Done(String, Box<Result<BuildRecord, Box<BuildFailure>>>),
 }
 
-/// How the run shows itself: progress bars, or plain lines.
-pub struct Display {
-    multi: Option<MultiProgress>,
-    overall: Option<ProgressBar>,
-    bars: Mutex<HashMap<String, ProgressBar>>,
-    quiet: bool,
-}
-
-impl Display {
-    fn new(opts: &Options, total: usize) -> Display {
-        if opts.bars && !opts.quiet {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let overall = multi.add(ProgressBar::new(total as u64));
-            overall.set_style(
-                ProgressStyle::with_template("{prefix:>10.bold} [{bar:30}] {pos}/{len} {elapsed_precise}")
-                    .expect("template")
-                    .progress_chars("=> "),
-            );
-            overall.set_prefix("Building");
-            Display {
-                multi: Some(multi),
-                overall: Some(overall),
-                bars: Mutex::new(HashMap::new()),
-                quiet: false,
-            }
-        } else {
-            Display {
-                multi: None,
-                overall: None,
-                bars: Mutex::new(HashMap::new()),
-                quiet: opts.quiet,
-            }
-        }
-    }
-
-    fn println(&self, line: &str) {
-        match &self.multi {
-            Some(m) => {
-                let _ = m.println(line);
-            }
-            None => eprintln!("{line}"),
-        }
-    }
-
-    fn start(&self, step: &Step) {
-        let why = match &step.status {
-            Status::Build { why } => why.to_string(),
-            Status::Cached => "cached".into(),
-        };
-        match &self.multi {
-            Some(m) => {
-                let pb = m.insert_from_back(1, ProgressBar::new_spinner());
-                pb.set_style(
-                    ProgressStyle::with_template("  {spinner} {prefix:.bold} {msg} {elapsed}")
-                        .expect("template"),
-                );
-                pb.set_prefix(format!("{} {}", step.name, step.version));
-                pb.set_message(why);
-                pb.enable_steady_tick(Duration::from_millis(200));
-                self.bars.lock().unwrap().insert(step.name.clone(), pb);
-            }
-            None if !self.quiet => eprintln!("   build {} {} ({why})", step.name, step.version),
-            None => {}
-        }
-    }
-
-    fn finish(&self, name: &str, res: &Result<BuildRecord, Box<BuildFailure>>) {
-        if let Some(pb) = self.bars.lock().unwrap().remove(name) {
-            pb.finish_and_clear();
-        }
-        if let Some(o) = &self.overall {
-            o.inc(1);
-        }
-        match res {
-            Ok(r) => {
-                if !self.quiet {
-                    self.println(&format!(
-                        "    done {} {} in {:.1}s (cpu {:.1}s, {} installed)",
-                        r.name,
-                        r.version,
-                        r.wall_ms as f64 / 1000.0,
-                        r.cpu_ms as f64 / 1000.0,
-                        human_bytes(r.installed_size)
-                    ))
-                }
-            }
-            Err(f) if f.interrupted => self.println(&format!(" stopped {}", f.name)),
-            Err(f) => {
-                let mut msg = format!("  FAILED {}: {}\n", f.name, f.message);
-                for l in &f.tail {
-                    msg.push_str(&format!("  | {l}\n"));
-                }
-                msg.push_str(&format!(
-                    "  log: {}\n  build tree kept for inspection: {}",
-                    f.log.display(),
-                    f.build_dir.display()
-                ));
-                self.println(&msg);
-            }
-        }
-    }
-
-    fn clear(&self) {
-        if let Some(o) = &self.overall {
-            o.finish_and_clear();
-        }
-    }
-}
-
-impl Progress for Display {
-    fn phase(&self, name: &str, phase: &str) {
-        if let Some(pb) = self.bars.lock().unwrap().get(name) {
-            pb.set_message(phase.to_string());
-        }
-    }
-}
-
 pub fn human_bytes(b: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
@@ -176,8 +62,25 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
-/// Build every package of `plan` that is not cached.
+/// Forwards a package's phases to the reporter.
+struct Phases(Arc<dyn Reporter>);
+
+impl Progress for Phases {
+    fn phase(&self, name: &str, phase: &str) {
+        self.0.event(Event::Phase { name, phase });
+    }
+}
+
+/// Build every package of `plan` that is not cached, shown on the terminal
+/// ([`crate::display::Display`]: bars on a TTY, plain lines otherwise).
 pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
+    let total = plan.to_build().count();
+    let display: Arc<dyn Reporter> = Arc::new(crate::display::Display::new(opts.bars, opts.quiet, total));
+    run_with(ctx, plan, opts, display)
+}
+
+/// Build every package of `plan` that is not cached, reporting to `reporter`.
+pub fn run_with(ctx: Arc<Ctx>, plan: &Plan, opts: &Options, reporter: Arc<dyn Reporter>) -> Outcome {
     let started = Instant::now();
     let mut out = Outcome {
         cached: plan
@@ -244,7 +147,7 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
         })
         .expect("jobserver helper thread");
 
-    let display = Arc::new(Display::new(opts, todo.len()));
+    let phases = Arc::new(Phases(reporter.clone()));
     let mut tokens: Vec<jobserver::Acquired> = Vec::new();
     let mut requested = 0usize;
     let mut running = 0usize;
@@ -264,11 +167,11 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
             let Some(name) = ready.next() else { break };
             waiting.remove(name);
             let step = todo[name].clone();
-            display.start(&step);
+            reporter.event(Event::Started { step: &step });
             running += 1;
-            let (ctx, tx, display) = (ctx.clone(), tx.clone(), display.clone());
+            let (ctx, tx, phases) = (ctx.clone(), tx.clone(), phases.clone());
             std::thread::spawn(move || {
-                let res = package::build(&ctx, &step, &*display);
+                let res = package::build(&ctx, &step, &*phases);
                 let _ = tx.send(Msg::Done(step.name.clone(), Box::new(res)));
             });
         }
@@ -296,7 +199,10 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
             }
             Ok(Msg::Done(name, res)) => {
                 running -= 1;
-                display.finish(&name, &res);
+                match &*res {
+                    Ok(rec) => reporter.event(Event::Finished { record: rec }),
+                    Err(f) => reporter.event(Event::Failed { failure: f }),
+                }
                 match *res {
                     Ok(rec) => {
                         done.insert(name.clone());
@@ -337,7 +243,7 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
     out.skipped.extend(waiting.keys().map(|s| s.to_string()));
     out.skipped.sort();
     out.skipped.dedup();
-    display.clear();
+    reporter.event(Event::End);
     out.wall = started.elapsed();
     out
 }
