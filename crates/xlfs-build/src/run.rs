@@ -284,11 +284,9 @@ pub fn expected_costs(
         }
     }
     let by_size = |b: u64| -> u64 {
-        let est = if bytes > 0 {
-            b as u128 * ms / bytes
-        } else {
-            b as u128 * DEFAULT_MS_PER_MIB as u128 / (1 << 20)
-        };
+        let est = (b as u128 * ms)
+            .checked_div(bytes)
+            .unwrap_or(b as u128 * DEFAULT_MS_PER_MIB as u128 / (1 << 20));
         (est.min(u64::MAX as u128) as u64).max(MIN_COST_MS)
     };
     let sbu_ms = sbu_reference

@@ -514,8 +514,7 @@ fn store_lock_exclusive(app: &App, what: &str) -> Result<xlfs_build::lock::HomeL
     let path = app.home.store_lock();
     Ok(xlfs_build::lock::lock(&path, what, true, &|holder| {
         eprintln!(
-            "waiting for {} to finish with the store (lock {}, last held by {holder})",
-            "`xlfs image`/`xlfs boot`",
+            "waiting for `xlfs image`/`xlfs boot` to finish with the store (lock {}, last held by {holder})",
             path.display()
         )
     })?)
