@@ -102,6 +102,27 @@ pub fn discard(store: &LocalStore, db: &StateDb, c: &Corrupt) -> Result<(), Stri
     Ok(())
 }
 
+/// For `image`: every one of `keys` must be sound. Corrupt ones are discarded (so the next build
+/// makes them again) and named in the error.
+pub fn require_sound<'a>(
+    store: &LocalStore,
+    db: &StateDb,
+    keys: impl IntoIterator<Item = &'a str>,
+) -> Result<(), String> {
+    let mut corrupt = Vec::new();
+    for key in keys {
+        if let Some(c) = check(store, db, key)? {
+            discard(store, db, &c)?;
+            corrupt.push(c.to_string());
+        }
+    }
+    if corrupt.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("corrupt artifacts, removed: {}", corrupt.join("; ")))
+    }
+}
+
 /// Every key in the store or the database, checked; the corrupt ones.
 pub fn check_all(store: &LocalStore, db: &StateDb) -> Result<Vec<Corrupt>, String> {
     let mut keys: std::collections::BTreeSet<String> =
@@ -204,5 +225,31 @@ mod tests {
         let f = db.failures().unwrap();
         assert!(f[0].message.contains("corrupt artifact"), "{}", f[0].message);
         assert_eq!(check_all(&store, &db).unwrap(), vec![]);
+    }
+
+    /// What `image` relies on: a corrupt artifact is refused (and discarded), a sound one passes.
+    #[test]
+    fn image_inputs_must_be_sound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path().join("store")).unwrap();
+        let db = StateDb::open(&dir.path().join("state.db")).unwrap();
+        let (good, bad) = ("11".repeat(32), "22".repeat(32));
+        for (key, body) in [(&good, "good\n"), (&bad, "bad\n")] {
+            let (art, p) = artifact(dir.path(), &key[..2], body);
+            let p = store.put(key, &art, &p).unwrap();
+            record(&db, key, &p);
+        }
+        require_sound(&store, &db, [good.as_str(), bad.as_str()]).unwrap();
+        let path = store.artifact_path(&bad).unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        let e = require_sound(&store, &db, [good.as_str(), bad.as_str()]).unwrap_err();
+        assert!(e.contains(&bad) && !e.contains(&good), "{e}");
+        assert!(store.contains(&good).unwrap() && !store.contains(&bad).unwrap());
     }
 }

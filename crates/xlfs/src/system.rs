@@ -41,18 +41,9 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
     }
     // Never a corrupt artifact in an image: each one used is re-hashed first.
     let t = Instant::now();
-    let mut corrupt = Vec::new();
-    for s in &plan.steps {
-        if let Some(c) = xlfs_build::verify::check(&store, &db, &s.key).map_err(anyhow::Error::msg)? {
-            xlfs_build::verify::discard(&store, &db, &c).map_err(anyhow::Error::msg)?;
-            corrupt.push(c.to_string());
-        }
-    }
-    if !corrupt.is_empty() {
-        bail!(
-            "corrupt artifacts, removed: {}; run `xlfs build --profile {name}` to make them again",
-            corrupt.join("; ")
-        );
+    if let Err(e) = xlfs_build::verify::require_sound(&store, &db, plan.steps.iter().map(|s| s.key.as_str()))
+    {
+        bail!("{e}; run `xlfs build --profile {name}` to make them again");
     }
     if !app.global.quiet {
         eprintln!(
