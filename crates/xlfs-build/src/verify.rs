@@ -32,8 +32,9 @@ impl std::fmt::Display for Corrupt {
 }
 
 /// Re-hashes the object stored under `key` and compares it with its manifest's record and the
-/// database's. `Ok(None)`: it matches.
-pub fn check(store: &LocalStore, db: &StateDb, key: &str) -> Result<Option<Corrupt>, String> {
+/// database's; `deep`: also every member of the artifact with its manifest entry (decompresses
+/// it all). `Ok(None)`: it matches.
+pub fn check(store: &LocalStore, db: &StateDb, key: &str, deep: bool) -> Result<Option<Corrupt>, String> {
     let rec = db
         .build(key)
         .map_err(|e| format!("cannot read the state database: {e}"))?;
@@ -73,6 +74,11 @@ pub fn check(store: &LocalStore, db: &StateDb, key: &str) -> Result<Option<Corru
     if found != manifest_says || found != expected {
         return corrupt(expected, found);
     }
+    if deep {
+        if let Err(e) = store.verify_contents(key) {
+            return corrupt("the artifact its manifest describes".into(), e.to_string());
+        }
+    }
     Ok(None)
 }
 
@@ -111,7 +117,7 @@ pub fn require_sound<'a>(
 ) -> Result<(), String> {
     let mut corrupt = Vec::new();
     for key in keys {
-        if let Some(c) = check(store, db, key)? {
+        if let Some(c) = check(store, db, key, false)? {
             discard(store, db, &c)?;
             corrupt.push(c.to_string());
         }
@@ -123,7 +129,7 @@ pub fn require_sound<'a>(
     }
 }
 
-/// Every key in the store or the database, checked; the corrupt ones.
+/// Every key in the store or the database, checked deeply; the corrupt ones.
 pub fn check_all(store: &LocalStore, db: &StateDb) -> Result<Vec<Corrupt>, String> {
     let mut keys: std::collections::BTreeSet<String> =
         store.keys().map_err(|e| e.to_string())?.into_iter().collect();
@@ -133,7 +139,7 @@ pub fn check_all(store: &LocalStore, db: &StateDb) -> Result<Vec<Corrupt>, Strin
     );
     let mut bad = Vec::new();
     for key in keys {
-        if let Some(c) = check(store, db, &key)? {
+        if let Some(c) = check(store, db, &key, true)? {
             bad.push(c);
         }
     }

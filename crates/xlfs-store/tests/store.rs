@@ -378,3 +378,54 @@ fn stale_tree_is_not_served() {
     assert!(!tree.join("old").exists());
     assert!(tree.join("usr/bin/tool").is_file());
 }
+
+/// A manifest that no longer describes its artifact is caught by the deep check.
+#[test]
+fn verify_contents_compares_every_member_with_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    let (art, packed) = packed_artifact(dir.path(), "a");
+    let k = key('7');
+    store.put(&k, &art, &packed).unwrap();
+    store.verify_contents(&k).unwrap();
+    let mpath = store
+        .artifact_path(&k)
+        .unwrap()
+        .with_file_name(format!("{k}.manifest.json"));
+    let text = fs::read_to_string(&mpath).unwrap();
+    let readme = packed
+        .manifest
+        .find("usr/share/doc/pkg/README")
+        .unwrap()
+        .sha256
+        .clone()
+        .unwrap();
+    fs::write(&mpath, text.replace(&readme, &"0".repeat(64))).unwrap();
+    store.verify(&k).unwrap(); // the artifact's own checksum still matches
+    let e = store.verify_contents(&k).unwrap_err().to_string();
+    assert!(e.contains("usr/share/doc/pkg/README"), "{e}");
+}
+
+/// Hard links, symlinks, directories and recipe-given owners and modes all pass the deep check.
+#[test]
+fn verify_contents_accepts_every_kind_of_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("t");
+    trivial_tree(&tree, "k");
+    fs::hard_link(tree.join("usr/bin/tool"), tree.join("usr/bin/tool-hard")).unwrap();
+    let opts = PackOptions {
+        attrs: vec![xlfs_store::Attr {
+            path: "usr/bin/tool".into(),
+            uid: Some(0),
+            gid: Some(5),
+            mode: Some(0o4755),
+        }],
+        ..PackOptions::default()
+    };
+    let art = dir.path().join("k.tar.zst");
+    let packed = pack(&tree, &art, &opts).unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    let k = key('8');
+    store.put(&k, &art, &packed).unwrap();
+    store.verify_contents(&k).unwrap();
+}
