@@ -459,3 +459,30 @@ pub fn up(app: &App, name: &str, jobs: Option<usize>) -> Result<i32> {
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `boot` runs the QEMU that `XLFS_QEMU` names, like every other QEMU use.
+    #[test]
+    fn boot_honours_xlfs_qemu() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../book/profiles/quick.toml");
+        let text = std::fs::read_to_string(&root).unwrap();
+        let (profile, diags) = xlfs_book::profile::parse_profile(&root, "quick", &text);
+        assert!(diags.is_empty(), "{diags:?}");
+        let profile = profile.unwrap();
+        let images: Images = serde_json::from_value(serde_json::json!({
+            "dir": "/i", "profile": "quick", "xen": "/i/xen", "xen_version": "4.17",
+            "kernel": "/i/vmlinuz", "kernel_version": "6.12", "initramfs": "/i/dom0.cpio.gz",
+            "host_ext4": "/i/dom0.ext4", "guests": [], "files": {}
+        }))
+        .unwrap();
+        std::env::set_var(xlfs_boot::QEMU_ENV, "/opt/qemu/bin/qemu-system-x86_64");
+        let m = machine(&profile, &images, Accel::Tcg);
+        assert_eq!(m.qemu, PathBuf::from("/opt/qemu/bin/qemu-system-x86_64"));
+        std::env::remove_var(xlfs_boot::QEMU_ENV);
+        let m = machine(&profile, &images, Accel::Tcg);
+        assert_eq!(m.qemu, PathBuf::from("qemu-system-x86_64"));
+    }
+}
