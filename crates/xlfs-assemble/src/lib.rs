@@ -1,12 +1,13 @@
 //! Assembling a profile's system from the store: the dom0 root filesystem (as an initramfs and as
 //! an ext4 image), each guest's disk, its xl.cfg, the Xen binary and the dom0 kernel.
 //!
-//! Everything is written to `OUT.tmp` and renamed to `OUT` at the end, so a failure never leaves
-//! a set of images that looks complete.
+//! Everything is written to a fresh `.tmp-*` directory next to `OUT` (one per run) and swapped
+//! with `OUT` at the end, so a failure never leaves a set of images that looks complete.
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use xlfs_book::profile::Profile;
 use xlfs_book::Book;
@@ -140,7 +141,6 @@ fn add_generated(fs: &mut RootFs, files: &[xlfs_system::GenFile]) -> Result<()> 
 
 /// Files of an overlay directory, owned by root, added over the root filesystem.
 fn add_overlay(fs: &mut RootFs, dir: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     if !dir.is_dir() {
         bail!("overlay directory {} does not exist", dir.display());
     }
@@ -167,13 +167,20 @@ fn add_console_nodes(fs: &mut RootFs) -> Result<()> {
     Ok(())
 }
 
-/// Assemble `profile` into `out` (replaced atomically).
+/// Assemble `profile` into `out`. Everything is written to a fresh directory of this run's own
+/// next to `out` (so concurrent runs never share one), which then replaces `out` in one step
+/// (`renameat2(RENAME_EXCHANGE)`, then the old images are deleted): `out` is always either the
+/// old or the new complete set.
 pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Result<Images> {
-    let tmp = out.with_extension("tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot clear {}", tmp.display()))?;
-    }
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let parent = out.parent().context("the images directory has no parent")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let stem = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let guard = xlfs_util::TempDirGuard::new_in(parent, &stem)
+        .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
+    let tmp = guard.path().to_path_buf();
     let book = a.book;
 
     // Xen and the dom0 kernel.
@@ -258,7 +265,8 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
     let mut files = BTreeMap::new();
     for e in std::fs::read_dir(&tmp)? {
         let e = e?;
-        let (sha, size) = xlfs_store::sha256_file(&e.path())?;
+        let (sha, size) = xlfs_util::sha256_file(&e.path())
+            .with_context(|| format!("cannot read {}", e.path().display()))?;
         files.insert(e.file_name().to_string_lossy().to_string(), (size, sha));
     }
     let version = |pkg: &str| book.get(pkg).map(|r| r.version.clone()).unwrap_or_default();
@@ -275,9 +283,10 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
         files,
     };
     std::fs::write(tmp.join("images.json"), serde_json::to_string_pretty(&images)?)?;
-    if out.exists() {
-        std::fs::remove_dir_all(out).with_context(|| format!("cannot replace {}", out.display()))?;
-    }
-    std::fs::rename(&tmp, out).with_context(|| format!("cannot move the images to {}", out.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot set the mode of {}", tmp.display()))?;
+    xlfs_util::replace_dir(&tmp, out)
+        .with_context(|| format!("cannot move the images to {}", out.display()))?;
+    drop(guard);
     Ok(images)
 }

@@ -157,7 +157,15 @@ fn a_profile_assembles_into_images_that_read_back_right() {
     };
     let out = dir.path().join("images/tiny");
     let images = assemble(&a, &profile, &out, 1_700_000_000).unwrap();
-    assert!(!dir.path().join("images/tiny.tmp").exists());
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("tiny")],
+        "no temporary directory left"
+    );
     assert_eq!(
         std::fs::read(&images.xen).unwrap(),
         b"fake xen\n",
@@ -274,4 +282,46 @@ fn a_package_that_is_not_built_is_named() {
         "{err:#}"
     );
     assert!(!dir.path().join("out").exists(), "no images that look complete");
+}
+
+/// Two `image` runs at once on one profile: each writes its own fresh directory, both swap in a
+/// complete set, and what is left is one complete set and no temporary directory.
+#[test]
+fn two_concurrent_assemblies_do_not_collide() {
+    let dir = tempfile::tempdir().unwrap();
+    let (book, profile, store, keys) = setup(dir.path());
+    let a = Artifacts {
+        book: &book,
+        keys,
+        store: &store,
+    };
+    let out = dir.path().join("images/tiny");
+    let first = assemble(&a, &profile, &out, 1_700_000_000).unwrap();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| assemble(&a, &profile, &out, 1_700_000_000).map(|i| i.files)))
+            .collect();
+        // Meanwhile the published set is always complete.
+        for _ in 0..50 {
+            if let Ok(i) = Images::load(&out) {
+                assert_eq!(i.files, first.files);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in results {
+        assert_eq!(r.unwrap(), first.files);
+    }
+    let loaded = Images::load(&out).unwrap();
+    assert_eq!(loaded.files, first.files);
+    for (file, (size, sha)) in &loaded.files {
+        let (got, n) = xlfs_util::sha256_file(&out.join(file)).unwrap();
+        assert_eq!((&got, n), (sha, *size), "{file}");
+    }
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["tiny".to_string()], "no temporary directories left");
 }

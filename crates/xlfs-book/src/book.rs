@@ -5,7 +5,6 @@ use crate::diag::{suggest, BookErrors, Diagnostic, Sink};
 use crate::reader::Reader;
 use crate::recipe::{parse_recipe, Recipe};
 use crate::template::{parse_template, Template};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -352,9 +351,7 @@ fn parse_config(path: &Path, text: &str) -> (BookConfig, Vec<Diagnostic>) {
     (config, sink.diags)
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use xlfs_util::sha256_hex;
 
 /// Patches must exist and match their pinned sha256; inputs must exist (their hash is recorded).
 fn check_book_files(

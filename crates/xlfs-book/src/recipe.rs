@@ -85,6 +85,10 @@ pub struct Recipe {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub qa_skip: BTreeMap<String, String>,
     pub files: Vec<FileAttr>,
+    /// `[build] cost`: the expected build time in SBU, a scheduling hint for a home that has no
+    /// recorded time of this package yet. Not part of the key (it changes no artifact).
+    #[serde(skip)]
+    pub cost: Option<u32>,
     /// The recipe file (relative to the book root when loaded from a book).
     #[serde(skip)]
     pub path: PathBuf,
@@ -115,7 +119,7 @@ const SOURCE_KEYS: [&str; 5] = ["file", "sha256", "urls", "debian", "unpack"];
 const DEBIAN_KEYS: [&str; 3] = ["package", "file", "sha256"];
 const PATCH_KEYS: [&str; 3] = ["file", "sha256", "strip"];
 const DEPENDS_KEYS: [&str; 2] = ["build", "run"];
-const BUILD_KEYS: [&str; 7] = [
+const BUILD_KEYS: [&str; 8] = [
     "env",
     "template",
     "subdir",
@@ -123,10 +127,13 @@ const BUILD_KEYS: [&str; 7] = [
     "inputs",
     "steps",
     "qa-skip",
+    "cost",
 ];
 
 /// The contamination checks run after every build (see xlfs-build's `qa`), by name.
 pub const QA_CHECKS: [&str; 3] = ["needed", "rpaths", "buildpaths"];
+/// Bounds of `[build] cost` in SBU.
+pub const COST_RANGE: std::ops::RangeInclusive<i64> = 1..=100_000;
 const FILE_KEYS: [&str; 4] = ["path", "uid", "gid", "mode"];
 const TOP_KEYS: [&str; 6] = ["package", "source", "patch", "depends", "build", "file"];
 
@@ -481,6 +488,7 @@ pub fn parse_recipe(
     let mut template_given = false;
     let mut environment = BTreeMap::new();
     let mut subdir = None;
+    let mut cost = None;
     let mut inputs = BTreeMap::new();
     let mut steps = BTreeMap::new();
     let mut qa_skip = BTreeMap::new();
@@ -533,6 +541,23 @@ pub fn parse_recipe(
                 )
                 .then_some(s.value)
             });
+            if let Some(c) = b.integer(&mut sink, "cost") {
+                if COST_RANGE.contains(&c.value) {
+                    cost = Some(c.value as u32);
+                } else {
+                    sink.error(
+                        c.span,
+                        "build.cost",
+                        format!(
+                            "cost {} is out of range: the expected build time in SBU, from {} to {}",
+                            c.value,
+                            COST_RANGE.start(),
+                            COST_RANGE.end()
+                        ),
+                        Some("give a whole number of SBU, e.g. `cost = 30`".into()),
+                    );
+                }
+            }
             if let Some(mut e) = b.table(&mut sink, "environment") {
                 environment = e.string_map(&mut sink);
             }
@@ -673,6 +698,7 @@ pub fn parse_recipe(
         steps,
         qa_skip,
         files,
+        cost,
         path: path.to_path_buf(),
         spans,
     };

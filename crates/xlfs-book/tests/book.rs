@@ -349,3 +349,28 @@ fn qa_skip_names_known_checks_with_reasons() {
     assert!(err.contains("build.qa-skip.rpath: unknown key `rpath`"), "{err}");
     assert!(err.contains("did you mean `rpaths`?"), "{err}");
 }
+
+#[test]
+fn a_cost_hint_is_read_validated_and_not_part_of_the_recipe_hash() {
+    let plain = recipe("z", &[], "");
+    let hinted = recipe("z", &[], "cost = 40\n");
+    let a = load(&[("base/z.toml", &plain)], &[]).unwrap();
+    let b = load(&[("base/z.toml", &hinted)], &[]).unwrap();
+    assert_eq!(a.get("z").unwrap().cost, None);
+    assert_eq!(b.get("z").unwrap().cost, Some(40));
+    assert_eq!(
+        serde_json::to_string(a.get("z").unwrap()).unwrap(),
+        serde_json::to_string(b.get("z").unwrap()).unwrap(),
+        "a scheduling hint changes no artifact, so no key"
+    );
+    for bad in ["cost = 0\n", "cost = -3\n", "cost = 1000000\n"] {
+        let err = load(&[("base/z.toml", &recipe("z", &[], bad))], &[]).unwrap_err();
+        assert!(
+            err.contains("build.cost") && err.contains("out of range"),
+            "{err}"
+        );
+        assert!(err.contains("base/z.toml:"), "names file and line: {err}");
+    }
+    let err = load(&[("base/z.toml", &recipe("z", &[], "cost = \"big\"\n"))], &[]).unwrap_err();
+    assert!(err.contains("cost"), "{err}");
+}

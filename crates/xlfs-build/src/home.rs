@@ -48,6 +48,10 @@ impl Home {
     pub fn lock(&self) -> PathBuf {
         self.root.join("lock")
     }
+    /// Shared by `image` and `boot`, exclusive for `gc` and `verify` (see [`crate::lock`]).
+    pub fn store_lock(&self) -> PathBuf {
+        self.root.join("store.lock")
+    }
     pub fn store(&self) -> PathBuf {
         self.root.join("store")
     }

@@ -10,7 +10,9 @@
 //! - [`run`]: the parallel scheduler and its progress display;
 //! - [`report`]: times, SBU and sizes.
 
+pub mod display;
 pub mod envid;
+pub mod events;
 pub mod home;
 pub mod jobs;
 pub mod lock;
@@ -19,6 +21,7 @@ pub mod qa;
 pub mod report;
 pub mod run;
 pub mod state;
+pub mod verify;
 
 pub use home::Home;
 pub use package::Ctx;

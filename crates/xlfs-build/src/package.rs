@@ -354,7 +354,10 @@ fn run(
     let packed = xlfs_store::pack(&destdir, &artifact, &opts).map_err(|e| e.to_string())?;
     contamination(ctx, step, r, &destdir, dir, log)?;
     check_cancel()?;
-    ctx.store
+    // The store keeps the first artifact published under a key (e.g. one stored just before a
+    // crash, then rebuilt): record the one really stored, not this build's.
+    let packed = ctx
+        .store
         .put(&step.key, &artifact, &packed)
         .map_err(|e| format!("cannot store the artifact: {e}"))?;
     let rec = BuildRecord {
@@ -415,7 +418,7 @@ fn copy_verified(
         std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
     std::fs::copy(&from, &to).map_err(|e| format!("cannot copy {what} {}: {e}", from.display()))?;
-    let (got, _) = xlfs_store::sha256_file(&to).map_err(|e| format!("cannot read {}: {e}", to.display()))?;
+    let (got, _) = xlfs_util::sha256_file(&to).map_err(|e| format!("cannot read {}: {e}", to.display()))?;
     if got != sha256 {
         return Err(format!(
             "{what} {} changed since the book was loaded (sha256 {got}, expected {sha256}); run the build again to use the new file",

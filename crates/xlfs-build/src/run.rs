@@ -1,16 +1,19 @@
 //! The scheduler: builds the plan's packages in parallel, as soon as their build roots are ready,
 //! longest chain of dependents first, under one jobserver. Stays correct under Ctrl-C: running
 //! sandboxes are killed, finished packages stay finished, and nothing half-built is recorded.
+//!
+//! The scheduler shows nothing itself: it emits [`Event`]s to a [`Reporter`] (as nextest
+//! separates its reporter from its runner); the terminal display is [`crate::display`].
 
+use crate::events::{Event, Reporter};
 use crate::package::{self, BuildFailure, Ctx, Progress};
 use crate::state::BuildRecord;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use xlfs_plan::{Plan, Status, Step};
+use xlfs_plan::{Plan, Step};
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -44,123 +47,6 @@ enum Msg {
     Done(String, Box<Result<BuildRecord, Box<BuildFailure>>>),
 }
 
-/// How the run shows itself: progress bars, or plain lines.
-pub struct Display {
-    multi: Option<MultiProgress>,
-    overall: Option<ProgressBar>,
-    bars: Mutex<HashMap<String, ProgressBar>>,
-    quiet: bool,
-}
-
-impl Display {
-    fn new(opts: &Options, total: usize) -> Display {
-        if opts.bars && !opts.quiet {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let overall = multi.add(ProgressBar::new(total as u64));
-            overall.set_style(
-                ProgressStyle::with_template("{prefix:>10.bold} [{bar:30}] {pos}/{len} {elapsed_precise}")
-                    .expect("template")
-                    .progress_chars("=> "),
-            );
-            overall.set_prefix("Building");
-            Display {
-                multi: Some(multi),
-                overall: Some(overall),
-                bars: Mutex::new(HashMap::new()),
-                quiet: false,
-            }
-        } else {
-            Display {
-                multi: None,
-                overall: None,
-                bars: Mutex::new(HashMap::new()),
-                quiet: opts.quiet,
-            }
-        }
-    }
-
-    fn println(&self, line: &str) {
-        match &self.multi {
-            Some(m) => {
-                let _ = m.println(line);
-            }
-            None => eprintln!("{line}"),
-        }
-    }
-
-    fn start(&self, step: &Step) {
-        let why = match &step.status {
-            Status::Build { why } => why.to_string(),
-            Status::Cached => "cached".into(),
-        };
-        match &self.multi {
-            Some(m) => {
-                let pb = m.insert_from_back(1, ProgressBar::new_spinner());
-                pb.set_style(
-                    ProgressStyle::with_template("  {spinner} {prefix:.bold} {msg} {elapsed}")
-                        .expect("template"),
-                );
-                pb.set_prefix(format!("{} {}", step.name, step.version));
-                pb.set_message(why);
-                pb.enable_steady_tick(Duration::from_millis(200));
-                self.bars.lock().unwrap().insert(step.name.clone(), pb);
-            }
-            None if !self.quiet => eprintln!("   build {} {} ({why})", step.name, step.version),
-            None => {}
-        }
-    }
-
-    fn finish(&self, name: &str, res: &Result<BuildRecord, Box<BuildFailure>>) {
-        if let Some(pb) = self.bars.lock().unwrap().remove(name) {
-            pb.finish_and_clear();
-        }
-        if let Some(o) = &self.overall {
-            o.inc(1);
-        }
-        match res {
-            Ok(r) => {
-                if !self.quiet {
-                    self.println(&format!(
-                        "    done {} {} in {:.1}s (cpu {:.1}s, {} installed)",
-                        r.name,
-                        r.version,
-                        r.wall_ms as f64 / 1000.0,
-                        r.cpu_ms as f64 / 1000.0,
-                        human_bytes(r.installed_size)
-                    ))
-                }
-            }
-            Err(f) if f.interrupted => self.println(&format!(" stopped {}", f.name)),
-            Err(f) => {
-                let mut msg = format!("  FAILED {}: {}\n", f.name, f.message);
-                for l in &f.tail {
-                    msg.push_str(&format!("  | {l}\n"));
-                }
-                msg.push_str(&format!(
-                    "  log: {}\n  build tree kept for inspection: {}",
-                    f.log.display(),
-                    f.build_dir.display()
-                ));
-                self.println(&msg);
-            }
-        }
-    }
-
-    fn clear(&self) {
-        if let Some(o) = &self.overall {
-            o.finish_and_clear();
-        }
-    }
-}
-
-impl Progress for Display {
-    fn phase(&self, name: &str, phase: &str) {
-        if let Some(pb) = self.bars.lock().unwrap().get(name) {
-            pb.set_message(phase.to_string());
-        }
-    }
-}
-
 pub fn human_bytes(b: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
@@ -176,8 +62,25 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
-/// Build every package of `plan` that is not cached.
+/// Forwards a package's phases to the reporter.
+struct Phases(Arc<dyn Reporter>);
+
+impl Progress for Phases {
+    fn phase(&self, name: &str, phase: &str) {
+        self.0.event(Event::Phase { name, phase });
+    }
+}
+
+/// Build every package of `plan` that is not cached, shown on the terminal
+/// ([`crate::display::Display`]: bars on a TTY, plain lines otherwise).
 pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
+    let total = plan.to_build().count();
+    let display: Arc<dyn Reporter> = Arc::new(crate::display::Display::new(opts.bars, opts.quiet, total));
+    run_with(ctx, plan, opts, display)
+}
+
+/// Build every package of `plan` that is not cached, reporting to `reporter`.
+pub fn run_with(ctx: Arc<Ctx>, plan: &Plan, opts: &Options, reporter: Arc<dyn Reporter>) -> Outcome {
     let started = Instant::now();
     let mut out = Outcome {
         cached: plan
@@ -194,20 +97,19 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
         return out;
     }
     // What each package waits for, and who waits for it.
-    let mut waiting: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (name, step) in &todo {
-        let deps: BTreeSet<&str> = step
-            .build_root
-            .iter()
-            .map(|s| s.as_str())
-            .filter(|d| todo.contains_key(d))
-            .collect();
-        for d in &deps {
-            dependents.entry(d).or_default().push(name);
-        }
-        waiting.insert(name, deps);
-    }
+    let mut waiting: BTreeMap<&str, BTreeSet<&str>> = todo
+        .iter()
+        .map(|(name, step)| {
+            let deps = step
+                .build_root
+                .iter()
+                .map(|s| s.as_str())
+                .filter(|d| todo.contains_key(d))
+                .collect();
+            (*name, deps)
+        })
+        .collect();
+    let dependents = dependents_of(&waiting);
     let history: HashMap<String, u64> = ctx
         .db
         .lock()
@@ -217,7 +119,11 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
         .into_iter()
         .map(|r| (r.name, r.wall_ms.max(1)))
         .collect();
-    let priority = priorities(&todo, &dependents, &|n| history.get(n).copied().unwrap_or(1000));
+    let inputs = cost_inputs(&ctx.book, &history, ctx.fetcher.cache_dir(), todo.keys().copied());
+    let costs = expected_costs(&inputs, ctx.book.config.sbu_reference.as_deref());
+    let priority = priorities(&waiting, &dependents, &|n| {
+        costs.get(n).copied().unwrap_or(MIN_COST_MS)
+    });
 
     let client = match crate::jobs::init(ctx.jobs) {
         Ok(c) => c.clone(),
@@ -241,7 +147,7 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
         })
         .expect("jobserver helper thread");
 
-    let display = Arc::new(Display::new(opts, todo.len()));
+    let phases = Arc::new(Phases(reporter.clone()));
     let mut tokens: Vec<jobserver::Acquired> = Vec::new();
     let mut requested = 0usize;
     let mut running = 0usize;
@@ -251,26 +157,21 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
     loop {
         let cancelled = ctx.cancel.load(Ordering::SeqCst);
         // Ready: not started, everything it waits for is built.
-        let mut ready: Vec<&str> = if stop || cancelled {
+        let ready: Vec<&str> = if stop || cancelled {
             Vec::new()
         } else {
-            waiting
-                .iter()
-                .filter(|(_, deps)| deps.is_empty())
-                .map(|(n, _)| *n)
-                .collect()
+            ready_order(&waiting, &priority)
         };
-        ready.sort_by_key(|n| (std::cmp::Reverse(priority[n]), *n));
         let mut ready = ready.into_iter();
         while running < 1 + tokens.len() {
             let Some(name) = ready.next() else { break };
             waiting.remove(name);
             let step = todo[name].clone();
-            display.start(&step);
+            reporter.event(Event::Started { step: &step });
             running += 1;
-            let (ctx, tx, display) = (ctx.clone(), tx.clone(), display.clone());
+            let (ctx, tx, phases) = (ctx.clone(), tx.clone(), phases.clone());
             std::thread::spawn(move || {
-                let res = package::build(&ctx, &step, &*display);
+                let res = package::build(&ctx, &step, &*phases);
                 let _ = tx.send(Msg::Done(step.name.clone(), Box::new(res)));
             });
         }
@@ -298,7 +199,10 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
             }
             Ok(Msg::Done(name, res)) => {
                 running -= 1;
-                display.finish(&name, &res);
+                match &*res {
+                    Ok(rec) => reporter.event(Event::Finished { record: rec }),
+                    Err(f) => reporter.event(Event::Failed { failure: f }),
+                }
                 match *res {
                     Ok(rec) => {
                         done.insert(name.clone());
@@ -339,17 +243,113 @@ pub fn run(ctx: Arc<Ctx>, plan: &Plan, opts: &Options) -> Outcome {
     out.skipped.extend(waiting.keys().map(|s| s.to_string()));
     out.skipped.sort();
     out.skipped.dedup();
-    display.clear();
+    reporter.event(Event::End);
     out.wall = started.elapsed();
     out
 }
 
+/// What the scheduler knows about one package to estimate its build time.
+#[derive(Debug, Clone, Default)]
+pub struct CostInput {
+    /// Wall time of its last recorded build here.
+    pub recorded_ms: Option<u64>,
+    /// Total size of its pinned source files in the download cache (when they are there).
+    pub source_bytes: Option<u64>,
+    /// The recipe's `[build] cost`, in SBU.
+    pub hint_sbu: Option<u32>,
+}
+
+/// A package with nothing to go on (no sources, no hint, never built): a trivial build.
+pub const MIN_COST_MS: u64 = 1_000;
+/// Build time per MiB of (compressed) source, until this home has recorded times to calibrate.
+pub const DEFAULT_MS_PER_MIB: u64 = 10_000;
+/// One SBU, until the reference package has been built or can be estimated.
+pub const DEFAULT_SBU_MS: u64 = 60_000;
+
+/// Expected build time (ms) of each package: its last recorded time; else its recipe's hint
+/// (`[build] cost`, in SBU: the reference package's recorded or estimated time); else an
+/// estimate from its source size, at the rate of the packages built here (total recorded time
+/// over total source size), or [`DEFAULT_MS_PER_MIB`] on a cold home.
+pub fn expected_costs(
+    inputs: &BTreeMap<String, CostInput>,
+    sbu_reference: Option<&str>,
+) -> HashMap<String, u64> {
+    let (mut ms, mut bytes) = (0u128, 0u128);
+    for c in inputs.values() {
+        if let (Some(t), Some(b)) = (c.recorded_ms, c.source_bytes) {
+            if b > 0 {
+                ms += t as u128;
+                bytes += b as u128;
+            }
+        }
+    }
+    let by_size = |b: u64| -> u64 {
+        let est = (b as u128 * ms)
+            .checked_div(bytes)
+            .unwrap_or(b as u128 * DEFAULT_MS_PER_MIB as u128 / (1 << 20));
+        (est.min(u64::MAX as u128) as u64).max(MIN_COST_MS)
+    };
+    let sbu_ms = sbu_reference
+        .and_then(|r| inputs.get(r))
+        .and_then(|c| c.recorded_ms.or(c.source_bytes.map(by_size)))
+        .unwrap_or(DEFAULT_SBU_MS)
+        .max(1);
+    inputs
+        .iter()
+        .map(|(name, c)| {
+            let cost = c
+                .recorded_ms
+                .or(c.hint_sbu.map(|h| h as u64 * sbu_ms))
+                .or(c.source_bytes.map(by_size))
+                .unwrap_or(MIN_COST_MS)
+                .max(1);
+            (name.clone(), cost)
+        })
+        .collect()
+}
+
+/// The cost inputs of `names` (and of the book's SBU reference): recorded times (`history`,
+/// from the state database), source sizes from the download cache `cache` (a stat, no hashing:
+/// an estimate needs no verified bytes), hints from the recipes.
+pub fn cost_inputs<'a>(
+    book: &xlfs_book::Book,
+    history: &HashMap<String, u64>,
+    cache: &std::path::Path,
+    names: impl Iterator<Item = &'a str>,
+) -> BTreeMap<String, CostInput> {
+    let names = names
+        .map(|n| n.to_string())
+        .chain(book.config.sbu_reference.clone());
+    names
+        .filter_map(|name| {
+            let r = book.get(&name)?;
+            let mut total = 0u64;
+            let mut known = !r.sources.is_empty();
+            for s in &r.sources {
+                let size = std::iter::once(s.file.as_str())
+                    .chain(s.debian.as_ref().map(|d| d.file.as_str()))
+                    .find_map(|f| std::fs::metadata(cache.join(f)).ok().filter(|m| m.is_file()))
+                    .map(|m| m.len());
+                match size {
+                    Some(b) => total += b,
+                    None => known = false,
+                }
+            }
+            let input = CostInput {
+                recorded_ms: history.get(&name).copied(),
+                source_bytes: known.then_some(total),
+                hint_sbu: r.cost,
+            };
+            Some((name, input))
+        })
+        .collect()
+}
+
 /// The expected cost of the longest chain that starts at each package (its own expected build
 /// time plus that of its most expensive chain of dependents): the longest chains go first, as
-/// in cargo's job queue. A package's expected time is its last recorded build time, or one unit
-/// for a package never built here.
+/// in cargo's job queue. A package's expected time comes from [`expected_costs`].
 fn priorities<'a>(
-    todo: &BTreeMap<&'a str, &Step>,
+    waiting: &BTreeMap<&'a str, BTreeSet<&'a str>>,
     dependents: &BTreeMap<&'a str, Vec<&'a str>>,
     cost: &dyn Fn(&str) -> u64,
 ) -> HashMap<&'a str, u64> {
@@ -374,8 +374,66 @@ fn priorities<'a>(
         c
     }
     let mut memo = HashMap::new();
-    todo.keys()
+    waiting
+        .keys()
         .map(|n| (*n, chain(n, dependents, cost, &mut memo)))
+        .collect()
+}
+
+/// Who waits for each package.
+fn dependents_of<'a>(waiting: &BTreeMap<&'a str, BTreeSet<&'a str>>) -> BTreeMap<&'a str, Vec<&'a str>> {
+    let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, deps) in waiting {
+        for d in deps {
+            dependents.entry(d).or_default().push(name);
+        }
+    }
+    dependents
+}
+
+/// The packages that can start now (everything they wait for is built), highest priority first.
+fn ready_order<'a>(
+    waiting: &BTreeMap<&'a str, BTreeSet<&'a str>>,
+    priority: &HashMap<&'a str, u64>,
+) -> Vec<&'a str> {
+    let mut ready: Vec<&str> = waiting
+        .iter()
+        .filter(|(_, deps)| deps.is_empty())
+        .map(|(n, _)| *n)
+        .collect();
+    ready.sort_by_key(|n| (std::cmp::Reverse(priority[n]), *n));
+    ready
+}
+
+/// The order in which a run would start the packages `names` of `book` that are ready at once,
+/// given recorded times and the download cache: for tests and `xlfs plan`-like tools.
+pub fn start_order(
+    book: &xlfs_book::Book,
+    names: &[String],
+    history: &HashMap<String, u64>,
+    cache: &std::path::Path,
+) -> Vec<String> {
+    let todo: BTreeSet<&str> = names.iter().map(|s| s.as_str()).collect();
+    let waiting: BTreeMap<&str, BTreeSet<&str>> = names
+        .iter()
+        .filter_map(|n| book.get(n))
+        .map(|r| {
+            let deps = xlfs_plan::build_root(book, r)
+                .into_iter()
+                .filter_map(|d| todo.get(d.as_str()).copied())
+                .collect();
+            (r.name.as_str(), deps)
+        })
+        .collect();
+    let dependents = dependents_of(&waiting);
+    let inputs = cost_inputs(book, history, cache, todo.iter().copied());
+    let costs = expected_costs(&inputs, book.config.sbu_reference.as_deref());
+    let priority = priorities(&waiting, &dependents, &|n| {
+        costs.get(n).copied().unwrap_or(MIN_COST_MS)
+    });
+    ready_order(&waiting, &priority)
+        .into_iter()
+        .map(String::from)
         .collect()
 }
 
@@ -399,22 +457,14 @@ mod tests {
     fn the_most_expensive_chain_goes_first() {
         // b waits for a; c is alone but long.
         let dependents: BTreeMap<&str, Vec<&str>> = [("a", vec!["b"])].into_iter().collect();
-        let step = |n: &str| Step {
-            name: n.into(),
-            version: "1".into(),
-            key: "k".repeat(64),
-            env: xlfs_book::BuildEnv::Host,
-            status: Status::Cached,
-            build_root: vec![],
-            inputs: xlfs_plan::Inputs {
-                recipe: String::new(),
-                sources: String::new(),
-                deps: Default::default(),
-                env: String::new(),
-            },
-        };
-        let steps = [step("a"), step("b"), step("c")];
-        let todo: BTreeMap<&str, &Step> = steps.iter().map(|s| (s.name.as_str(), s)).collect();
+        let todo: BTreeMap<&str, BTreeSet<&str>> = [
+            ("a", BTreeSet::new()),
+            ("b", ["a"].into()),
+            ("c", BTreeSet::new()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(dependents_of(&todo), dependents);
         let cost = |n: &str| match n {
             "c" => 100,
             _ => 10,
@@ -426,5 +476,166 @@ mod tests {
         // Unknown costs: the longer chain first.
         let p = priorities(&todo, &dependents, &|_| 1);
         assert!(p["a"] > p["c"]);
+    }
+
+    fn recipe(name: &str, build: &[&str], files: &[&str], extra: &str) -> xlfs_book::BookFile {
+        let deps: Vec<String> = build.iter().map(|d| format!("\"{d}\"")).collect();
+        let sources: String = files
+            .iter()
+            .map(|f| format!("[[source]]\nfile = \"{f}\"\nsha256 = \"{}\"\n", "0".repeat(64)))
+            .collect();
+        xlfs_book::BookFile {
+            path: format!("{name}.toml").into(),
+            text: format!(
+                "[package]\nname = \"{name}\"\nversion = \"1\"\nlicense = \"MIT\"\n{sources}\
+                 [depends]\nbuild = [{}]\n[build]\n{extra}[build.steps]\ninstall = \"true\"\n",
+                deps.join(", ")
+            ),
+        }
+    }
+
+    /// A synthetic book shaped like the quick profile: six small packages, three of which feed a
+    /// medium one, and one huge package that nothing waits for.
+    fn synthetic_book(hint: bool) -> xlfs_book::Book {
+        let gcc_extra = if hint { "cost = 90\n" } else { "" };
+        let files = vec![
+            recipe("filesystem", &[], &[], ""),
+            recipe("zlib", &[], &["zlib.tar.gz"], ""),
+            recipe("libuuid", &[], &["util-linux.tar.xz"], ""),
+            recipe("yajl", &[], &["yajl.tar.gz"], ""),
+            recipe("busybox", &[], &["busybox.tar.bz2"], ""),
+            recipe("bash", &[], &["bash.tar.xz"], ""),
+            recipe("xen-tools", &["zlib", "libuuid", "yajl"], &["xen.tar.xz"], ""),
+            recipe("gcc-libs", &[], &["gcc.tar.gz", "gmp.tar.xz"], gcc_extra),
+        ];
+        let mut files = files;
+        files.push(xlfs_book::BookFile {
+            path: "book.toml".into(),
+            text: "[book]\nname = \"t\"\nsbu-reference = \"zlib\"\nsource-date-epoch = 1\n".into(),
+        });
+        xlfs_book::Book::from_files(std::path::Path::new("/nonexistent"), files, &|p| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                p.display().to_string(),
+            ))
+        })
+        .expect("synthetic book")
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    fn cache_with(sizes: &[(&str, u64)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (f, size) in sizes {
+            let file = std::fs::File::create(dir.path().join(f)).unwrap();
+            file.set_len(*size).unwrap();
+        }
+        dir
+    }
+
+    fn all(book: &xlfs_book::Book) -> Vec<String> {
+        book.recipes.keys().cloned().collect()
+    }
+
+    #[test]
+    fn on_a_cold_home_the_biggest_source_starts_first() {
+        let book = synthetic_book(false);
+        let cache = cache_with(&[
+            ("zlib.tar.gz", 1500 * 1024),
+            ("util-linux.tar.xz", 9 * MIB),
+            ("yajl.tar.gz", 80 * 1024),
+            ("busybox.tar.bz2", 2 * MIB),
+            ("bash.tar.xz", 11 * MIB),
+            ("xen.tar.xz", 5 * MIB),
+            ("gcc.tar.gz", 95 * MIB),
+            ("gmp.tar.xz", 2 * MIB),
+        ]);
+        let order = start_order(&book, &all(&book), &HashMap::new(), cache.path());
+        assert_eq!(order[0], "gcc-libs", "{order:?}");
+        // Without the sources' sizes (nothing fetched) every package costs the same, and the
+        // longest chain (zlib, libuuid or yajl, then xen-tools) goes first.
+        let empty = tempfile::tempdir().unwrap();
+        let order = start_order(&book, &all(&book), &HashMap::new(), empty.path());
+        assert_ne!(order[0], "gcc-libs", "{order:?}");
+    }
+
+    #[test]
+    fn on_a_cold_home_a_cost_hint_wins_without_sources() {
+        let book = synthetic_book(true);
+        let empty = tempfile::tempdir().unwrap();
+        let order = start_order(&book, &all(&book), &HashMap::new(), empty.path());
+        assert_eq!(order[0], "gcc-libs", "{order:?}");
+        // Recorded times beat every estimate.
+        let history: HashMap<String, u64> =
+            [("gcc-libs".to_string(), 10), ("xen-tools".to_string(), 500_000)]
+                .into_iter()
+                .collect();
+        let order = start_order(&book, &all(&book), &history, empty.path());
+        assert_ne!(order[0], "gcc-libs", "{order:?}");
+    }
+
+    #[test]
+    fn estimates_calibrate_on_recorded_builds() {
+        let inputs: BTreeMap<String, CostInput> = [
+            (
+                "a".to_string(),
+                CostInput {
+                    recorded_ms: Some(20_000),
+                    source_bytes: Some(2 * MIB),
+                    hint_sbu: None,
+                },
+            ),
+            (
+                "b".to_string(),
+                CostInput {
+                    recorded_ms: None,
+                    source_bytes: Some(10 * MIB),
+                    hint_sbu: None,
+                },
+            ),
+            (
+                "c".to_string(),
+                CostInput {
+                    recorded_ms: None,
+                    source_bytes: None,
+                    hint_sbu: Some(3),
+                },
+            ),
+            ("d".to_string(), CostInput::default()),
+        ]
+        .into_iter()
+        .collect();
+        let c = expected_costs(&inputs, Some("a"));
+        assert_eq!(c["a"], 20_000);
+        assert_eq!(c["b"], 100_000, "10 MiB at the rate a was built at");
+        assert_eq!(c["c"], 60_000, "3 SBU of 20 s");
+        assert_eq!(c["d"], MIN_COST_MS);
+    }
+
+    /// The real book: on a cold home (nothing recorded, nothing fetched), the quick profile
+    /// starts gcc-libs first, by far the longest build.
+    #[test]
+    fn the_quick_profile_starts_gcc_libs_first_on_a_cold_home() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../book");
+        let book = xlfs_book::Book::load(&root).expect("the book loads");
+        let profile = xlfs_book::profile::Profile::load(&book, "quick").expect("quick profile");
+        let mut names: BTreeSet<String> = xlfs_plan::runtime_closure(&book, &profile.targets());
+        loop {
+            let more: BTreeSet<String> = names
+                .iter()
+                .filter_map(|n| book.get(n))
+                .flat_map(|r| xlfs_plan::build_root(&book, r))
+                .filter(|d| !names.contains(d))
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            names.extend(more);
+        }
+        let names: Vec<String> = names.into_iter().collect();
+        assert!(names.contains(&"gcc-libs".to_string()), "{names:?}");
+        let empty = tempfile::tempdir().unwrap();
+        let order = start_order(&book, &names, &HashMap::new(), empty.path());
+        assert_eq!(order[0], "gcc-libs", "{order:?}");
     }
 }

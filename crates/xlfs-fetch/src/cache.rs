@@ -14,12 +14,10 @@
 //! older than the sidecar itself; otherwise the file is hashed again.
 
 use std::fs::{self, File, Metadata};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
-
-use sha2::{Digest, Sha256};
 
 /// Buffer size for reading and copying files.
 pub(crate) const BUF_SIZE: usize = 256 * 1024;
@@ -36,24 +34,9 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Lowercase hex sha256 of everything `reader` yields.
-pub(crate) fn sha256_reader(mut reader: impl Read) -> io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; BUF_SIZE];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// Lowercase hex sha256 of a file.
+/// Lowercase hex sha256 of a file (the one helper, [`xlfs_util::sha256_file`]).
 pub(crate) fn sha256_file(path: &Path) -> io::Result<String> {
-    sha256_reader(File::open(path)?)
+    xlfs_util::sha256_file(path).map(|(sha, _)| sha)
 }
 
 /// The identity of a file that a sidecar binds its sha256 to.

@@ -2,10 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use xlfs_store::{Kind, Manifest};
 
 use crate::error::{ImageError, IoContext};
@@ -531,7 +529,7 @@ impl RootFs {
             NodeKind::File { source } => match source {
                 FileSource::Bytes(b) => {
                     size = b.len() as u64;
-                    sha256 = Some(hex::encode(Sha256::digest(b)));
+                    sha256 = Some(xlfs_util::sha256_hex(b));
                 }
                 FileSource::Path(p) => {
                     let meta = fs::metadata(p).at(p)?;
@@ -687,7 +685,7 @@ impl Slot {
         }
         match &self.node.kind {
             NodeKind::File { source } => Ok(Some(match source {
-                FileSource::Bytes(b) => hex::encode(Sha256::digest(b)),
+                FileSource::Bytes(b) => xlfs_util::sha256_hex(b),
                 FileSource::Path(p) => sha256_file(p)?,
             })),
             _ => Ok(None),
@@ -696,17 +694,7 @@ impl Slot {
 }
 
 fn sha256_file(path: &Path) -> Result<String, ImageError> {
-    let mut f = fs::File::open(path).at(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf).at(path)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    Ok(xlfs_util::sha256_file(path).at(path)?.0)
 }
 
 /// Describes how `new` differs from `old`, or `None` if they are the same.

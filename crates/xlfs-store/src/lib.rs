@@ -28,11 +28,11 @@ mod error;
 mod fsutil;
 mod manifest;
 mod pack;
+mod stamps;
 mod store;
 mod unpack;
 
 pub use error::StoreError;
-pub use fsutil::sha256_file;
 pub use manifest::{Attr, Entry, Kind, Manifest};
 pub use pack::{pack, PackOptions, Packed, DEFAULT_ZSTD_LEVEL};
 pub use store::{validate_key, ArtifactStore, LocalStore};

@@ -319,7 +319,7 @@ fn append_file<W: Write>(
             entry.elf = Some(info.desc);
             entry.needed = info.needed;
         }
-        entry.sha256 = Some(hex::encode(Sha256::digest(bytes)));
+        entry.sha256 = Some(xlfs_util::sha256_hex(bytes));
         builder.append_data(header, &entry.path, bytes).at(out)?;
     } else {
         let mut reader = TrackedReader::new((&file).take(size));

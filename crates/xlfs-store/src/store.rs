@@ -1,7 +1,7 @@
 //! Content-addressed artifact stores.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use tempfile::NamedTempFile;
 
 use crate::error::{IoContext, StoreError};
-use crate::fsutil::{force_remove_dir_all, fsync_dir, sha256_file, tmp_name, HashReader, TMP_PREFIX};
+use crate::fsutil::{force_remove_dir_all, fsync_dir, tmp_name, HashReader, TMP_PREFIX};
 use crate::manifest::{Entry, Manifest};
 use crate::pack::Packed;
-use crate::unpack::unpack_atomic;
+use crate::stamps::stamp_tree;
+use crate::unpack::{stem_of, unpack_atomic, unpack_to_temp};
 
 /// Where artifacts live, keyed by a package key (normally a 64-hex sha256
 /// computed by the caller).
@@ -27,7 +28,13 @@ pub trait ArtifactStore: Send + Sync {
     /// [`pack`](crate::pack), described by `packed`) and its manifest under
     /// `key`. After a crash either both are there or neither counts. If
     /// `key` is already present the store is left alone (first writer wins).
-    fn put(&self, key: &str, artifact: &Path, packed: &Packed) -> Result<(), StoreError>;
+    ///
+    /// Returns the checksum, size and manifest of the artifact that is stored
+    /// under `key` once `put` returns: `packed` when this call published it,
+    /// the earlier artifact's when the key was there already (builds are
+    /// meant to be reproducible but need not be bit-identical). That is what
+    /// the caller must record.
+    fn put(&self, key: &str, artifact: &Path, packed: &Packed) -> Result<Packed, StoreError>;
 
     /// The manifest stored under `key`.
     fn manifest(&self, key: &str) -> Result<Manifest, StoreError>;
@@ -46,6 +53,7 @@ pub trait ArtifactStore: Send + Sync {
 
 const ARTIFACT_SUFFIX: &str = ".tar.zst";
 const MANIFEST_SUFFIX: &str = ".manifest.json";
+const STAMPS_SUFFIX: &str = ".stamps";
 
 /// Checks that `key` is usable as a file name: 2 to 128 characters from
 /// `[0-9A-Za-z._-]`, not starting with `.`. Real keys are 64-hex sha256.
@@ -97,7 +105,11 @@ struct StoredManifest {
 ///   An artifact is present when its `.tar.zst` exists (`contains` also
 ///   requires the manifest, so that even a file system reordering the two
 ///   renames across a crash cannot expose an artifact without manifest);
-/// - `trees/<key>/`: extracted artifacts (see [`LocalStore::tree`]);
+/// - `trees/<key>/`: extracted artifacts, and `trees/<key>.stamps` the stat
+///   stamps of every entry taken at extraction, re-checked before each use
+///   (see [`LocalStore::tree`]); the stamps file is also the per-tree lock;
+/// - `objects/.put.lock`: serialises the publishing step of `put`, so that
+///   two writers of one key cannot interleave their renames;
 /// - temporary files and directories are named `.tmp-*` next to their final
 ///   place and never count as stored.
 #[derive(Debug, Clone)]
@@ -154,38 +166,77 @@ impl LocalStore {
         self.root.join("trees").join(key)
     }
 
+    fn stamps_file(&self, key: &str) -> PathBuf {
+        self.root.join("trees").join(format!("{key}{STAMPS_SUFFIX}"))
+    }
+
     /// Atomically moves the extracted tree of `key` (if any) out of the way,
     /// then deletes it.
     fn remove_tree(&self, key: &str) -> Result<(), StoreError> {
         let tree = self.tree_dir(key);
         if tree.symlink_metadata().is_err() {
+            remove_if_exists(&self.stamps_file(key))?;
             return Ok(());
         }
         let doomed = self.root.join("trees").join(tmp_name(&format!("rm-{key}")));
         match fs::rename(&tree, &doomed) {
-            Ok(()) => force_remove_dir_all(&doomed).at(&doomed),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError::io(&tree, e)),
+            Ok(()) => force_remove_dir_all(&doomed).at(&doomed)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(&tree, e)),
         }
+        // Without its tree, stamps are meaningless (and a stale stamps file
+        // would only cause a re-extraction).
+        remove_if_exists(&self.stamps_file(key))?;
+        Ok(())
     }
 
     /// A read-only extracted tree of the artifact stored under `key`, for use
     /// as a build sysroot layer: `ROOT/trees/<key>`.
     ///
     /// Extracted on first use into a temporary directory that is synced to
-    /// disk and then renamed into place, so concurrent callers and crashes
-    /// never expose a partial tree; afterwards the existing tree is reused.
-    /// Callers must not modify it.
+    /// disk and then renamed into place, so crashes never expose a partial
+    /// tree. At extraction the stat stamps of every entry (path, inode, size,
+    /// mtime, ctime, mode, owner) are recorded in `trees/<key>.stamps`; each
+    /// later call re-walks the tree (stat only, no reads) and compares. A
+    /// tree that was modified, had an entry added or removed, or was never
+    /// stamped is extracted afresh and swapped in atomically. Concurrent
+    /// callers (threads or processes) serialise on the stamps file's lock.
     pub fn tree(&self, key: &str) -> Result<PathBuf, StoreError> {
         validate_key(key)?;
         let artifact = self.artifact_path(key)?;
         let path = self.tree_dir(key);
-        if path.is_dir() {
-            return Ok(path);
+        let stamps_path = self.stamps_file(key);
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&stamps_path)
+            .at(&stamps_path)?;
+        lock.lock().at(&stamps_path)?;
+        if path.symlink_metadata().is_ok() {
+            let mut recorded = Vec::new();
+            lock.read_to_end(&mut recorded).at(&stamps_path)?;
+            if !recorded.is_empty() && stamp_tree(&path)? == recorded {
+                return Ok(path);
+            }
+            // Changed (or never stamped): a fresh copy replaces it in one
+            // step, and the old one is deleted.
+            let trees = self.root.join("trees");
+            let fresh = unpack_to_temp(&artifact, &trees, &stem_of(&path), self.durable)?;
+            xlfs_util::replace_dir(fresh.path(), &path).at(&path)?;
+            drop(fresh);
+            self.fsync_dir(&trees)?;
+        } else {
+            unpack_atomic(&artifact, &path, self.durable)?;
         }
-        // Losing a race against another extractor is fine: its tree is as
-        // good as ours.
-        unpack_atomic(&artifact, &path, self.durable)?;
+        let stamps = stamp_tree(&path)?;
+        lock.set_len(0).at(&stamps_path)?;
+        lock.rewind().at(&stamps_path)?;
+        lock.write_all(&stamps).at(&stamps_path)?;
+        if self.durable {
+            lock.sync_all().at(&stamps_path)?;
+        }
         Ok(path)
     }
 
@@ -213,7 +264,7 @@ impl LocalStore {
     pub fn verify(&self, key: &str) -> Result<(), StoreError> {
         let packed = self.packed(key)?;
         let path = self.artifact_file(key);
-        let (sha, size) = sha256_file(&path)?;
+        let (sha, size) = xlfs_util::sha256_file(&path).at(&path)?;
         if sha != packed.sha256 || size != packed.size {
             return Err(StoreError::corrupt(
                 &path,
@@ -222,6 +273,76 @@ impl LocalStore {
                     packed.sha256, packed.size
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// Like [`verify`](Self::verify), then also reads the whole artifact and
+    /// compares every member with its manifest entry (kind, mode, owner,
+    /// size, sha256 of regular files, link targets) and the set of paths.
+    /// Decompresses everything: for `xlfs verify`, not for every use.
+    pub fn verify_contents(&self, key: &str) -> Result<(), StoreError> {
+        self.verify(key)?;
+        let manifest = self.manifest(key)?;
+        let path = self.artifact_file(key);
+        let mut want: std::collections::BTreeMap<&str, &Entry> =
+            manifest.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+        let bad = |what: String| StoreError::corrupt(&path, what);
+        let file = File::open(&path).at(&path)?;
+        let mut archive = tar::Archive::new(zstd::Decoder::new(file).at(&path)?);
+        for member in archive.entries().at(&path)? {
+            let mut member = member.at(&path)?;
+            let name = member
+                .path()
+                .at(&path)?
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string();
+            let Some(e) = want.remove(name.as_str()) else {
+                return Err(bad(format!(
+                    "`{name}` is in the artifact but not in the manifest"
+                )));
+            };
+            let h = member.header();
+            let kind = match h.entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => crate::Kind::File,
+                tar::EntryType::Directory => crate::Kind::Dir,
+                tar::EntryType::Symlink => crate::Kind::Symlink,
+                tar::EntryType::Link => crate::Kind::Hardlink,
+                other => return Err(bad(format!("`{name}` has the unexpected type {other:?}"))),
+            };
+            let mode = h.mode().at(&path)? & 0o7777;
+            let (uid, gid) = (h.uid().at(&path)? as u32, h.gid().at(&path)? as u32);
+            let target = member
+                .link_name()
+                .at(&path)?
+                .map(|t| t.to_string_lossy().into_owned());
+            let (sha, size) = if kind == crate::Kind::File {
+                let (sha, size) = xlfs_util::sha256_reader(&mut member).at(&path)?;
+                (Some(sha), size)
+            } else {
+                (None, 0)
+            };
+            let found = (kind, mode, uid, gid, size, sha.as_deref(), target.as_deref());
+            let expected = (
+                e.kind,
+                e.mode,
+                e.uid,
+                e.gid,
+                e.size,
+                e.sha256.as_deref(),
+                e.target.as_deref(),
+            );
+            if found != expected {
+                return Err(bad(format!(
+                    "`{name}` differs from its manifest entry: expected {expected:?}, found {found:?}"
+                )));
+            }
+        }
+        if let Some(missing) = want.keys().next() {
+            return Err(bad(format!(
+                "`{missing}` is in the manifest but not in the artifact"
+            )));
         }
         Ok(())
     }
@@ -352,9 +473,9 @@ impl ArtifactStore for LocalStore {
         Ok(is_file(&self.artifact_file(key))? && is_file(&self.manifest_file(key))?)
     }
 
-    fn put(&self, key: &str, artifact: &Path, packed: &Packed) -> Result<(), StoreError> {
+    fn put(&self, key: &str, artifact: &Path, packed: &Packed) -> Result<Packed, StoreError> {
         if self.contains(key)? {
-            return Ok(());
+            return self.packed(key);
         }
         let dir = self.object_dir(key);
         if !dir.is_dir() {
@@ -377,13 +498,27 @@ impl ArtifactStore for LocalStore {
             (m, a)
         });
         let (manifest_tmp, artifact_tmp) = (manifest_tmp?, artifact_tmp?);
+        // Publishing is serialised: a writer that lost the race for this key
+        // keeps the winner's artifact and reports it.
+        let lock_path = self.root.join("objects").join(".put.lock");
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        lock.lock().at(&lock_path)?;
+        if self.contains(key)? {
+            return self.packed(key);
+        }
         // A tree left over from an earlier artifact under this key (crash
         // during `remove`) must not be served for the new one.
         self.remove_tree(key)?;
         // Manifest first, artifact last: `contains` flips on the last rename.
         publish(manifest_tmp, &self.manifest_file(key))?;
         publish(artifact_tmp, &self.artifact_file(key))?;
-        self.fsync_dir(&dir)
+        self.fsync_dir(&dir)?;
+        Ok(packed.clone())
     }
 
     fn manifest(&self, key: &str) -> Result<Manifest, StoreError> {

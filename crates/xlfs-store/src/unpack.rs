@@ -9,6 +9,7 @@ use std::path::Path;
 
 use crate::error::{IoContext, StoreError};
 use crate::fsutil::{fsync_dir, parent_dir, TempDirGuard};
+use xlfs_util::rename_noreplace;
 
 /// Extracts an artifact made by [`pack`](crate::pack) into `dest`, which
 /// must not exist yet.
@@ -31,6 +32,25 @@ pub fn unpack_artifact(artifact: &Path, dest: &Path) -> Result<(), StoreError> {
     })
 }
 
+/// Extracts `artifact` into a fresh temporary directory `.tmp-<stem>-…` in `parent` (mode 0755),
+/// removed on drop unless the caller renames it away and disarms the guard. With `durable`, the
+/// file system is synced, so that a crash after the caller's rename cannot leave an incomplete
+/// tree behind the published name.
+pub(crate) fn unpack_to_temp(
+    artifact: &Path,
+    parent: &Path,
+    stem: &str,
+    durable: bool,
+) -> Result<TempDirGuard, StoreError> {
+    let tmp = TempDirGuard::new_in(parent, stem).at(parent)?;
+    unpack_into(artifact, tmp.path())?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).at(tmp.path())?;
+    if durable {
+        syncfs(tmp.path())?;
+    }
+    Ok(tmp)
+}
+
 /// Extracts into a temp dir next to `dest` and renames it to `dest`.
 /// Returns `Ok(false)` if `dest` appeared meanwhile (another extractor won;
 /// our copy is discarded). With `durable`, the file system is synced before
@@ -40,16 +60,7 @@ pub(crate) fn unpack_atomic(artifact: &Path, dest: &Path, durable: bool) -> Resu
         return Ok(false);
     }
     let parent = parent_dir(dest);
-    let stem = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "unpack".into());
-    let tmp = TempDirGuard::new_in(&parent, &stem)?;
-    unpack_into(artifact, tmp.path())?;
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).at(tmp.path())?;
-    if durable {
-        syncfs(tmp.path())?;
-    }
+    let tmp = unpack_to_temp(artifact, &parent, &stem_of(dest), durable)?;
     match rename_noreplace(tmp.path(), dest) {
         Ok(()) => {
             tmp.disarm();
@@ -61,6 +72,13 @@ pub(crate) fn unpack_atomic(artifact: &Path, dest: &Path, durable: bool) -> Resu
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(StoreError::io(dest, e)),
     }
+}
+
+/// The file name of `dest`, for naming temporary siblings.
+pub(crate) fn stem_of(dest: &Path) -> String {
+    dest.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "unpack".into())
 }
 
 /// Extracts `artifact` into the existing directory `dir`.
@@ -146,37 +164,4 @@ pub(crate) fn syncfs(path: &Path) -> Result<(), StoreError> {
         return Err(StoreError::io(path, io::Error::last_os_error()));
     }
     Ok(())
-}
-
-/// rename(2) that fails with `AlreadyExists` instead of replacing `to`.
-pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let (f, t) = (cpath(from)?, cpath(to)?);
-    // SAFETY: valid NUL-terminated paths.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            f.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if r == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        // File systems without RENAME_NOREPLACE: plain rename(2) of a
-        // directory still refuses to replace a non-empty directory.
-        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-            if to.symlink_metadata().is_ok() {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists"));
-            }
-            fs::rename(from, to).map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => io::Error::new(io::ErrorKind::AlreadyExists, e),
-                _ => e,
-            })
-        }
-        _ => Err(err),
-    }
 }

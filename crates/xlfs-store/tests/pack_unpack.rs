@@ -218,7 +218,7 @@ fn manifest_describes_tree() {
     assert!(m.installed_size() > 3_000_000);
 
     // The artifact on disk matches what was reported.
-    let (sha, size) = xlfs_store::sha256_file(&out).unwrap();
+    let (sha, size) = xlfs_util::sha256_file(&out).unwrap();
     assert_eq!((sha, size), (packed.sha256.clone(), packed.size));
     assert_eq!(fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o644);
     // No temp file left behind.

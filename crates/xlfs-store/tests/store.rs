@@ -175,24 +175,151 @@ fn tree_is_extracted_once_and_reused() {
     );
     let ino = fs::metadata(tree).unwrap().ino();
 
-    // Reused afterwards: a marker survives, the directory is the same.
+    // Reused while unchanged: the directory is the same.
+    assert_eq!(&store.tree(&k).unwrap(), tree);
+    assert_eq!(fs::metadata(tree).unwrap().ino(), ino);
+
+    // An added file is caught: the tree is extracted afresh (a new
+    // directory) and the marker is gone.
     fs::write(tree.join("marker"), "x").unwrap();
     assert_eq!(&store.tree(&k).unwrap(), tree);
-    assert!(tree.join("marker").exists());
-    assert_eq!(fs::metadata(tree).unwrap().ino(), ino);
-    fs::remove_file(tree.join("marker")).unwrap();
+    assert!(!tree.join("marker").exists());
+    let ino2 = fs::metadata(tree).unwrap().ino();
+    assert_ne!(ino2, ino, "re-extracted");
+
+    // A modified file is caught, even with its size and mtime restored.
+    let tool = tree.join("usr/bin/tool");
+    let meta = fs::metadata(&tool).unwrap();
+    fs::write(
+        &tool,
+        "#!/bin/sh
+echo b
+",
+    )
+    .unwrap();
+    let mtime = std::time::UNIX_EPOCH + Duration::from_secs(meta.mtime() as u64);
+    fs::File::options()
+        .write(true)
+        .open(&tool)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(fs::metadata(&tool).unwrap().len(), meta.len());
+    assert_eq!(&store.tree(&k).unwrap(), tree);
+    assert_eq!(fs::read_to_string(&tool).unwrap(), "#!/bin/sh\necho a\n");
+    assert_ne!(fs::metadata(tree).unwrap().ino(), ino2, "re-extracted");
+
+    // A removed file is caught too.
+    fs::remove_file(tree.join("usr/share/doc/pkg/README")).unwrap();
+    store.tree(&k).unwrap();
+    assert!(tree.join("usr/share/doc/pkg/README").is_file());
+
+    // A tree without stamps (crash right after extraction) is not trusted.
+    fs::remove_file(dir.path().join("store/trees").join(format!("{k}.stamps"))).unwrap();
+    fs::write(tree.join("marker"), "x").unwrap();
+    store.tree(&k).unwrap();
+    assert!(!tree.join("marker").exists());
 
     // No temporary directories left by the losers of the race.
     let names: Vec<String> = fs::read_dir(dir.path().join("store/trees"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
-    assert_eq!(names, vec![k.clone()]);
+    assert_eq!(names, vec![k.clone(), format!("{k}.stamps")]);
 
     // Removing the artifact removes its tree.
     store.remove(&k).unwrap();
     assert!(!tree.exists());
+    assert!(!dir
+        .path()
+        .join("store/trees")
+        .join(format!("{k}.stamps"))
+        .exists());
     assert!(matches!(store.tree(&k), Err(StoreError::NotFound { .. })));
+}
+
+/// The stamp check walks the whole tree before each use: it must stay cheap on a big tree.
+#[test]
+fn tree_check_of_10k_files_is_cheap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("store"))
+        .unwrap()
+        .with_fsync(false);
+    let src = dir.path().join("big");
+    for d in 0..100 {
+        let sub = src.join(format!("usr/share/d{d:03}"));
+        fs::create_dir_all(&sub).unwrap();
+        for f in 0..100 {
+            fs::write(sub.join(format!("f{f:03}")), format!("{d} {f}\n")).unwrap();
+        }
+    }
+    let art = dir.path().join("big.tar.zst");
+    let packed = pack(&src, &art, &PackOptions::default()).unwrap();
+    let k = key('b');
+    store.put(&k, &art, &packed).unwrap();
+    let t = Instant::now();
+    let tree = store.tree(&k).unwrap();
+    let extract = t.elapsed();
+    let ino = fs::metadata(&tree).unwrap().ino();
+    let n = 10;
+    let t = Instant::now();
+    for _ in 0..n {
+        store.tree(&k).unwrap();
+    }
+    let check = t.elapsed() / n;
+    eprintln!("10k files: extract and stamp {extract:?}, check {check:?}");
+    assert_eq!(
+        fs::metadata(&tree).unwrap().ino(),
+        ino,
+        "an unchanged tree is reused"
+    );
+    // Generous bound for a debug build on a loaded 2-core machine.
+    assert!(check < Duration::from_millis(500), "{check:?}");
+    assert!(
+        check * 3 < extract,
+        "checking ({check:?}) is much cheaper than extracting ({extract:?})"
+    );
+}
+
+/// After a crash between `put` and recording the build, the rebuild's artifact may differ: `put`
+/// keeps the first one and says so, so the caller records what is really stored.
+#[test]
+fn put_of_an_existing_key_returns_the_stored_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    let (art_a, packed_a) = packed_artifact(dir.path(), "a");
+    let (art_b, packed_b) = packed_artifact(dir.path(), "b");
+    assert_ne!(packed_a.sha256, packed_b.sha256);
+    let k = key('d');
+    assert_eq!(store.put(&k, &art_a, &packed_a).unwrap(), packed_a);
+    let stored = store.put(&k, &art_b, &packed_b).unwrap();
+    assert_eq!(stored, packed_a, "the first artifact stays and is reported");
+    assert_eq!(
+        xlfs_util::sha256_file(&store.artifact_path(&k).unwrap())
+            .unwrap()
+            .0,
+        packed_a.sha256
+    );
+}
+
+/// A bit flipped in a stored object is caught by `verify`.
+#[test]
+fn a_bit_flip_in_a_stored_object_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    let (art, packed) = packed_artifact(dir.path(), "a");
+    let k = key('f');
+    store.put(&k, &art, &packed).unwrap();
+    store.verify(&k).unwrap();
+    let path = store.artifact_path(&k).unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    fs::write(&path, &bytes).unwrap();
+    let e = store.verify(&k).unwrap_err().to_string();
+    assert!(e.contains(&packed.sha256) && e.contains(&k), "{e}");
 }
 
 /// Times `n` pack+put rounds of a trivial package; returns (pack, put) per round.
@@ -250,4 +377,55 @@ fn stale_tree_is_not_served() {
     let tree = store.tree(&k).unwrap();
     assert!(!tree.join("old").exists());
     assert!(tree.join("usr/bin/tool").is_file());
+}
+
+/// A manifest that no longer describes its artifact is caught by the deep check.
+#[test]
+fn verify_contents_compares_every_member_with_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    let (art, packed) = packed_artifact(dir.path(), "a");
+    let k = key('7');
+    store.put(&k, &art, &packed).unwrap();
+    store.verify_contents(&k).unwrap();
+    let mpath = store
+        .artifact_path(&k)
+        .unwrap()
+        .with_file_name(format!("{k}.manifest.json"));
+    let text = fs::read_to_string(&mpath).unwrap();
+    let readme = packed
+        .manifest
+        .find("usr/share/doc/pkg/README")
+        .unwrap()
+        .sha256
+        .clone()
+        .unwrap();
+    fs::write(&mpath, text.replace(&readme, &"0".repeat(64))).unwrap();
+    store.verify(&k).unwrap(); // the artifact's own checksum still matches
+    let e = store.verify_contents(&k).unwrap_err().to_string();
+    assert!(e.contains("usr/share/doc/pkg/README"), "{e}");
+}
+
+/// Hard links, symlinks, directories and recipe-given owners and modes all pass the deep check.
+#[test]
+fn verify_contents_accepts_every_kind_of_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("t");
+    trivial_tree(&tree, "k");
+    fs::hard_link(tree.join("usr/bin/tool"), tree.join("usr/bin/tool-hard")).unwrap();
+    let opts = PackOptions {
+        attrs: vec![xlfs_store::Attr {
+            path: "usr/bin/tool".into(),
+            uid: Some(0),
+            gid: Some(5),
+            mode: Some(0o4755),
+        }],
+        ..PackOptions::default()
+    };
+    let art = dir.path().join("k.tar.zst");
+    let packed = pack(&tree, &art, &opts).unwrap();
+    let store = LocalStore::open(dir.path().join("store")).unwrap();
+    let k = key('8');
+    store.put(&k, &art, &packed).unwrap();
+    store.verify_contents(&k).unwrap();
 }

@@ -249,7 +249,7 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<UnpackSummary, UnpackError>
         .prefix(&prefix)
         .tempdir_in(&parent)
         .map_err(|e| io_err(&parent, e))?;
-    let guard = TempGuard(Some(tmp.keep()));
+    let guard = xlfs_util::TempDirGuard::adopt(tmp.keep());
     let root = guard.path().to_path_buf();
 
     let summary = {
@@ -266,7 +266,8 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<UnpackSummary, UnpackError>
     };
 
     fs::set_permissions(&root, fs::Permissions::from_mode(DIR_MODE)).map_err(|e| io_err(&root, e))?;
-    fs::rename(&root, dest).map_err(|e| io_err(dest, e))?;
+    // Never replaces what appeared at `dest` meanwhile.
+    xlfs_util::rename_noreplace(&root, dest).map_err(|e| io_err(dest, e))?;
     guard.disarm();
     Ok(summary)
 }
@@ -459,51 +460,6 @@ impl Drop for PipeReader {
         self.rx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
-        }
-    }
-}
-
-/// Owns the temporary extraction directory and removes it when dropped,
-/// unless disarmed.
-struct TempGuard(Option<PathBuf>);
-
-impl TempGuard {
-    fn path(&self) -> &Path {
-        self.0.as_deref().expect("guard is armed")
-    }
-
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            if fs::remove_dir_all(&path).is_err() {
-                // Read-only directories (archived modes already applied)
-                // block removal for non-root users: open them up and retry.
-                make_dirs_writable(&path);
-                let _ = fs::remove_dir_all(&path);
-            }
-        }
-    }
-}
-
-/// Recursively gives the owner full access to every real directory under
-/// (and including) `dir`. Best effort.
-fn make_dirs_writable(dir: &Path) {
-    let Ok(meta) = fs::symlink_metadata(dir) else {
-        return;
-    };
-    if !meta.is_dir() {
-        return;
-    }
-    let mode = meta.permissions().mode() | 0o700;
-    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(mode));
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            make_dirs_writable(&entry.path());
         }
     }
 }

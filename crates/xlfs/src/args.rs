@@ -98,6 +98,9 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Re-hash every stored artifact against its manifest and the state database; remove the
+    /// corrupt ones (the next build makes them again). Exit status 1 if any was corrupt.
+    Verify,
     /// Times, SBU and sizes of the last builds
     Report {
         #[arg(long)]

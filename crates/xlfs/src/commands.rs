@@ -37,6 +37,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Files { package, json } => files(&app, &package, json),
         Command::Why { package } => why(&app, &package),
         Command::Gc { dry_run } => gc(&app, dry_run),
+        Command::Verify => verify(&app),
         Command::Report { json } => report(&app, json),
         Command::Image { profile } => {
             let images = crate::system::image(&app, &profile)?;
@@ -455,6 +456,7 @@ fn gc(app: &App, dry_run: bool) -> Result<i32> {
             app.home.root.display()
         )
     })?;
+    let _store_lock = store_lock_exclusive(app, "gc")?;
     let book = app.book()?;
     let (db, store) = (app.db()?, app.store()?);
     let plan = app.plan(&book, &[], &db, &store)?;
@@ -505,6 +507,38 @@ fn gc(app: &App, dry_run: bool) -> Result<i32> {
         if dry_run { "would be freed" } else { "freed" }
     );
     Ok(0)
+}
+
+/// The store lock, exclusively: waits for every `image` and `boot` holding it shared.
+fn store_lock_exclusive(app: &App, what: &str) -> Result<xlfs_build::lock::HomeLock> {
+    let path = app.home.store_lock();
+    Ok(xlfs_build::lock::lock(&path, what, true, &|holder| {
+        eprintln!(
+            "waiting for `xlfs image`/`xlfs boot` to finish with the store (lock {}, last held by {holder})",
+            path.display()
+        )
+    })?)
+}
+
+/// `xlfs verify`: every stored artifact re-hashed against its manifest and the database.
+fn verify(app: &App) -> Result<i32> {
+    app.prepare_home()?;
+    let _lock = xlfs_build::lock::lock(&app.home.lock(), "verify", true, &|holder| {
+        eprintln!(
+            "waiting for the lock on {} (held by {holder})",
+            app.home.root.display()
+        )
+    })?;
+    let _store_lock = store_lock_exclusive(app, "verify")?;
+    let (db, store) = (app.db()?, app.store()?);
+    let keys = store.keys()?.len();
+    let bad = xlfs_build::verify::check_all(&store, &db).map_err(anyhow::Error::msg)?;
+    for c in &bad {
+        println!("CORRUPT {c}: removed, the next build makes it again");
+        xlfs_build::verify::discard(&store, &db, c).map_err(anyhow::Error::msg)?;
+    }
+    println!("verified {keys} artifact(s), {} corrupt", bad.len());
+    Ok(if bad.is_empty() { 0 } else { 1 })
 }
 
 fn report(app: &App, json: bool) -> Result<i32> {

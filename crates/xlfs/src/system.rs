@@ -17,8 +17,18 @@ pub fn load_profile(app: &App, name: &str) -> Result<(xlfs_book::Book, Profile)>
     app.profile(name)
 }
 
+/// The store lock, shared with other `image` and `boot` runs; `gc` and `verify` wait for it.
+fn store_lock_shared(app: &App, what: &str) -> Result<xlfs_build::lock::HomeLock> {
+    app.prepare_home()?;
+    let path = app.home.store_lock();
+    Ok(xlfs_build::lock::lock_shared(&path, what, true, &|holder| {
+        eprintln!("waiting for the store lock {} (held by {holder})", path.display())
+    })?)
+}
+
 /// Assemble the images of a profile (everything must be built).
 pub fn image(app: &App, name: &str) -> Result<Images> {
+    let _store_lock = store_lock_shared(app, "image")?;
     let (book, profile) = load_profile(app, name)?;
     let (db, store) = (app.db()?, app.store()?);
     let plan = app.plan(&book, &profile.targets(), &db, &store)?;
@@ -27,6 +37,19 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
         bail!(
             "profile `{name}` needs packages that are not built: {}; run `xlfs build --profile {name}`",
             missing.join(", ")
+        );
+    }
+    // Never a corrupt artifact in an image: each one used is re-hashed first.
+    let t = Instant::now();
+    if let Err(e) = xlfs_build::verify::require_sound(&store, &db, plan.steps.iter().map(|s| s.key.as_str()))
+    {
+        bail!("{e}; run `xlfs build --profile {name}` to make them again");
+    }
+    if !app.global.quiet {
+        eprintln!(
+            "verified the {} artifacts used in {:.2}s",
+            plan.steps.len(),
+            t.elapsed().as_secs_f64()
         );
     }
     let keys = plan
@@ -57,7 +80,7 @@ pub fn print_images(images: &Images) {
 
 fn machine(profile: &Profile, images: &Images, accel: Accel) -> Machine {
     Machine {
-        qemu: PathBuf::from("qemu-system-x86_64"),
+        qemu: xlfs_boot::default_qemu(),
         accel,
         memory_mib: profile.boot.memory_mib,
         smp: profile.boot.cpus,
@@ -160,6 +183,7 @@ pub struct BootReport {
 
 /// Boot the profile and run its checks.
 pub fn boot_check(app: &App, name: &str, forced: Option<&str>) -> Result<BootReport> {
+    let _store_lock = store_lock_shared(app, "boot")?;
     let (_book, profile) = load_profile(app, name)?;
     let images = Images::load(&images_dir(app, name))?;
     let (accel, reason) = accel(&profile, forced);
@@ -350,6 +374,7 @@ fn leave_guest_console(con: &mut Console, host: &str) -> Result<()> {
 
 /// Boot interactively: the serial console on this terminal.
 pub fn boot_interactive(app: &App, name: &str, forced: Option<&str>) -> Result<i32> {
+    let _store_lock = store_lock_shared(app, "boot")?;
     let (_book, profile) = load_profile(app, name)?;
     let images = Images::load(&images_dir(app, name))?;
     let (accel, reason) = accel(&profile, forced);
@@ -433,4 +458,31 @@ pub fn up(app: &App, name: &str, jobs: Option<usize>) -> Result<i32> {
         println!("  {p:<8} {:>8.1}s", d.as_secs_f64());
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `boot` runs the QEMU that `XLFS_QEMU` names, like every other QEMU use.
+    #[test]
+    fn boot_honours_xlfs_qemu() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../book/profiles/quick.toml");
+        let text = std::fs::read_to_string(&root).unwrap();
+        let (profile, diags) = xlfs_book::profile::parse_profile(&root, "quick", &text);
+        assert!(diags.is_empty(), "{diags:?}");
+        let profile = profile.unwrap();
+        let images: Images = serde_json::from_value(serde_json::json!({
+            "dir": "/i", "profile": "quick", "xen": "/i/xen", "xen_version": "4.17",
+            "kernel": "/i/vmlinuz", "kernel_version": "6.12", "initramfs": "/i/dom0.cpio.gz",
+            "host_ext4": "/i/dom0.ext4", "guests": [], "files": {}
+        }))
+        .unwrap();
+        std::env::set_var(xlfs_boot::QEMU_ENV, "/opt/qemu/bin/qemu-system-x86_64");
+        let m = machine(&profile, &images, Accel::Tcg);
+        assert_eq!(m.qemu, PathBuf::from("/opt/qemu/bin/qemu-system-x86_64"));
+        std::env::remove_var(xlfs_boot::QEMU_ENV);
+        let m = machine(&profile, &images, Accel::Tcg);
+        assert_eq!(m.qemu, PathBuf::from("qemu-system-x86_64"));
+    }
 }

@@ -371,3 +371,71 @@ fn a_package_that_records_its_build_directory_fails_the_contamination_check() {
     );
     w.ok(&["build", "leak"]);
 }
+
+#[test]
+fn a_bit_flip_in_a_stored_object_is_caught_by_verify_and_rebuilt() {
+    let w = World::new();
+    w.greet_and_hello(&["libgreet"]);
+    w.ok(&["build"]);
+    assert!(w.ok(&["verify"]).contains("verified 2 artifact(s), 0 corrupt"));
+    let key = w.plan().into_iter().find(|(n, _, _)| n == "libgreet").unwrap().1;
+    let obj = w
+        .home()
+        .join("store/objects")
+        .join(&key[..2])
+        .join(format!("{key}.tar.zst"));
+    let mut bytes = std::fs::read(&obj).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x04;
+    std::fs::write(&obj, &bytes).unwrap();
+
+    let out = w.fails(&["verify"]);
+    assert!(
+        out.contains(&format!("CORRUPT artifact {key} (libgreet)")),
+        "{out}"
+    );
+    assert!(
+        out.contains("expected sha256") && out.contains("found sha256"),
+        "{out}"
+    );
+    assert!(!obj.exists(), "the corrupt object is removed");
+    let status = w.ok(&["status"]);
+    assert!(status.contains("corrupt artifact"), "{status}");
+    // The next build makes it again (and only it: hello's key is unchanged).
+    let out = w.ok(&["build"]);
+    assert!(out.contains("built 1, cached 1"), "{out}");
+    assert!(w.ok(&["verify"]).contains("verified 2 artifact(s), 0 corrupt"));
+}
+
+#[test]
+fn gc_waits_while_an_image_or_boot_holds_the_store_lock() {
+    let w = World::new();
+    w.greet_and_hello(&["libgreet"]);
+    w.ok(&["build"]);
+    // What `image` and `boot` take: the store lock, shared.
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(w.home().join("store.lock"))
+        .unwrap();
+    held.lock_shared().unwrap();
+    let mut gc = w
+        .cmd(&["gc"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(gc.try_wait().unwrap().is_none(), "gc must wait for the image");
+    held.unlock().unwrap();
+    let out = gc.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("waiting for"), "{text}");
+}

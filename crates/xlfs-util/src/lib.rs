@@ -1,0 +1,14 @@
+//! Small helpers shared by every xlfs crate, kept in one place so that there is one of each:
+//! - [`sha256_hex`], [`sha256_reader`] and [`sha256_file`]: lowercase hex sha256;
+//! - [`HashReader`] and [`HashWriter`]: hash (and count) what passes through;
+//! - [`TempDirGuard`]: a temporary directory removed on drop unless disarmed;
+//! - [`rename_noreplace`], [`rename_exchange`] and [`replace_dir`]: atomic directory publishing,
+//!   never "remove, then rename".
+
+mod fs;
+mod hash;
+
+pub use fs::{
+    force_remove_dir_all, rename_exchange, rename_noreplace, replace_dir, tmp_name, TempDirGuard, TMP_PREFIX,
+};
+pub use hash::{sha256_file, sha256_hex, sha256_reader, HashReader, HashWriter};
