@@ -4,6 +4,7 @@
 //! - [`state`]: the SQLite state database;
 //! - [`lock`]: one build per home at a time;
 //! - [`envid`]: the build environments' identities (part of every key);
+//! - [`toolchain`]: the pinned toolchain root of the `host` environment;
 //! - [`jobs`]: the shared GNU make jobserver;
 //! - [`package`]: one package: unpack, patch, sandbox, pack, store, record;
 //! - [`run`]: the parallel scheduler and its progress display;
@@ -17,6 +18,7 @@ pub mod package;
 pub mod report;
 pub mod run;
 pub mod state;
+pub mod toolchain;
 
 pub use home::Home;
 pub use package::Ctx;
