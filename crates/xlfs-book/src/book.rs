@@ -48,8 +48,7 @@ impl Default for HostToolchain {
 pub fn is_debian_name(s: &str) -> bool {
     s.len() >= 2
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
 

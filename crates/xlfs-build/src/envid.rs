@@ -82,11 +82,27 @@ Architecture: amd64\nVersion: 5.2.15-2+b8\n";
         let (id, _) = toolchain_identity(STATUS, "x86_64-linux-gnu");
         let newer = STATUS.replace("12.2.0-14", "12.2.0-15");
         let arm = STATUS.replace("amd64", "arm64");
-        assert_ne!(id, toolchain_identity(&newer, "x86_64-linux-gnu").0, "a new gcc version");
-        assert_ne!(id, toolchain_identity(&arm, "x86_64-linux-gnu").0, "another architecture");
-        assert_ne!(id, toolchain_identity(STATUS, "aarch64-linux-gnu").0, "another target");
+        assert_ne!(
+            id,
+            toolchain_identity(&newer, "x86_64-linux-gnu").0,
+            "a new gcc version"
+        );
+        assert_ne!(
+            id,
+            toolchain_identity(&arm, "x86_64-linux-gnu").0,
+            "another architecture"
+        );
+        assert_ne!(
+            id,
+            toolchain_identity(STATUS, "aarch64-linux-gnu").0,
+            "another target"
+        );
         let extra = format!("{STATUS}\nPackage: libbz2-dev\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0.8-5+b1\n");
-        assert_ne!(id, toolchain_identity(&extra, "x86_64-linux-gnu").0, "one more package");
+        assert_ne!(
+            id,
+            toolchain_identity(&extra, "x86_64-linux-gnu").0,
+            "one more package"
+        );
         // Order of the stanzas and other fields do not count.
         let reordered: Vec<&str> = STATUS.split("\n\n").collect();
         let reordered = [reordered[2], reordered[1], reordered[0]].join("\n\n");

@@ -76,7 +76,12 @@ pub fn load(toolchains: &Path, t: &HostToolchain) -> Option<Toolchain> {
 pub fn target_triple(root: &Path) -> Result<String, String> {
     let gcc = root.join("usr/lib/gcc");
     let mut triples: Vec<String> = std::fs::read_dir(&gcc)
-        .map_err(|e| format!("cannot read {}: {e}; is build-essential in the root?", gcc.display()))?
+        .map_err(|e| {
+            format!(
+                "cannot read {}: {e}; is build-essential in the root?",
+                gcc.display()
+            )
+        })?
         .filter_map(Result::ok)
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().to_string())
@@ -93,7 +98,12 @@ pub fn target_triple(root: &Path) -> Result<String, String> {
 
 /// The toolchain `t`, created first if missing (this takes half a minute and downloads some
 /// 200 MB from `mirror`). Concurrent callers wait for one creation. `say` reports progress.
-pub fn ensure(toolchains: &Path, t: &HostToolchain, mirror: &str, say: &dyn Fn(&str)) -> Result<Toolchain, String> {
+pub fn ensure(
+    toolchains: &Path,
+    t: &HostToolchain,
+    mirror: &str,
+    say: &dyn Fn(&str),
+) -> Result<Toolchain, String> {
     if let Some(tc) = load(toolchains, t) {
         return Ok(tc);
     }
@@ -125,7 +135,8 @@ pub fn ensure(toolchains: &Path, t: &HostToolchain, mirror: &str, say: &dyn Fn(&
     ));
     let started = Instant::now();
     let log = tmp.join("mmdebstrap.log");
-    let log_file = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let log_file =
+        std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let mut cmd = std::process::Command::new("mmdebstrap");
     cmd.arg("--mode=unshare")
         .arg("--variant=buildd")
@@ -140,7 +151,9 @@ pub fn ensure(toolchains: &Path, t: &HostToolchain, mirror: &str, say: &dyn Fn(&
         .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
         .stderr(log_file);
     let status = cmd.status().map_err(|e| {
-        format!("cannot run mmdebstrap: {e}; install it (`apt-get install mmdebstrap`, or `xlfs doctor --fix`)")
+        format!(
+            "cannot run mmdebstrap: {e}; install it (`apt-get install mmdebstrap`, or `xlfs doctor --fix`)"
+        )
     })?;
     if !status.success() {
         let tail = crate::package::tail(&log, 15).join("\n");
@@ -224,8 +237,16 @@ mod tests {
 
     #[test]
     fn diff_names_changes() {
-        let old = vec!["bc 1 amd64".to_string(), "gcc 12.1 amd64".into(), "old 1 amd64".into()];
-        let new = vec!["bc 1 amd64".to_string(), "gcc 12.2 amd64".into(), "new 2 amd64".into()];
+        let old = vec![
+            "bc 1 amd64".to_string(),
+            "gcc 12.1 amd64".into(),
+            "old 1 amd64".into(),
+        ];
+        let new = vec![
+            "bc 1 amd64".to_string(),
+            "gcc 12.2 amd64".into(),
+            "new 2 amd64".into(),
+        ];
         assert_eq!(
             diff(&old, &new),
             ["gcc 12.1 amd64 -> 12.2 amd64", "+new 2 amd64", "-old 1 amd64"]

@@ -205,7 +205,10 @@ fn source_date_epoch_is_part_of_the_key() {
 fn the_chosen_copy_of_a_source_is_part_of_the_key() {
     let upstream = key_of(&one(&with_debian("use = \"upstream\""), &no_files), "p");
     let debian = key_of(&one(&with_debian("use = \"debian\""), &no_files), "p");
-    assert_ne!(upstream, debian, "Debian's repack and upstream's tarball are different bytes");
+    assert_ne!(
+        upstream, debian,
+        "Debian's repack and upstream's tarball are different bytes"
+    );
     // Without a choice, differing copies are an error that says how to fix it.
     let files = vec![BookFile {
         path: PathBuf::from("p.toml"),
@@ -214,7 +217,10 @@ fn the_chosen_copy_of_a_source_is_part_of_the_key() {
     let err = Book::from_files(Path::new("b"), files, &no_files)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("source[0].use") && err.contains("use = \"debian\""), "{err}");
+    assert!(
+        err.contains("source[0].use") && err.contains("use = \"debian\""),
+        "{err}"
+    );
     // Where the bytes are the same, a Debian copy under another name changes nothing.
     let same = |debian: &str| {
         format!(
@@ -226,7 +232,9 @@ fn the_chosen_copy_of_a_source_is_part_of_the_key() {
         key_of(&one(&same(""), &no_files), "p"),
         key_of(
             &one(
-                &same(&format!("debian = {{ package = \"p\", file = \"p_1.orig.tar.gz\", sha256 = \"{SHA}\" }}")),
+                &same(&format!(
+                    "debian = {{ package = \"p\", file = \"p_1.orig.tar.gz\", sha256 = \"{SHA}\" }}"
+                )),
                 &no_files
             ),
             "p"
@@ -253,9 +261,18 @@ fn the_toolchain_is_part_of_the_key_of_host_builds_only() {
         chroot: "chroot-1".into(),
     };
     let k = |b: &Book, e: &EnvIds| {
-        plan(b, &[], e, &|_| None, &|_| false).unwrap().get("p").unwrap().key.clone()
+        plan(b, &[], e, &|_| None, &|_| false)
+            .unwrap()
+            .get("p")
+            .unwrap()
+            .key
+            .clone()
     };
-    assert_ne!(k(&b, &envs()), k(&b, &other), "a host build follows the toolchain root");
+    assert_ne!(
+        k(&b, &envs()),
+        k(&b, &other),
+        "a host build follows the toolchain root"
+    );
     assert_eq!(k(&c, &envs()), k(&c, &other), "a chroot build does not");
 }
 

@@ -37,7 +37,10 @@ fn xen_tools_builds_from_an_empty_home_in_the_pinned_toolchain_root() {
     eprintln!("{tc}");
     let out = run(&["build", "xen-tools", "--no-runtime"]);
     assert!(out.contains("failed 0"), "{out}");
-    assert!(out.contains("built 4, cached 0"), "an empty home builds all four: {out}");
+    assert!(
+        out.contains("built 4, cached 0"),
+        "an empty home builds all four: {out}"
+    );
     let files = run(&["files", "yajl"]);
     assert!(files.contains("/usr/lib/libyajl.so.2"), "{files}");
     let files = run(&["files", "xen-tools"]);
