@@ -230,17 +230,18 @@ pub fn plan_with(
 
     // Everything needed: the targets, their build roots and runtime closures, transitively.
     let mut needed = BTreeSet::new();
-    let targets_only: BTreeSet<String> = roots.iter().cloned().collect();
     let mut stack = roots;
     while let Some(n) = stack.pop() {
         if !needed.insert(n.clone()) {
             continue;
         }
         let r = &book.recipes[&n];
-        if runtime || !targets_only.contains(&n) {
+        if runtime {
             stack.extend(r.build_deps.iter().cloned());
             stack.extend(r.run_deps.iter().cloned());
         } else {
+            // Only build roots, transitively: a dependency's runtime needs count where they are
+            // in a build root (what the toolchain provides is not).
             stack.extend(build_root(book, r));
         }
     }

@@ -284,3 +284,24 @@ fn moving_the_book_does_not_change_keys() {
     let b = one_at(Path::new("/srv/ci/checkout/book"), text, &read);
     assert_eq!(key_of(&a, "p"), key_of(&b, "p"));
 }
+
+#[test]
+fn without_runtime_what_the_toolchain_provides_is_not_planned() {
+    // xen-tools builds with zlib, which runs with glibc; in `host` builds the toolchain root
+    // provides glibc, so building xen-tools does not need glibc built.
+    let mut files = vec![
+        recipe("glibc", &[], &[], "true"),
+        recipe("zlib", &[], &["glibc"], "true"),
+        recipe("tools", &["zlib"], &["glibc", "zlib"], "true"),
+    ];
+    files.push(BookFile {
+        path: PathBuf::from("book.toml"),
+        text: "[book]\nname = \"t\"\n[toolchain.host]\nprovides = [\"glibc\"]\n".into(),
+    });
+    let b = book(files);
+    let p = xlfs_plan::plan_with(&b, &["tools".into()], false, &envs(), &|_| None, &|_| false).unwrap();
+    let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["zlib", "tools"]);
+    let p = plan(&b, &["tools".into()], &envs(), &|_| None, &|_| false).unwrap();
+    assert_eq!(p.steps.len(), 3, "with runtime dependencies, glibc is planned");
+}
