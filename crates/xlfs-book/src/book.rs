@@ -20,6 +20,35 @@ pub struct BookConfig {
     /// environment (e.g. the C library): they go into images, but are left out of `/sysroot`,
     /// so that host-built programs compile against the toolchain's own headers and libraries.
     pub host_provides: Vec<String>,
+    /// The pinned toolchain root of the `host` environment (`[toolchain.host]`).
+    pub host_toolchain: HostToolchain,
+}
+
+/// The toolchain root of the `host` environment: a Debian root made by `mmdebstrap`
+/// (`--variant=buildd`: build-essential) of `suite`, plus `packages`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostToolchain {
+    pub suite: String,
+    /// Extra Debian packages, sorted and without duplicates.
+    pub packages: Vec<String>,
+}
+
+impl Default for HostToolchain {
+    fn default() -> Self {
+        HostToolchain {
+            suite: "bookworm".into(),
+            packages: Vec::new(),
+        }
+    }
+}
+
+/// A Debian package or suite name: lowercase letters, digits, `+`, `-`, `.`; at least two
+/// characters, starting with a letter or digit.
+pub fn is_debian_name(s: &str) -> bool {
+    s.len() >= 2
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
 
 impl Default for BookConfig {
@@ -29,6 +58,7 @@ impl Default for BookConfig {
             sbu_reference: None,
             source_date_epoch: 1_700_000_000,
             host_provides: Vec::new(),
+            host_toolchain: HostToolchain::default(),
         }
     }
 }
@@ -343,7 +373,41 @@ fn parse_config(path: &Path, text: &str) -> (BookConfig, Vec<Diagnostic>) {
                 .into_iter()
                 .map(|a| a.value)
                 .collect();
-            h.finish(&mut sink, &["provides"]);
+            if let Some(suite) = h.string(&mut sink, "suite") {
+                if is_debian_name(&suite.value) {
+                    config.host_toolchain.suite = suite.value;
+                } else {
+                    sink.error(
+                        suite.span,
+                        "toolchain.host.suite",
+                        format!("`{}` is not a Debian suite name", suite.value),
+                        Some("write a suite such as `suite = \"bookworm\"`".into()),
+                    );
+                }
+            }
+            let mut packages = Vec::new();
+            for p in h.string_list(&mut sink, "packages").unwrap_or_default() {
+                if !is_debian_name(&p.value) {
+                    sink.error(
+                        p.span,
+                        "toolchain.host.packages",
+                        format!("`{}` is not a Debian package name", p.value),
+                        Some("package names are lowercase letters, digits, `+`, `-` and `.`".into()),
+                    );
+                } else if packages.contains(&p.value) {
+                    sink.error(
+                        p.span,
+                        "toolchain.host.packages",
+                        format!("`{}` is listed twice", p.value),
+                        Some("remove one of them".into()),
+                    );
+                } else {
+                    packages.push(p.value);
+                }
+            }
+            packages.sort();
+            config.host_toolchain.packages = packages;
+            h.finish(&mut sink, &["provides", "suite", "packages"]);
         }
         t.finish(&mut sink, &["host"]);
     }

@@ -28,6 +28,16 @@ pub struct DebianSource {
     pub sha256: String,
 }
 
+/// Which copy of a source is built (`use = "upstream"` or `"debian"`): fixed by the recipe, so
+/// that one key always means the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceChoice {
+    #[default]
+    Upstream,
+    Debian,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Source {
     pub file: String,
@@ -36,6 +46,25 @@ pub struct Source {
     pub debian: Option<DebianSource>,
     /// Unpack into the source tree (archives) or just copy next to it.
     pub unpack: bool,
+    /// The copy that is built. Required in the recipe when the Debian copy's bytes differ.
+    pub choice: SourceChoice,
+}
+
+impl Source {
+    /// The file name and sha256 of the bytes that are built: the chosen copy's.
+    pub fn used(&self) -> (&str, &str) {
+        match (&self.debian, self.choice) {
+            (Some(d), SourceChoice::Debian) => (&d.file, &d.sha256),
+            _ => (&self.file, &self.sha256),
+        }
+    }
+
+    /// Whether the Debian copy holds other bytes than upstream's.
+    pub fn copies_differ(&self) -> bool {
+        self.debian
+            .as_ref()
+            .is_some_and(|d| !d.sha256.eq_ignore_ascii_case(&self.sha256))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -115,7 +144,7 @@ impl Recipe {
 }
 
 const PACKAGE_KEYS: [&str; 5] = ["name", "version", "license", "summary", "homepage"];
-const SOURCE_KEYS: [&str; 5] = ["file", "sha256", "urls", "debian", "unpack"];
+const SOURCE_KEYS: [&str; 6] = ["file", "sha256", "urls", "debian", "unpack", "use"];
 const DEBIAN_KEYS: [&str; 3] = ["package", "file", "sha256"];
 const PATCH_KEYS: [&str; 3] = ["file", "sha256", "strip"];
 const DEPENDS_KEYS: [&str; 2] = ["build", "run"];
@@ -426,6 +455,43 @@ pub fn parse_recipe(
             }
         }
         let unpack = s.boolean(&mut sink, "unpack").unwrap_or(true);
+        let choice = s.string(&mut sink, "use");
+        let differ = match (&debian, &sha) {
+            (Some(d), Some(h)) => !d.sha256.eq_ignore_ascii_case(&h.value),
+            _ => false,
+        };
+        let choice = match choice {
+            Some(c) if c.value == "upstream" => SourceChoice::Upstream,
+            Some(c) if c.value == "debian" && debian.is_some() => SourceChoice::Debian,
+            Some(c) if c.value == "debian" => {
+                sink.error(
+                    c.span,
+                    s.field("use"),
+                    "`use = \"debian\"` but the source has no `debian` copy",
+                    Some("add `debian = { package, file, sha256 }`, or remove `use`".into()),
+                );
+                SourceChoice::Upstream
+            }
+            Some(c) => {
+                sink.error(
+                    c.span,
+                    s.field("use"),
+                    format!("unknown choice `{}`", c.value),
+                    Some("write `use = \"upstream\"` or `use = \"debian\"`".into()),
+                );
+                SourceChoice::Upstream
+            }
+            None if differ => {
+                sink.error(
+                    s.span(),
+                    s.field("use"),
+                    "the Debian copy's sha256 differs from upstream's: the recipe must say which bytes are built",
+                    Some("add `use = \"debian\"` or `use = \"upstream\"` (both stay pinned)".into()),
+                );
+                SourceChoice::Upstream
+            }
+            None => SourceChoice::Upstream,
+        };
         s.finish(&mut sink, &SOURCE_KEYS);
         if let (Some(f), Some(h), true) = (file, sha, sha_ok) {
             sources.push(Source {
@@ -434,6 +500,7 @@ pub fn parse_recipe(
                 urls,
                 debian,
                 unpack,
+                choice,
             });
         }
     }

@@ -1,79 +1,119 @@
-//! The identity of the build environments, part of every package key: a change of the build
-//! machine's compiler rebuilds what it compiled.
+//! The identity of the build environments, part of every package key.
+//!
+//! - `host`: the pinned toolchain root (see [`crate::toolchain`]): the sha256 over its installed
+//!   Debian packages (name, version, architecture), its target triple and this engine's
+//!   environment version. Nothing of the build machine itself is probed.
+//! - `chroot`: the root is made only of the declared dependencies, whose keys are in the key
+//!   already; the identity is the engine's environment version alone.
 
 use sha2::{Digest, Sha256};
-use std::process::Command;
 use xlfs_plan::EnvIds;
 
 /// Bump when the sandbox layout or build environment variables change.
-pub const ENGINE_ENV_VERSION: &str = "xlfs-env-1";
+pub const ENGINE_ENV_VERSION: &str = "xlfs-env-2";
 
-fn first_line(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::to_string))
-        .unwrap_or_else(|| format!("{cmd}: missing"))
+/// The identity of a toolchain root from the text of its dpkg status file and its target triple:
+/// `(id, packages)`, where `packages` are the installed packages as sorted
+/// `name version architecture` lines.
+pub fn toolchain_identity(dpkg_status: &str, triple: &str) -> (String, Vec<String>) {
+    let packages = installed_packages(dpkg_status);
+    let mut h = Sha256::new();
+    h.update(format!("{ENGINE_ENV_VERSION}\ntarget {triple}\n"));
+    for p in &packages {
+        h.update(p);
+        h.update("\n");
+    }
+    (format!("host-{}", hex::encode(h.finalize())), packages)
 }
 
-const TOOLS: [&str; 4] = ["cc", "ld", "make", "bash"];
-
-/// Where each tool resolves on PATH, with the size and mtime of the file: if none of these
-/// changed, neither did the toolchain, and the cached identity is reused.
-fn fingerprint() -> String {
-    use std::os::unix::fs::MetadataExt;
-    let path = std::env::var("PATH").unwrap_or_default();
-    let mut out = String::from(ENGINE_ENV_VERSION);
-    for tool in TOOLS {
-        let found = path
-            .split(':')
-            .map(|d| std::path::Path::new(d).join(tool))
-            .find(|p| p.exists())
-            .and_then(|p| std::fs::canonicalize(&p).ok());
-        match found.and_then(|p| std::fs::metadata(&p).ok().map(|m| (p, m))) {
-            Some((p, m)) => out.push_str(&format!("|{}:{}:{}", p.display(), m.size(), m.mtime())),
-            None => out.push_str(&format!("|{tool}:missing")),
+/// The installed packages of a dpkg status file, as sorted `name version architecture` lines.
+pub fn installed_packages(dpkg_status: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for stanza in dpkg_status.split("\n\n") {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+                .map(str::trim)
+        };
+        if field("Status") != Some("install ok installed") {
+            continue;
+        }
+        if let (Some(p), Some(v), Some(a)) = (field("Package"), field("Version"), field("Architecture")) {
+            out.push(format!("{p} {v} {a}"));
         }
     }
+    out.sort();
+    out.dedup();
     out
 }
 
-/// The environment identities, cached in `cache` (a file in the xlfs home) while the
-/// toolchain's binaries are unchanged, so that planning does not spawn four processes.
-pub fn probe_cached(cache: &std::path::Path) -> EnvIds {
-    let fp = fingerprint();
-    if let Ok(text) = std::fs::read_to_string(cache) {
-        let mut lines = text.lines();
-        if let (Some(f), Some(h), Some(c)) = (lines.next(), lines.next(), lines.next()) {
-            if f == fp {
-                return EnvIds {
-                    host: h.to_string(),
-                    chroot: c.to_string(),
-                };
-            }
-        }
+/// The identities: `host` is the toolchain root's identity (`None`: not created yet, and the
+/// keys of host-built packages are provisional, named after the toolchain's spec).
+pub fn env_ids(host: Option<&str>, spec_id: &str) -> EnvIds {
+    EnvIds {
+        host: match host {
+            Some(id) => id.to_string(),
+            None => format!("host-toolchain-{spec_id}-not-created"),
+        },
+        chroot: format!("chroot-{ENGINE_ENV_VERSION}"),
     }
-    let ids = probe();
-    let tmp = cache.with_extension("tmp");
-    if std::fs::write(&tmp, format!("{fp}\n{}\n{}\n", ids.host, ids.chroot)).is_ok() {
-        let _ = std::fs::rename(&tmp, cache);
-    }
-    ids
 }
 
-/// Probe the build machine's toolchain (cc, ld, make, bash).
-pub fn probe() -> EnvIds {
-    let mut h = Sha256::new();
-    h.update(ENGINE_ENV_VERSION);
-    for cmd in TOOLS {
-        h.update(first_line(cmd, &["--version"]));
-        h.update("\n");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "Package: gcc-12\nStatus: install ok installed\nArchitecture: amd64\n\
+Version: 12.2.0-14\nDescription: x\n continued\n\nPackage: zlib1g-dev\nStatus: deinstall ok config-files\n\
+Architecture: amd64\nVersion: 1:1.2.13\n\nPackage: bash\nStatus: install ok installed\n\
+Architecture: amd64\nVersion: 5.2.15-2+b8\n";
+
+    #[test]
+    fn installed_packages_only_and_sorted() {
+        assert_eq!(
+            installed_packages(STATUS),
+            ["bash 5.2.15-2+b8 amd64", "gcc-12 12.2.0-14 amd64"]
+        );
     }
-    EnvIds {
-        host: format!("host-{}", &hex::encode(h.finalize())[..16]),
-        chroot: format!("chroot-{ENGINE_ENV_VERSION}"),
+
+    #[test]
+    fn identity_covers_versions_architectures_and_target() {
+        let (id, _) = toolchain_identity(STATUS, "x86_64-linux-gnu");
+        let newer = STATUS.replace("12.2.0-14", "12.2.0-15");
+        let arm = STATUS.replace("amd64", "arm64");
+        assert_ne!(
+            id,
+            toolchain_identity(&newer, "x86_64-linux-gnu").0,
+            "a new gcc version"
+        );
+        assert_ne!(
+            id,
+            toolchain_identity(&arm, "x86_64-linux-gnu").0,
+            "another architecture"
+        );
+        assert_ne!(
+            id,
+            toolchain_identity(STATUS, "aarch64-linux-gnu").0,
+            "another target"
+        );
+        let extra = format!("{STATUS}\nPackage: libbz2-dev\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0.8-5+b1\n");
+        assert_ne!(
+            id,
+            toolchain_identity(&extra, "x86_64-linux-gnu").0,
+            "one more package"
+        );
+        // Order of the stanzas and other fields do not count.
+        let reordered: Vec<&str> = STATUS.split("\n\n").collect();
+        let reordered = [reordered[2], reordered[1], reordered[0]].join("\n\n");
+        assert_eq!(id, toolchain_identity(&reordered, "x86_64-linux-gnu").0);
+    }
+
+    #[test]
+    fn chroot_identity_probes_nothing() {
+        let a = env_ids(Some("host-abc"), "spec");
+        assert_eq!(a.chroot, format!("chroot-{ENGINE_ENV_VERSION}"));
+        assert_eq!(a.host, "host-abc");
+        assert_ne!(env_ids(None, "spec").host, a.host);
     }
 }

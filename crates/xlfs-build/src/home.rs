@@ -3,6 +3,7 @@
 //! | what                 | default                              | override                    |
 //! |----------------------|--------------------------------------|-----------------------------|
 //! | state, store, builds | `$XDG_DATA_HOME/xlfs` (`~/.local/share/xlfs`) | `--home DIR` / `XLFS_HOME` |
+//! | toolchain roots      | `HOME/toolchains`                     | `--toolchains DIR` / `XLFS_TOOLCHAINS` |
 //! | downloaded sources   | `$XDG_CACHE_HOME/xlfs/sources`        | `--sources DIR` / `XLFS_SOURCES` (or `HOME/sources` with `--home`) |
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,8 @@ use std::path::{Path, PathBuf};
 pub struct Home {
     pub root: PathBuf,
     pub sources: PathBuf,
+    /// The pinned toolchain roots of the `host` environment (see [`crate::toolchain`]).
+    pub toolchains: PathBuf,
 }
 
 impl Home {
@@ -32,13 +35,18 @@ impl Home {
                     .join("sources")
             }
         });
-        Home { root, sources }
+        Home {
+            toolchains: root.join("toolchains"),
+            root,
+            sources,
+        }
     }
 
     pub fn at(root: &Path) -> Home {
         Home {
             root: root.to_path_buf(),
             sources: root.join("sources"),
+            toolchains: root.join("toolchains"),
         }
     }
 

@@ -4,6 +4,7 @@
 //! - [`state`]: the SQLite state database;
 //! - [`lock`]: one build per home at a time;
 //! - [`envid`]: the build environments' identities (part of every key);
+//! - [`toolchain`]: the pinned toolchain root of the `host` environment;
 //! - [`jobs`]: the shared GNU make jobserver;
 //! - [`package`]: one package: unpack, patch, sandbox, pack, store, record;
 //! - [`qa`]: the contamination check after every build;
@@ -21,6 +22,7 @@ pub mod qa;
 pub mod report;
 pub mod run;
 pub mod state;
+pub mod toolchain;
 pub mod verify;
 
 pub use home::Home;

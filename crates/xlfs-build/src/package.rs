@@ -48,16 +48,34 @@ pub struct BuildFailure {
     pub interrupted: bool,
 }
 
+/// What to fetch for a source: exactly the bytes the recipe builds. Where Debian's copy has
+/// other bytes than upstream's, only the chosen copy (`use`) is asked for; where the bytes are
+/// the same, both places serve.
 pub fn source_ref(s: &Source) -> SourceRef {
-    SourceRef {
-        file: s.file.clone(),
-        sha256: s.sha256.clone(),
-        urls: s.urls.clone(),
-        debian: s.debian.as_ref().map(|d| DebianRef {
-            package: d.package.clone(),
+    let debian = s.debian.as_ref().map(|d| DebianRef {
+        package: d.package.clone(),
+        file: d.file.clone(),
+        sha256: d.sha256.clone(),
+    });
+    match (s.copies_differ(), s.choice, debian) {
+        (true, xlfs_book::SourceChoice::Debian, Some(d)) => SourceRef {
             file: d.file.clone(),
             sha256: d.sha256.clone(),
-        }),
+            urls: Vec::new(),
+            debian: Some(d),
+        },
+        (true, _, _) => SourceRef {
+            file: s.file.clone(),
+            sha256: s.sha256.clone(),
+            urls: s.urls.clone(),
+            debian: None,
+        },
+        (false, _, debian) => SourceRef {
+            file: s.file.clone(),
+            sha256: s.sha256.clone(),
+            urls: s.urls.clone(),
+            debian,
+        },
     }
 }
 
@@ -234,12 +252,13 @@ fn run(
                 r.name
             )
         })?;
-        let fname = path.file_name().unwrap_or_default().to_string_lossy().to_string();
-        let sha = match &s.debian {
-            Some(d) if d.file == fname => d.sha256.clone(),
-            _ => s.sha256.clone(),
-        };
-        log.line(&format!("==> xlfs: source {fname} (sha256 {sha})"));
+        // The chosen copy's name and sha256, whichever place the (identical) bytes came from.
+        let (fname, sha) = s.used();
+        let (fname, sha) = (fname.to_string(), sha.to_string());
+        log.line(&format!(
+            "==> xlfs: source {fname} (sha256 {sha}) from {}",
+            path.display()
+        ));
         used.push((fname.clone(), sha));
         if s.unpack && is_archive(&fname) {
             let tmp = dir.join(format!("unpack-{i}"));
@@ -290,9 +309,13 @@ fn run(
     let script_path = dir.join("steps.sh");
     std::fs::write(&script_path, script(r, &workdir, ctx.run_checks)).map_err(|e| e.to_string())?;
     let env = environment(ctx, r);
-    let (root, sysroot) = match r.env {
-        xlfs_book::BuildEnv::Host => (Root::Host, layers),
-        xlfs_book::BuildEnv::Chroot => (Root::Layers(layers), Vec::new()),
+    let toolchain_root = match r.env {
+        xlfs_book::BuildEnv::Host => Some(host_toolchain(ctx, step)?),
+        xlfs_book::BuildEnv::Chroot => None,
+    };
+    let (root, sysroot) = match &toolchain_root {
+        Some(tree) => (Root::Tree(tree.clone()), layers),
+        None => (Root::Layers(layers), Vec::new()),
     };
     let spec = Spec {
         root,
@@ -352,7 +375,7 @@ fn run(
     };
     let artifact = dir.join("artifact.tar.zst");
     let packed = xlfs_store::pack(&destdir, &artifact, &opts).map_err(|e| e.to_string())?;
-    contamination(ctx, step, r, &destdir, dir, log)?;
+    contamination(ctx, step, r, toolchain_root.as_deref(), &destdir, dir, log)?;
     check_cancel()?;
     // The store keeps the first artifact published under a key (e.g. one stored just before a
     // crash, then rebuilt): record the one really stored, not this build's.
@@ -433,6 +456,7 @@ fn contamination(
     ctx: &Ctx,
     step: &Step,
     r: &Recipe,
+    toolchain_root: Option<&Path>,
     destdir: &Path,
     dir: &Path,
     log: &mut Log,
@@ -459,7 +483,7 @@ fn contamination(
     build_paths.dedup();
     let qa = crate::qa::Qa {
         dep_libs,
-        toolchain_libs: toolchain_libs(r.env),
+        toolchain_libs: toolchain_root.map(toolchain_libs).unwrap_or_default(),
         build_paths,
         skip: r.qa_skip.keys().cloned().collect(),
     };
@@ -481,16 +505,19 @@ fn contamination(
 /// Sonames of the toolchain's own libraries, which any build may link against: in `host`, the
 /// libraries of the sandbox's root (the build machine today); in `chroot`, none (everything comes
 /// from declared dependencies).
-fn toolchain_libs(env: xlfs_book::BuildEnv) -> std::collections::BTreeSet<String> {
-    static HOST: std::sync::OnceLock<std::collections::BTreeSet<String>> = std::sync::OnceLock::new();
-    match env {
-        xlfs_book::BuildEnv::Host => HOST
-            .get_or_init(|| {
-                crate::qa::library_names(Path::new("/"), Some(&["lib", "lib64", "usr/lib", "usr/lib64"]))
-            })
-            .clone(),
-        xlfs_book::BuildEnv::Chroot => Default::default(),
+/// The shared libraries of a toolchain root (`host` builds), read once per root.
+fn toolchain_libs(root: &Path) -> std::collections::BTreeSet<String> {
+    type Cache = Mutex<std::collections::BTreeMap<PathBuf, std::collections::BTreeSet<String>>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(libs) = cache.lock().ok().and_then(|c| c.get(root).cloned()) {
+        return libs;
     }
+    let libs = crate::qa::library_names(root, Some(&["lib", "lib64", "usr/lib", "usr/lib64"]));
+    if let Ok(mut c) = cache.lock() {
+        c.insert(root.to_path_buf(), libs.clone());
+    }
+    libs
 }
 
 fn is_archive(name: &str) -> bool {
@@ -526,6 +553,26 @@ fn merge_into(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The toolchain root of a `host` build: the one whose identity is in the step's key.
+fn host_toolchain(ctx: &Ctx, step: &Step) -> Result<PathBuf, String> {
+    let spec = &ctx.book.config.host_toolchain;
+    let tc = crate::toolchain::load(&ctx.home.toolchains, spec).ok_or_else(|| {
+        format!(
+            "the toolchain root {} is not created; run `xlfs toolchain`",
+            crate::toolchain::dir(&ctx.home.toolchains, spec).display()
+        )
+    })?;
+    if !step.inputs.env.starts_with(&tc.id) {
+        return Err(format!(
+            "the toolchain root {} ({}) is not the one planned ({}); plan again",
+            tc.root.display(),
+            tc.id,
+            step.inputs.env
+        ));
+    }
+    Ok(tc.root)
+}
+
 /// The complete environment of a build: fixed paths, nothing inherited from the caller.
 fn environment(ctx: &Ctx, r: &Recipe) -> Vec<(String, String)> {
     let host = r.env == xlfs_book::BuildEnv::Host;
@@ -549,9 +596,10 @@ fn environment(ctx: &Ctx, r: &Recipe) -> Vec<(String, String)> {
     ];
     if host {
         env.extend([
+            // The declared dependencies first, then the toolchain root.
             (
                 "PATH".into(),
-                "/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin:/sysroot/usr/bin:/sysroot/usr/sbin".into(),
+                "/sysroot/usr/bin:/sysroot/usr/sbin:/usr/bin:/usr/sbin:/bin:/sbin".into(),
             ),
             ("SYSROOT".into(), "/sysroot".into()),
             ("CPATH".into(), "/sysroot/usr/include".into()),
@@ -559,8 +607,10 @@ fn environment(ctx: &Ctx, r: &Recipe) -> Vec<(String, String)> {
                 "LIBRARY_PATH".into(),
                 "/sysroot/usr/lib:/sysroot/usr/lib64:/sysroot/lib".into(),
             ),
+            // Only /sysroot's .pc files: LIBDIR replaces pkg-config's default search path (the
+            // toolchain root's), and PKG_CONFIG_PATH stays unset.
             (
-                "PKG_CONFIG_PATH".into(),
+                "PKG_CONFIG_LIBDIR".into(),
                 "/sysroot/usr/lib/pkgconfig:/sysroot/usr/share/pkgconfig".into(),
             ),
             ("PKG_CONFIG_SYSROOT_DIR".into(), "/sysroot".into()),

@@ -144,19 +144,28 @@ pub fn recipe_hash(r: &Recipe) -> String {
     hex::encode(Sha256::digest(&json))
 }
 
-/// sha256 over the pinned hashes of sources (upstream and Debian copies) and patches.
+/// sha256 over the sources' bytes that are built (the chosen copy's name and sha256, see
+/// `Source::used`) and the patches' pinned hashes.
 pub fn sources_hash(r: &Recipe) -> String {
     let mut h = Sha256::new();
     for s in &r.sources {
-        h.update(format!("source {} {} unpack={}\n", s.file, s.sha256, s.unpack));
-        if let Some(d) = &s.debian {
-            h.update(format!("debian {} {}\n", d.file, d.sha256));
-        }
+        let (file, sha256) = s.used();
+        h.update(format!(
+            "source {file} {} unpack={}\n",
+            sha256.to_ascii_lowercase(),
+            s.unpack
+        ));
     }
     for p in &r.patches {
         h.update(format!("patch {} {} -p{}\n", p.file, p.sha256, p.strip));
     }
     hex::encode(h.finalize())
+}
+
+/// The build environment part of a key: the environment's identity and `SOURCE_DATE_EPOCH`,
+/// which every build sees and every artifact's timestamps carry.
+pub fn env_identity(env_id: &str, source_date_epoch: u64) -> String {
+    format!("{env_id} source-date-epoch={source_date_epoch}")
 }
 
 /// The runtime closure of `names`: them and everything they need at run time, transitively.
@@ -221,17 +230,18 @@ pub fn plan_with(
 
     // Everything needed: the targets, their build roots and runtime closures, transitively.
     let mut needed = BTreeSet::new();
-    let targets_only: BTreeSet<String> = roots.iter().cloned().collect();
     let mut stack = roots;
     while let Some(n) = stack.pop() {
         if !needed.insert(n.clone()) {
             continue;
         }
         let r = &book.recipes[&n];
-        if runtime || !targets_only.contains(&n) {
+        if runtime {
             stack.extend(r.build_deps.iter().cloned());
             stack.extend(r.run_deps.iter().cloned());
         } else {
+            // Only build roots, transitively: a dependency's runtime needs count where they are
+            // in a build root (what the toolchain provides is not).
             stack.extend(build_root(book, r));
         }
     }
@@ -284,7 +294,7 @@ pub fn plan_with(
                 .iter()
                 .map(|d| (d.clone(), keys[d.as_str()].clone()))
                 .collect(),
-            env: envs.get(r.env).to_string(),
+            env: env_identity(envs.get(r.env), book.config.source_date_epoch),
         };
         let key = inputs.key();
         let status = if in_store(&key) {

@@ -183,3 +183,160 @@ fn runtime_cycles_plan_and_share_one_build_root() {
     assert_ne!(p.get("readline").unwrap().key, p2.get("readline").unwrap().key);
     assert_ne!(p.get("tool").unwrap().key, p2.get("tool").unwrap().key);
 }
+
+// Key inputs (issue 6 §3): each of these changes the key; where a package is built from does not.
+
+fn key_of(b: &Book, name: &str) -> String {
+    plan(b, &[], &envs(), &|_| None, &|_| false)
+        .unwrap()
+        .get(name)
+        .unwrap()
+        .key
+        .clone()
+}
+
+fn one(text: &str, read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>) -> Book {
+    one_at(Path::new("b"), text, read)
+}
+
+fn one_at(root: &Path, text: &str, read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>) -> Book {
+    let files = vec![
+        BookFile {
+            path: PathBuf::from("book.toml"),
+            text: "[book]\nname = \"t\"\nsource-date-epoch = 1700000000\n".into(),
+        },
+        BookFile {
+            path: PathBuf::from("p.toml"),
+            text: text.into(),
+        },
+    ];
+    Book::from_files(root, files, read).unwrap()
+}
+
+const OTHER: &str = "9a93b2b7dfdac77ceba5a558a580e74667dd6fede4585b91eefb60f03b72df23";
+
+fn with_debian(choice: &str) -> String {
+    format!(
+        "[package]\nname = \"p\"\nversion = \"1\"\nlicense = \"MIT\"\n[[source]]\nfile = \"p-1.tar.gz\"\nsha256 = \"{OTHER}\"\n\
+         debian = {{ package = \"p\", file = \"p_1.orig.tar.gz\", sha256 = \"{SHA}\" }}\n{choice}\n\
+         [build.steps]\ninstall = \"true\"\n"
+    )
+}
+
+fn no_files(_: &Path) -> std::io::Result<Vec<u8>> {
+    Err(std::io::ErrorKind::NotFound.into())
+}
+
+#[test]
+fn source_date_epoch_is_part_of_the_key() {
+    let text = recipe("p", &[], &[], "true").text;
+    let mut a = one(&text, &no_files);
+    let before = key_of(&a, "p");
+    a.config.source_date_epoch += 1;
+    assert_ne!(before, key_of(&a, "p"));
+}
+
+#[test]
+fn the_chosen_copy_of_a_source_is_part_of_the_key() {
+    let upstream = key_of(&one(&with_debian("use = \"upstream\""), &no_files), "p");
+    let debian = key_of(&one(&with_debian("use = \"debian\""), &no_files), "p");
+    assert_ne!(
+        upstream, debian,
+        "Debian's repack and upstream's tarball are different bytes"
+    );
+    // Without a choice, differing copies are an error that says how to fix it.
+    let files = vec![BookFile {
+        path: PathBuf::from("p.toml"),
+        text: with_debian(""),
+    }];
+    let err = Book::from_files(Path::new("b"), files, &no_files)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("source[0].use") && err.contains("use = \"debian\""),
+        "{err}"
+    );
+    // Where the bytes are the same, a Debian copy under another name changes nothing.
+    let same = |debian: &str| {
+        format!(
+            "[package]\nname = \"p\"\nversion = \"1\"\nlicense = \"MIT\"\n[[source]]\nfile = \"p-1.tar.gz\"\nsha256 = \"{SHA}\"\n{debian}\n\
+             [build.steps]\ninstall = \"true\"\n"
+        )
+    };
+    assert_eq!(
+        key_of(&one(&same(""), &no_files), "p"),
+        key_of(
+            &one(
+                &same(&format!(
+                    "debian = {{ package = \"p\", file = \"p_1.orig.tar.gz\", sha256 = \"{SHA}\" }}"
+                )),
+                &no_files
+            ),
+            "p"
+        )
+    );
+}
+
+#[test]
+fn the_content_of_an_input_is_part_of_the_key() {
+    let text = "[package]\nname = \"p\"\nversion = \"1\"\nlicense = \"MIT\"\n[build]\ninputs = [\"p.config\"]\n[build.steps]\ninstall = \"true\"\n";
+    let a = key_of(&one(text, &|_| Ok(b"CONFIG_A=y\n".to_vec())), "p");
+    let b = key_of(&one(text, &|_| Ok(b"CONFIG_A=n\n".to_vec())), "p");
+    assert_ne!(a, b);
+}
+
+#[test]
+fn the_toolchain_is_part_of_the_key_of_host_builds_only() {
+    let text = recipe("p", &[], &[], "true").text;
+    let b = one(&text, &no_files);
+    let chroot = "[package]\nname = \"p\"\nversion = \"1\"\nlicense = \"MIT\"\n[build]\nenv = \"chroot\"\n[build.steps]\ninstall = \"true\"\n";
+    let c = one(chroot, &no_files);
+    let other = EnvIds {
+        host: "host-2".into(),
+        chroot: "chroot-1".into(),
+    };
+    let k = |b: &Book, e: &EnvIds| {
+        plan(b, &[], e, &|_| None, &|_| false)
+            .unwrap()
+            .get("p")
+            .unwrap()
+            .key
+            .clone()
+    };
+    assert_ne!(
+        k(&b, &envs()),
+        k(&b, &other),
+        "a host build follows the toolchain root"
+    );
+    assert_eq!(k(&c, &envs()), k(&c, &other), "a chroot build does not");
+}
+
+#[test]
+fn moving_the_book_does_not_change_keys() {
+    let text = "[package]\nname = \"p\"\nversion = \"1\"\nlicense = \"MIT\"\n[build]\ninputs = [\"p.config\"]\n[build.steps]\ninstall = \"true\"\n";
+    let read = |_: &Path| Ok(b"CONFIG_A=y\n".to_vec());
+    let a = one_at(Path::new("/home/alice/xlfs/book"), text, &read);
+    let b = one_at(Path::new("/srv/ci/checkout/book"), text, &read);
+    assert_eq!(key_of(&a, "p"), key_of(&b, "p"));
+}
+
+#[test]
+fn without_runtime_what_the_toolchain_provides_is_not_planned() {
+    // xen-tools builds with zlib, which runs with glibc; in `host` builds the toolchain root
+    // provides glibc, so building xen-tools does not need glibc built.
+    let mut files = vec![
+        recipe("glibc", &[], &[], "true"),
+        recipe("zlib", &[], &["glibc"], "true"),
+        recipe("tools", &["zlib"], &["glibc", "zlib"], "true"),
+    ];
+    files.push(BookFile {
+        path: PathBuf::from("book.toml"),
+        text: "[book]\nname = \"t\"\n[toolchain.host]\nprovides = [\"glibc\"]\n".into(),
+    });
+    let b = book(files);
+    let p = xlfs_plan::plan_with(&b, &["tools".into()], false, &envs(), &|_| None, &|_| false).unwrap();
+    let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["zlib", "tools"]);
+    let p = plan(&b, &["tools".into()], &envs(), &|_| None, &|_| false).unwrap();
+    assert_eq!(p.steps.len(), 3, "with runtime dependencies, glibc is planned");
+}

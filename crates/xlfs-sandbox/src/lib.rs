@@ -5,7 +5,7 @@
 //!
 //! | path       | what                                                                  |
 //! |------------|-----------------------------------------------------------------------|
-//! | `/`        | `host` env: the build machine's `/usr`, `/etc` (read-only); `chroot` env: the dependencies' outputs |
+//! | `/`        | `host` env: the toolchain root's `/usr`, `/etc` (read-only); `chroot` env: the dependencies' outputs |
 //! | `/sysroot` | `host` env: the declared dependencies' outputs, read-only (overlayfs)  |
 //! | `/build`   | the package's source tree and scripts (read-write)                    |
 //! | `/destdir` | where the package installs (read-write)                               |
@@ -31,8 +31,9 @@ use std::process::Command;
 /// What `/` is made of.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Root {
-    /// The build machine's tools, read-only.
-    Host,
+    /// A read-only tree (the `host` environment's toolchain root): its top-level directories
+    /// are bound into a fresh root.
+    Tree(PathBuf),
     /// Only these layers (first wins), writable through a throw-away upper layer.
     Layers(Vec<PathBuf>),
 }
@@ -295,7 +296,7 @@ fn setup(spec: &Spec) -> Res {
     )?;
     let root = scratch.join("root");
     match &spec.root {
-        Root::Host => {
+        Root::Tree(tree) => {
             mkdir(&root)?;
             m(
                 Some(Path::new("tmpfs")),
@@ -307,7 +308,7 @@ fn setup(spec: &Spec) -> Res {
             for top in [
                 "usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "opt",
             ] {
-                let host = Path::new("/").join(top);
+                let host = tree.join(top);
                 let meta = match std::fs::symlink_metadata(&host) {
                     Ok(m) => m,
                     Err(_) => continue,

@@ -29,7 +29,10 @@ impl std::error::Error for BookFailed {}
 
 impl App {
     pub fn new(global: Global) -> App {
-        let home = Home::resolve(global.home.clone(), global.sources.clone());
+        let mut home = Home::resolve(global.home.clone(), global.sources.clone());
+        if let Some(t) = &global.toolchains {
+            home.toolchains = t.clone();
+        }
         App { global, home }
     }
 
@@ -84,8 +87,54 @@ impl App {
         Fetcher::new(self.home.sources.clone(), mirrors, self.global.offline)
     }
 
-    pub fn envs(&self) -> EnvIds {
-        xlfs_build::envid::probe_cached(&self.home.root.join("envid"))
+    /// The environment identities: `host` is the book's toolchain root's, when it is created.
+    pub fn envs(&self, book: &Book) -> EnvIds {
+        let spec = &book.config.host_toolchain;
+        let tc = xlfs_build::toolchain::load(&self.home.toolchains, spec);
+        xlfs_build::envid::env_ids(
+            tc.as_ref().map(|t| t.id.as_str()),
+            &xlfs_build::toolchain::spec_id(spec),
+        )
+    }
+
+    /// The book's toolchain root, created first if missing; its package list is recorded in the
+    /// home (`HOME/toolchains.seen/ID`) so that `why` can say what changed in a toolchain.
+    pub fn toolchain(&self, book: &Book) -> Result<xlfs_build::toolchain::Toolchain> {
+        let spec = &book.config.host_toolchain;
+        let tc = match xlfs_build::toolchain::load(&self.home.toolchains, spec) {
+            Some(tc) => tc,
+            None => {
+                let mirror = self.fetcher().mirrors().debian_base.clone().context(
+                    "no Debian mirror for the toolchain root: none in /etc/apt; pass --debian-mirror URL",
+                )?;
+                let quiet = self.global.quiet;
+                xlfs_build::toolchain::ensure(&self.home.toolchains, spec, &mirror, &|m| {
+                    if !quiet {
+                        eprintln!("{m}")
+                    }
+                })
+                .map_err(anyhow::Error::msg)?
+            }
+        };
+        self.prepare_home()?;
+        let seen = self.home.root.join("toolchains.seen");
+        let file = seen.join(&tc.id);
+        if !file.exists() {
+            std::fs::create_dir_all(&seen).with_context(|| format!("cannot create {}", seen.display()))?;
+            let text: String = tc.packages.iter().map(|p| format!("{p}\n")).collect();
+            std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+        }
+        Ok(tc)
+    }
+
+    /// The package list of a toolchain identity recorded by [`App::toolchain`].
+    pub fn toolchain_packages(&self, id: &str) -> Option<Vec<String>> {
+        let id = id.split(' ').next()?;
+        if !id.starts_with("host-") || id.contains('/') {
+            return None;
+        }
+        let text = std::fs::read_to_string(self.home.root.join("toolchains.seen").join(id)).ok()?;
+        Some(text.lines().map(str::to_string).collect())
     }
 
     /// Plan `targets` against the state database and the store.
@@ -103,7 +152,7 @@ impl App {
         store: &LocalStore,
     ) -> Result<Plan> {
         let recorded = db.keys()?;
-        let envs = self.envs();
+        let envs = self.envs(book);
         let in_store = |k: &str| recorded.contains(k) && store.contains(k).unwrap_or(false);
         let prev = |n: &str| db.previous(n);
         Ok(xlfs_plan::plan_with(

@@ -27,7 +27,10 @@ pub struct Global {
     /// Download cache [default: $XDG_CACHE_HOME/xlfs/sources, or HOME/sources with --home]
     #[arg(long, global = true, env = "XLFS_SOURCES")]
     pub sources: Option<PathBuf>,
-    /// Debian archive base URL for .orig tarballs [default: read from /etc/apt]
+    /// Where the pinned toolchain roots of the `host` environment live [default: HOME/toolchains]
+    #[arg(long, global = true, env = "XLFS_TOOLCHAINS")]
+    pub toolchains: Option<PathBuf>,
+    /// Debian archive base URL for .orig tarballs and the toolchain root [default: read from /etc/apt]
     #[arg(long, global = true, env = "XLFS_DEBIAN_MIRROR")]
     pub debian_mirror: Option<String>,
     /// A local directory holding source files, tried last (repeatable)
@@ -124,6 +127,12 @@ pub enum Command {
         profile: String,
         #[arg(long, short)]
         jobs: Option<usize>,
+    },
+    /// Create the pinned toolchain root of the `host` environment if missing; print its identity
+    Toolchain {
+        /// List its installed packages
+        #[arg(long)]
+        packages: bool,
     },
     /// Check that this machine can build and boot; list what is missing
     Doctor {

@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Log { package, tail } => log(&app, &package, tail),
         Command::Files { package, json } => files(&app, &package, json),
         Command::Why { package } => why(&app, &package),
+        Command::Toolchain { packages } => toolchain(&app, packages),
         Command::Gc { dry_run } => gc(&app, dry_run),
         Command::Verify => verify(&app),
         Command::Report { json } => report(&app, json),
@@ -197,7 +198,12 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
     // are when it starts, not as they were when it began waiting.
     let book = app.book()?;
     let (db, store) = (app.db()?, app.store()?);
-    let plan = app.plan_with(&book, &args.targets, !args.no_runtime, &db, &store)?;
+    let mut plan = app.plan_with(&book, &args.targets, !args.no_runtime, &db, &store)?;
+    // `host` builds run in the pinned toolchain root: create it (once) and plan with its identity.
+    if plan.to_build().any(|s| s.env == xlfs_book::BuildEnv::Host) {
+        app.toolchain(&book)?;
+        plan = app.plan_with(&book, &args.targets, !args.no_runtime, &db, &store)?;
+    }
     let to_build = plan.to_build().count();
     if to_build == 0 {
         if !quiet {
@@ -432,6 +438,17 @@ fn why(app: &App, package: &str) -> Result<i32> {
                 diff("recipe", &a.recipe, &b.recipe);
                 diff("sources", &a.sources, &b.sources);
                 diff("env", &a.env, &b.env);
+                if a.env != b.env {
+                    match (app.toolchain_packages(&a.env), app.toolchain_packages(&b.env)) {
+                        (Some(old), Some(new)) => {
+                            println!("  toolchain changed:");
+                            for line in xlfs_build::toolchain::diff(&old, &new) {
+                                println!("    {line}");
+                            }
+                        }
+                        _ => println!("  environment {} -> {}", a.env, b.env),
+                    }
+                }
                 for (dep, key) in &b.deps {
                     match a.deps.get(dep) {
                         Some(old) if old == key => {}
@@ -443,6 +460,21 @@ fn why(app: &App, package: &str) -> Result<i32> {
                     println!("  dep {dep}: removed");
                 }
             }
+        }
+    }
+    Ok(0)
+}
+
+fn toolchain(app: &App, packages: bool) -> Result<i32> {
+    let book = app.book()?;
+    let tc = app.toolchain(&book)?;
+    println!("toolchain root {}", tc.root.display());
+    println!("  identity {}", tc.id);
+    println!("  target   {}", tc.triple);
+    println!("  packages {}", tc.packages.len());
+    if packages {
+        for p in &tc.packages {
+            println!("    {p}");
         }
     }
     Ok(0)

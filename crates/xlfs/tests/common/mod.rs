@@ -57,6 +57,38 @@ hello: hello.c\n\t$(CC) -O2 -o hello hello.c -lgreet\n\
 check: hello\n\tLD_LIBRARY_PATH=/sysroot/usr/lib ./hello\n\
 install:\n\tinstall -D -m 0755 hello $(DESTDIR)/usr/bin/hello\n";
 
+/// Where the tests keep the pinned toolchain roots (`--toolchains`), across runs: creating one
+/// takes a minute and downloads from the Debian mirror, so it is made once per machine.
+/// `XLFS_TEST_TOOLCHAINS` overrides; the default is `/var/cache/xlfs-test/toolchains` for root,
+/// `~/.cache/xlfs-test/toolchains` otherwise.
+pub fn toolchains() -> PathBuf {
+    if let Some(d) = std::env::var_os("XLFS_TEST_TOOLCHAINS") {
+        return PathBuf::from(d);
+    }
+    if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/var/cache/xlfs-test/toolchains")
+    } else {
+        PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/xlfs-test/toolchains")
+    }
+}
+
+/// Create the toolchain root of the book at `book` in [`toolchains`] if missing (through the
+/// Debian mirror apt is configured with), so that tests which block the network find it.
+pub fn ensure_toolchain(book: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xlfs"))
+        .arg("--book")
+        .arg(book)
+        .arg("--home")
+        .arg(tempfile::tempdir().unwrap().path())
+        .arg("--toolchains")
+        .arg(toolchains())
+        .args(["--quiet", "toolchain"])
+        .env_remove("XLFS_DEBIAN_MIRROR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "xlfs toolchain:\n{}", text(&out));
+}
+
 impl Default for World {
     fn default() -> Self {
         Self::new()
@@ -76,6 +108,7 @@ impl World {
             "[book]\nname = \"test\"\nsource-date-epoch = 1700000000\n",
         )
         .unwrap();
+        ensure_toolchain(&w.book());
         w
     }
 
@@ -147,6 +180,8 @@ impl World {
             .arg(self.home())
             .arg("--mirror-dir")
             .arg(self.mirror())
+            .arg("--toolchains")
+            .arg(toolchains())
             .arg("--debian-mirror")
             .arg("http://127.0.0.1:9/debian")
             .args(args)
