@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use xlfs_book::{Book, Recipe, Source};
 use xlfs_fetch::{DebianRef, Fetcher, SourceRef};
 use xlfs_plan::Step;
-use xlfs_sandbox::{Bind, Root, Spec};
+use xlfs_sandbox::{Bind, IdMap, Root, Spec};
 use xlfs_store::{ArtifactStore, Attr, LocalStore, PackOptions};
 
 /// Everything a package build needs from the outside.
@@ -209,7 +209,8 @@ fn run(
     let src = dir.join("src");
     let destdir = dir.join("destdir");
     let book_dir = dir.join("book");
-    for d in [&src, &destdir, &book_dir] {
+    let tmp_dir = dir.join("tmp");
+    for d in [&src, &destdir, &book_dir, &tmp_dir] {
         std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     }
     let check_cancel = || {
@@ -306,8 +307,9 @@ fn run(
     let script_path = dir.join("steps.sh");
     std::fs::write(&script_path, script(r, &workdir, ctx.run_checks)).map_err(|e| e.to_string())?;
     let env = environment(ctx, r);
+    let ids = IdMap::for_current_user()?;
     let (root, sysroot) = match r.env {
-        xlfs_book::BuildEnv::Host => (Root::Host, layers),
+        xlfs_book::BuildEnv::Host => (Root::Tree("/".into()), layers),
         xlfs_book::BuildEnv::Chroot => (Root::Layers(layers), Vec::new()),
     };
     let spec = Spec {
@@ -329,13 +331,23 @@ fn run(
                 dst: "/book".into(),
                 writable: false,
             },
+            // On disk, not in RAM.
+            Bind {
+                src: tmp_dir.clone(),
+                dst: "/tmp".into(),
+                writable: true,
+            },
         ],
         scratch: dir.join("scratch"),
         workdir: "/build".into(),
         env,
         argv: vec!["bash".into(), "/build/steps.sh".into()],
         hostname: "xlfs-build".into(),
+        ids: ids.clone(),
     };
+    // Root inside the build's user namespace owns its build tree.
+    ids.give_to_root(dir)
+        .map_err(|e| format!("cannot give the build tree to the build's user namespace: {e}"))?;
 
     check_cancel()?;
     progress.phase(&r.name, "building");
@@ -365,6 +377,7 @@ fn run(
         mtime: ctx.book.config.source_date_epoch,
         zstd_level: 3,
         attrs,
+        ids: Some(ids),
     };
     let artifact = dir.join("artifact.tar.zst");
     let packed = xlfs_store::pack(&destdir, &artifact, &opts).map_err(|e| e.to_string())?;
