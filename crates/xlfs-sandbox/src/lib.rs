@@ -297,6 +297,28 @@ fn stage(spec: &mut Spec) -> Res {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None,
     )?;
+    // Open every path first: the stage may hide them (a home below /tmp).
+    let mut paths: Vec<&mut PathBuf> = Vec::new();
+    match &mut spec.root {
+        Root::Tree(t) => paths.push(t),
+        Root::Layers(l) => paths.extend(l.iter_mut()),
+    }
+    paths.extend(spec.sysroot.iter_mut());
+    paths.extend(spec.binds.iter_mut().map(|b| &mut b.src));
+    let mut files = Vec::new();
+    for p in &paths {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+            .open(&**p)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        let is_dir = f
+            .metadata()
+            .map_err(|e| format!("{}: {e}", p.display()))?
+            .is_dir();
+        files.push((f, is_dir));
+    }
     let stage = Path::new(STAGE);
     let (uid, gid) = (
         spec.ids.outside_uid(0).unwrap_or(0),
@@ -309,24 +331,15 @@ fn stage(spec: &mut Spec) -> Res {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(&format!("mode=0755,uid={uid},gid={gid}")),
     )?;
-    let mut n = 0;
-    let mut put = |p: &mut PathBuf| -> Res {
+    for (n, (p, (f, is_dir))) in paths.into_iter().zip(&files).enumerate() {
+        use std::os::fd::AsRawFd;
         let dst = stage.join("in").join(n.to_string());
-        n += 1;
-        let is_dir = std::fs::metadata(&*p)
-            .map_err(|e| format!("{}: {e}", p.display()))?
-            .is_dir();
-        mountpoint(is_dir, &dst)?;
-        m(Some(&*p), &dst, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        mountpoint(*is_dir, &dst)?;
+        let src = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+        m(Some(&src), &dst, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+            .map_err(|e| format!("{} ({e})", p.display()))?;
         *p = dst;
-        Ok(())
-    };
-    match &mut spec.root {
-        Root::Tree(t) => put(t)?,
-        Root::Layers(l) => l.iter_mut().try_for_each(&mut put)?,
     }
-    spec.sysroot.iter_mut().try_for_each(&mut put)?;
-    spec.binds.iter_mut().try_for_each(|b| put(&mut b.src))?;
     spec.scratch = stage.join("scratch");
     Ok(())
 }
