@@ -27,7 +27,7 @@ pub enum StoreError {
     /// A build installed a setuid/setgid file that its recipe does not declare.
     #[error(
         "{path}: the build installed it setuid/setgid (mode {mode:o}) but the recipe does not declare it; \
-         add [[file]] path = \"/{rel}\" mode = 0o{mode:o} to the recipe if the bit is wanted, \
+         if the bit is wanted, declare it in the recipe: [[file]] path = \"{rel}\" mode = \"{mode:04o}\"; \
          otherwise remove it in the install step (chmod ug-s)"
     )]
     UndeclaredSetid {
