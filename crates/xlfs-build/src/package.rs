@@ -79,6 +79,12 @@ pub fn disk_usage(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Remove a build tree, including the files its build made under subordinate ids (which an
+/// ordinary user cannot remove by itself), through the sandbox helper `exe`.
+pub fn remove_build_tree(exe: &Path, dir: &Path) -> Result<(), String> {
+    xlfs_sandbox::remove_tree(exe, &IdMap::for_current_user()?, dir)
+}
+
 /// The last `n` lines of a log.
 pub fn tail(path: &Path, n: usize) -> Vec<String> {
     let text = std::fs::read(path).unwrap_or_default();
@@ -161,7 +167,9 @@ pub fn build(ctx: &Ctx, step: &Step, progress: &dyn Progress) -> Result<BuildRec
     };
     match run(ctx, step, r, &dir, &mut log, progress) {
         Ok(rec) => {
-            let _ = std::fs::remove_dir_all(&dir);
+            if let Err(e) = remove_build_tree(&ctx.sandbox_exe, &dir) {
+                log.line(&format!("==> xlfs: warning: {e}"));
+            }
             Ok(rec)
         }
         Err(message) => {
@@ -203,9 +211,7 @@ fn run(
         dir.display()
     ));
     // A build directory left by a crash or an earlier failure: start over.
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
-    }
+    remove_build_tree(&ctx.sandbox_exe, dir)?;
     let src = dir.join("src");
     let destdir = dir.join("destdir");
     let book_dir = dir.join("book");

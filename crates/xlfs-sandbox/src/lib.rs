@@ -131,6 +131,58 @@ pub fn command(exe: &Path, spec: &Spec, spec_path: &Path) -> Result<Command, San
     Ok(cmd)
 }
 
+/// Run this process as a helper if it was started as one, and never return then:
+/// `__sandbox SPEC` ([`enter`]) or `__remove IDS DIR` (the inside of [`remove_tree`]).
+/// Call it first thing in `main`, before anything starts a thread.
+pub fn dispatch() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match argv.get(1).and_then(|a| a.to_str()) {
+        Some("__sandbox") if argv.len() == 3 => enter(Path::new(&argv[2])),
+        Some("__remove") if argv.len() == 4 => remove_inside(&argv[2].to_string_lossy(), Path::new(&argv[3])),
+        _ => {}
+    }
+}
+
+/// Remove `dir` and everything in it, including what a build made there under its subordinate
+/// ids. An ordinary user cannot do that itself (those files are not its own): the removal then
+/// runs in a user namespace with the build's mapping `ids`, where the user is root over every
+/// mapped id, through the helper binary `exe` (see [`dispatch`]). A missing `dir` is not an error.
+pub fn remove_tree(exe: &Path, ids: &IdMap, dir: &Path) -> Result<(), String> {
+    if std::fs::symlink_metadata(dir).is_err() {
+        return Ok(());
+    }
+    if !ids.helper {
+        return std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()));
+    }
+    let out = Command::new(exe)
+        .arg("__remove")
+        .arg(serde_json::to_string(ids).expect("ids serialise"))
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cannot remove {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// The helper side of [`remove_tree`]: enter a user namespace mapped by `ids` and remove `dir`.
+fn remove_inside(ids: &str, dir: &Path) -> ! {
+    let ids: IdMap = serde_json::from_str(ids).unwrap_or_else(|e| die("reading the id map", e));
+    if let Some(child) = fork_into_userns(CloneFlags::empty(), |pid| ids.write(pid.as_raw())) {
+        std::process::exit(wait_exit(child));
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => die(&format!("removing {}", dir.display()), e),
+    }
+}
+
 fn die(what: &str, err: impl std::fmt::Display) -> ! {
     eprintln!("xlfs sandbox: {what}: {err}");
     std::process::exit(125)

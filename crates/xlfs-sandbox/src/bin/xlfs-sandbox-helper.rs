@@ -1,10 +1,7 @@
-//! `xlfs-sandbox-helper __sandbox SPEC.json`: the sandbox helper alone, for the test suite
-//! (the `xlfs` binary dispatches `__sandbox` the same way).
+//! `xlfs-sandbox-helper __sandbox SPEC.json` (or `__remove IDS DIR`): the sandbox helper alone,
+//! for the test suite (the `xlfs` binary dispatches the same way).
 fn main() {
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.len() == 3 && argv[1] == "__sandbox" {
-        xlfs_sandbox::enter(std::path::Path::new(&argv[2]));
-    }
-    eprintln!("usage: xlfs-sandbox-helper __sandbox SPEC.json");
+    xlfs_sandbox::dispatch();
+    eprintln!("usage: xlfs-sandbox-helper __sandbox SPEC.json | __remove IDS DIR");
     std::process::exit(2);
 }
