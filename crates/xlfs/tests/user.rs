@@ -249,3 +249,115 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A recipe installing fake files with its install step (`install`, then `extra`).
+fn fake_recipe(w: &World, name: &str, run: &[&str], install: &str, files: &str) {
+    let tb = tarball(&format!("{name}-1.0"), &[("x", "x\n", 0o644)]);
+    let sha = w.add_tarball(&format!("{name}-1.0.tar.gz"), &tb);
+    let run: Vec<String> = run.iter().map(|d| format!("\"{d}\"")).collect();
+    w.write_recipe(
+        name,
+        &format!(
+            "[package]\nname = \"{name}\"\nversion = \"1.0\"\nlicense = \"MIT\"\n\n\
+             [[source]]\nfile = \"{name}-1.0.tar.gz\"\nsha256 = \"{sha}\"\n\n\
+             [depends]\nrun = [{}]\n\n[build.steps]\ninstall = '''\ncd \"$DESTDIR\"\n{install}\n'''\n{files}",
+            run.join(", ")
+        ),
+    );
+}
+
+const TINY: &str = r#"
+[host]
+hostname = "tiny-host"
+xen = "xen"
+kernel = "linux"
+packages = ["tools"]
+xen-cmdline = "console=com1 dom0_mem=256M"
+bridge = { name = "xenbr0", address = "10.0.0.1/24" }
+[[guest]]
+name = "g1"
+hostname = "tiny-guest"
+kernel = "linux"
+packages = ["base"]
+memory = 64
+disk-size = 16
+network = { bridge = "xenbr0", address = "10.0.0.2/24", mac = "00:16:3e:00:00:02" }
+[boot]
+memory = 512
+"#;
+
+#[test]
+fn an_ordinary_user_assembles_images_with_the_owners_its_builds_set() {
+    let w = World::new();
+    fake_recipe(
+        &w,
+        "base",
+        &[],
+        "mkdir -p usr/bin etc\nprintf '#!fake shell\\n' > usr/bin/sh\nchmod 0755 usr/bin/sh\n\
+         echo 'root:x:0:0::/root:/bin/sh' > etc/passwd\nln -s usr/bin bin",
+        "",
+    );
+    fake_recipe(
+        &w,
+        "tools",
+        &["base"],
+        "mkdir -p usr/sbin usr/bin var/lib/tools\necho xl > usr/sbin/xl\nchown 0:5 usr/sbin/xl\nchmod 0750 usr/sbin/xl\n\
+         echo su > usr/bin/su\nchmod 4755 usr/bin/su\necho state > var/lib/tools/state\n\
+         chown -R 1000:1000 var/lib/tools",
+        "\n[[file]]\npath = \"usr/bin/su\"\nmode = \"4755\"\n",
+    );
+    fake_recipe(
+        &w,
+        "xen",
+        &[],
+        "mkdir boot\necho 'fake xen' > boot/xen\necho gz > boot/xen.gz",
+        "",
+    );
+    fake_recipe(
+        &w,
+        "linux",
+        &[],
+        "mkdir boot\necho 'fake kernel' > boot/vmlinuz-1.0\necho x > boot/config-1.0",
+        "",
+    );
+    std::fs::create_dir_all(w.book().join("profiles")).unwrap();
+    std::fs::write(w.book().join("profiles/tiny.toml"), TINY).unwrap();
+    let user = User::new(&w);
+
+    let out = user.ok(&w, &["build", "--profile", "tiny"]);
+    assert!(out.contains("built 4, cached 0, failed 0"), "{out}");
+    let out = user.ok(&w, &["image", "tiny"]);
+    assert!(out.contains("images of `tiny`"), "{out}");
+    let images = user.home.join(".local/share/xlfs/images/tiny");
+
+    // Owners and modes as the builds set them (chown, chmod, [[file]]), in both dom0 images.
+    let want = [
+        ("usr/bin/su", 0o4755, 0, 0),
+        ("usr/sbin/xl", 0o750, 0, 5),
+        ("var/lib/tools", 0o755, 1000, 1000),
+        ("var/lib/tools/state", 0o644, 1000, 1000),
+        ("usr/bin/sh", 0o755, 0, 0),
+    ];
+    let cpio = xlfs_image::read_cpio(&images.join("dom0.cpio.gz")).unwrap();
+    for (path, mode, uid, gid) in want {
+        let e = cpio
+            .iter()
+            .find(|e| e.path == path)
+            .unwrap_or_else(|| panic!("{path} not in the initramfs"));
+        assert_eq!(
+            (e.mode & 0o7777, e.uid, e.gid),
+            (mode, uid, gid),
+            "initramfs {path}"
+        );
+    }
+    let ext4 = xlfs_image::read_ext4(&images.join("dom0.ext4")).unwrap();
+    for (path, mode, uid, gid) in want {
+        let e = ext4
+            .iter()
+            .find(|e| e.path == path)
+            .unwrap_or_else(|| panic!("{path} not in the ext4 image"));
+        assert_eq!((e.mode & 0o7777, e.uid, e.gid), (mode, uid, gid), "ext4 {path}");
+    }
+    assert_eq!(user.build_trees(), Vec::<PathBuf>::new());
+    assert_no_files_of(&user.home, user.uid, user.gid);
+}
