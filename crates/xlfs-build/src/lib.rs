@@ -14,6 +14,7 @@ pub mod home;
 pub mod jobs;
 pub mod lock;
 pub mod package;
+pub mod packer;
 pub mod report;
 pub mod run;
 pub mod state;

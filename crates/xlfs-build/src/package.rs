@@ -386,7 +386,7 @@ fn run(
         ids: Some(ids),
     };
     let artifact = dir.join("artifact.tar.zst");
-    let packed = xlfs_store::pack(&destdir, &artifact, &opts).map_err(|e| e.to_string())?;
+    let packed = crate::packer::pack(&ctx.sandbox_exe, &destdir, &artifact, &opts)?;
     check_cancel()?;
     ctx.store
         .put(&step.key, &artifact, &packed)

@@ -130,6 +130,21 @@ impl IdMap {
         })
     }
 
+    /// Ids 0–65535 mapped to themselves: how a process inside a build's user namespace sees
+    /// the owners of the build's files.
+    pub fn identity() -> IdMap {
+        let one = vec![Extent {
+            inside: 0,
+            outside: 0,
+            count: IDS,
+        }];
+        IdMap {
+            uids: one.clone(),
+            gids: one,
+            helper: false,
+        }
+    }
+
     /// The id inside the namespace of an outside uid (`None`: unmapped, shown as `nobody`).
     pub fn inside_uid(&self, outside: u32) -> Option<u32> {
         find(&self.uids, outside, true)

@@ -171,12 +171,20 @@ pub fn remove_tree(exe: &Path, ids: &IdMap, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The helper side of [`remove_tree`]: enter a user namespace mapped by `ids` and remove `dir`.
-fn remove_inside(ids: &str, dir: &Path) -> ! {
-    let ids: IdMap = serde_json::from_str(ids).unwrap_or_else(|e| die("reading the id map", e));
+/// Continue this process as root of a new user namespace mapped by `ids`, where it may read,
+/// change and remove whatever a build made under those ids. The process must be
+/// single-threaded (a helper mode, see [`dispatch`]). It forks: the parent writes the maps,
+/// waits for the child and exits with its status; only the child returns.
+pub fn become_root_in(ids: &IdMap) {
     if let Some(child) = fork_into_userns(CloneFlags::empty(), |pid| ids.write(pid.as_raw())) {
         std::process::exit(wait_exit(child));
     }
+}
+
+/// The helper side of [`remove_tree`]: enter a user namespace mapped by `ids` and remove `dir`.
+fn remove_inside(ids: &str, dir: &Path) -> ! {
+    let ids: IdMap = serde_json::from_str(ids).unwrap_or_else(|e| die("reading the id map", e));
+    become_root_in(&ids);
     match std::fs::remove_dir_all(dir) {
         Ok(()) => std::process::exit(0),
         Err(e) => die(&format!("removing {}", dir.display()), e),

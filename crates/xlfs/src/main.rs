@@ -11,6 +11,7 @@ use clap::Parser;
 fn main() {
     // The sandbox helper must run before anything starts a thread.
     xlfs_sandbox::dispatch();
+    xlfs_build::packer::dispatch();
     let cli = args::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("XLFS_LOG"))

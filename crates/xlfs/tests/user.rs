@@ -303,7 +303,9 @@ fn an_ordinary_user_assembles_images_with_the_owners_its_builds_set() {
         &["base"],
         "mkdir -p usr/sbin usr/bin var/lib/tools\necho xl > usr/sbin/xl\nchown 0:5 usr/sbin/xl\nchmod 0750 usr/sbin/xl\n\
          echo su > usr/bin/su\nchmod 4755 usr/bin/su\necho state > var/lib/tools/state\n\
-         chown -R 1000:1000 var/lib/tools",
+         chown -R 1000:1000 var/lib/tools\n\
+         mkdir -p var/lib/closed\necho secret > var/lib/closed/s\nchown -R 1000:1000 var/lib/closed\n\
+         chmod 0600 var/lib/closed/s\nchmod 0700 var/lib/closed",
         "\n[[file]]\npath = \"usr/bin/su\"\nmode = \"4755\"\n",
     );
     fake_recipe(
@@ -337,6 +339,9 @@ fn an_ordinary_user_assembles_images_with_the_owners_its_builds_set() {
         ("var/lib/tools", 0o755, 1000, 1000),
         ("var/lib/tools/state", 0o644, 1000, 1000),
         ("usr/bin/sh", 0o755, 0, 0),
+        // Closed to everyone but sub-uid 1000 outside: packed inside the build's namespace.
+        ("var/lib/closed", 0o700, 1000, 1000),
+        ("var/lib/closed/s", 0o600, 1000, 1000),
     ];
     let cpio = xlfs_image::read_cpio(&images.join("dom0.cpio.gz")).unwrap();
     for (path, mode, uid, gid) in want {
@@ -350,6 +355,8 @@ fn an_ordinary_user_assembles_images_with_the_owners_its_builds_set() {
             "initramfs {path}"
         );
     }
+    let secret = cpio.iter().find(|e| e.path == "var/lib/closed/s").unwrap();
+    assert_eq!(secret.data, b"secret\n");
     let ext4 = xlfs_image::read_ext4(&images.join("dom0.ext4")).unwrap();
     for (path, mode, uid, gid) in want {
         let e = ext4
