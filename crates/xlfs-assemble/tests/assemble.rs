@@ -137,6 +137,7 @@ fn setup(dir: &Path) -> (Book, Profile, LocalStore, BTreeMap<String, String>) {
                 mtime: 1_700_000_000,
                 zstd_level: 3,
                 attrs,
+                ids: None,
             },
         )
         .unwrap();

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use xlfs_plan::EnvIds;
 
 /// Bump when the sandbox layout or build environment variables change.
-pub const ENGINE_ENV_VERSION: &str = "xlfs-env-2";
+pub const ENGINE_ENV_VERSION: &str = "xlfs-env-3";
 
 /// The identity of a toolchain root from the text of its dpkg status file and its target triple:
 /// `(id, packages)`, where `packages` are the installed packages as sorted

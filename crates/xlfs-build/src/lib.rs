@@ -18,6 +18,7 @@ pub mod home;
 pub mod jobs;
 pub mod lock;
 pub mod package;
+pub mod packer;
 pub mod qa;
 pub mod report;
 pub mod run;

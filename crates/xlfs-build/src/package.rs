@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use xlfs_book::{Book, Recipe, Source};
 use xlfs_fetch::{DebianRef, Fetcher, SourceRef};
 use xlfs_plan::Step;
-use xlfs_sandbox::{Bind, Root, Spec};
+use xlfs_sandbox::{Bind, IdMap, Root, Spec};
 use xlfs_store::{ArtifactStore, Attr, LocalStore, PackOptions};
 
 /// Everything a package build needs from the outside.
@@ -97,6 +97,12 @@ pub fn disk_usage(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Remove a build tree, including the files its build made under subordinate ids (which an
+/// ordinary user cannot remove by itself), through the sandbox helper `exe`.
+pub fn remove_build_tree(exe: &Path, dir: &Path) -> Result<(), String> {
+    xlfs_sandbox::remove_tree(exe, &IdMap::for_current_user()?, dir)
+}
+
 /// The last `n` lines of a log.
 pub fn tail(path: &Path, n: usize) -> Vec<String> {
     let text = std::fs::read(path).unwrap_or_default();
@@ -179,7 +185,9 @@ pub fn build(ctx: &Ctx, step: &Step, progress: &dyn Progress) -> Result<BuildRec
     };
     match run(ctx, step, r, &dir, &mut log, progress) {
         Ok(rec) => {
-            let _ = std::fs::remove_dir_all(&dir);
+            if let Err(e) = remove_build_tree(&ctx.sandbox_exe, &dir) {
+                log.line(&format!("==> xlfs: warning: {e}"));
+            }
             Ok(rec)
         }
         Err(message) => {
@@ -221,13 +229,12 @@ fn run(
         dir.display()
     ));
     // A build directory left by a crash or an earlier failure: start over.
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
-    }
+    remove_build_tree(&ctx.sandbox_exe, dir)?;
     let src = dir.join("src");
     let destdir = dir.join("destdir");
     let book_dir = dir.join("book");
-    for d in [&src, &destdir, &book_dir] {
+    let tmp_dir = dir.join("tmp");
+    for d in [&src, &destdir, &book_dir, &tmp_dir] {
         std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     }
     let check_cancel = || {
@@ -309,6 +316,7 @@ fn run(
     let script_path = dir.join("steps.sh");
     std::fs::write(&script_path, script(r, &workdir, ctx.run_checks)).map_err(|e| e.to_string())?;
     let env = environment(ctx, r);
+    let ids = IdMap::for_current_user()?;
     let toolchain_root = match r.env {
         xlfs_book::BuildEnv::Host => Some(host_toolchain(ctx, step)?),
         xlfs_book::BuildEnv::Chroot => None,
@@ -336,13 +344,23 @@ fn run(
                 dst: "/book".into(),
                 writable: false,
             },
+            // On disk, not in RAM.
+            Bind {
+                src: tmp_dir.clone(),
+                dst: "/tmp".into(),
+                writable: true,
+            },
         ],
         scratch: dir.join("scratch"),
         workdir: "/build".into(),
         env,
         argv: vec!["bash".into(), "/build/steps.sh".into()],
         hostname: "xlfs-build".into(),
+        ids: ids.clone(),
     };
+    // Root inside the build's user namespace owns its build tree.
+    ids.give_to_root(dir)
+        .map_err(|e| format!("cannot give the build tree to the build's user namespace: {e}"))?;
 
     check_cancel()?;
     progress.phase(&r.name, "building");
@@ -372,9 +390,10 @@ fn run(
         mtime: ctx.book.config.source_date_epoch,
         zstd_level: 3,
         attrs,
+        ids: Some(ids),
     };
     let artifact = dir.join("artifact.tar.zst");
-    let packed = xlfs_store::pack(&destdir, &artifact, &opts).map_err(|e| e.to_string())?;
+    let packed = crate::packer::pack(&ctx.sandbox_exe, &destdir, &artifact, &opts)?;
     contamination(ctx, step, r, toolchain_root.as_deref(), &destdir, dir, log)?;
     check_cancel()?;
     // The store keeps the first artifact published under a key (e.g. one stored just before a
@@ -573,6 +592,9 @@ fn host_toolchain(ctx: &Ctx, step: &Step) -> Result<PathBuf, String> {
     Ok(tc.root)
 }
 
+/// The C and C++ compiler flags of every build unless its recipe sets its own.
+pub const DEFAULT_CFLAGS: &str = "-O2 -ffile-prefix-map=/build/src=.";
+
 /// The complete environment of a build: fixed paths, nothing inherited from the caller.
 fn environment(ctx: &Ctx, r: &Recipe) -> Vec<(String, String)> {
     let host = r.env == xlfs_book::BuildEnv::Host;
@@ -593,6 +615,11 @@ fn environment(ctx: &Ctx, r: &Recipe) -> Vec<(String, String)> {
             ctx.book.config.source_date_epoch.to_string(),
         ),
         ("PYTHONHASHSEED".into(), "0".into()),
+        // Compiled files must not record where they were built (the contamination check's
+        // `buildpaths`): __FILE__ and friends say `./pkg-1.0/x.c`, and without `-g` there is no
+        // debug information naming the build directory. A recipe may set its own flags.
+        ("CFLAGS".into(), DEFAULT_CFLAGS.into()),
+        ("CXXFLAGS".into(), DEFAULT_CFLAGS.into()),
     ];
     if host {
         env.extend([

@@ -24,6 +24,30 @@ pub enum StoreError {
         /// Full path of the offending file.
         path: PathBuf,
     },
+    /// A build installed a setuid/setgid file that its recipe does not declare.
+    #[error(
+        "{path}: the build installed it setuid/setgid (mode {mode:o}) but the recipe does not declare it; \
+         if the bit is wanted, declare it in the recipe: [[file]] path = \"{rel}\" mode = \"{mode:04o}\"; \
+         otherwise remove it in the install step (chmod ug-s)"
+    )]
+    UndeclaredSetid {
+        /// Full path of the file.
+        path: PathBuf,
+        /// Its path in the artifact.
+        rel: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A file owned by an id outside the build's user namespace.
+    #[error("{path}: owned by {what} {id} outside the build's user namespace (files a build installs belong to ids 0-65535 inside it)")]
+    UnmappedOwner {
+        /// Full path of the file.
+        path: PathBuf,
+        /// `uid` or `gid`.
+        what: &'static str,
+        /// The outside id.
+        id: u32,
+    },
     /// A path (or symlink target) that cannot be represented in an artifact,
     /// e.g. a file name that is not valid UTF-8.
     #[error("{path}: unsupported path: {reason}")]

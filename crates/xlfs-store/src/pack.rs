@@ -34,6 +34,10 @@ pub struct PackOptions {
     pub zstd_level: i32,
     /// Ownership/mode overrides declared by the recipe.
     pub attrs: Vec<Attr>,
+    /// The tree was made by a build in this user namespace: record each file's owner as seen
+    /// inside it (0 for root inside), and refuse setuid/setgid files the attrs do not declare.
+    /// `None`: every owner is 0 unless an attr says otherwise, and modes are taken as they are.
+    pub ids: Option<xlfs_sandbox::IdMap>,
 }
 
 impl Default for PackOptions {
@@ -42,6 +46,7 @@ impl Default for PackOptions {
             mtime: 0,
             zstd_level: DEFAULT_ZSTD_LEVEL,
             attrs: Vec::new(),
+            ids: None,
         }
     }
 }
@@ -202,8 +207,14 @@ fn scan(destdir: &Path) -> Result<Vec<Item>, StoreError> {
 
 /// Effective (uid, gid, mode) of a path after applying the attrs, which
 /// must already be sorted by increasing specificity.
-fn effective_attrs(rel: &str, fs_mode: u32, symlink: bool, attrs: &[&Attr]) -> (u32, u32, u32) {
-    let (mut uid, mut gid, mut mode) = (0, 0, fs_mode & 0o7777);
+fn effective_attrs(
+    rel: &str,
+    (uid, gid): (u32, u32),
+    fs_mode: u32,
+    symlink: bool,
+    attrs: &[&Attr],
+) -> (u32, u32, u32) {
+    let (mut uid, mut gid, mut mode) = (uid, gid, fs_mode & 0o7777);
     for a in attrs.iter().filter(|a| a.matches(rel)) {
         uid = a.uid.unwrap_or(uid);
         gid = a.gid.unwrap_or(gid);
@@ -228,7 +239,36 @@ fn write_entries<W: Write>(
     let mut entries = Vec::with_capacity(items.len());
     for item in items {
         let symlink = matches!(item.kind, ItemKind::Symlink(_));
-        let (uid, gid, mode) = effective_attrs(&item.rel, item.meta.mode(), symlink, &attrs);
+        let owner = match &opts.ids {
+            None => (0, 0),
+            Some(ids) => {
+                let unmapped = |what, id| StoreError::UnmappedOwner {
+                    path: item.abs.clone(),
+                    what,
+                    id,
+                };
+                (
+                    ids.inside_uid(item.meta.uid())
+                        .ok_or_else(|| unmapped("uid", item.meta.uid()))?,
+                    ids.inside_gid(item.meta.gid())
+                        .ok_or_else(|| unmapped("gid", item.meta.gid()))?,
+                )
+            }
+        };
+        let (uid, gid, mode) = effective_attrs(&item.rel, owner, item.meta.mode(), symlink, &attrs);
+        let setid = item.meta.mode() & 0o6000;
+        if opts.ids.is_some() && matches!(item.kind, ItemKind::File) && setid != 0 {
+            let declared = attrs
+                .iter()
+                .any(|a| a.matches(&item.rel) && a.mode.is_some_and(|m| m & setid == setid));
+            if !declared {
+                return Err(StoreError::UndeclaredSetid {
+                    path: item.abs.clone(),
+                    rel: item.rel.clone(),
+                    mode: item.meta.mode() & 0o7777,
+                });
+            }
+        }
         let mut header = tar::Header::new_gnu();
         header.set_mtime(opts.mtime);
         header.set_uid(uid.into());

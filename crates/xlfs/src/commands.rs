@@ -523,8 +523,8 @@ fn gc(app: &App, dry_run: bool) -> Result<i32> {
                 human_bytes(size)
             );
             if !dry_run {
-                std::fs::remove_dir_all(e.path())
-                    .with_context(|| format!("cannot remove {}", e.path().display()))?;
+                let exe = std::env::current_exe().context("cannot find the xlfs binary")?;
+                xlfs_build::package::remove_build_tree(&exe, &e.path()).map_err(anyhow::Error::msg)?;
             }
             freed += size;
         }

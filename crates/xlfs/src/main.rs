@@ -10,10 +10,8 @@ use clap::Parser;
 
 fn main() {
     // The sandbox helper must run before anything starts a thread.
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if argv.len() == 3 && argv[1] == "__sandbox" {
-        xlfs_sandbox::enter(std::path::Path::new(&argv[2]));
-    }
+    xlfs_sandbox::dispatch();
+    xlfs_build::packer::dispatch();
     let cli = args::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("XLFS_LOG"))

@@ -439,3 +439,80 @@ fn gc_waits_while_an_image_or_boot_holds_the_store_lock() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("waiting for"), "{text}");
 }
+
+/// A recipe whose steps install `usr/bin/x`, then run `extra_install`; `files` is appended.
+fn install_recipe(w: &World, name: &str, extra_install: &str, files: &str) {
+    let tb = tarball(&format!("{name}-1.0"), &[("x", "#!/bin/sh\necho x\n", 0o755)]);
+    let sha = w.add_tarball(&format!("{name}-1.0.tar.gz"), &tb);
+    w.write_recipe(
+        name,
+        &format!(
+            "[package]\nname = \"{name}\"\nversion = \"1.0\"\nlicense = \"MIT\"\n\n\
+             [[source]]\nfile = \"{name}-1.0.tar.gz\"\nsha256 = \"{sha}\"\n\n\
+             [build.steps]\ninstall = '''\ninstall -D -m 0755 x \"$DESTDIR/usr/bin/x\"\n{extra_install}\n'''\n{files}"
+        ),
+    );
+}
+
+fn manifest_line<'a>(files: &'a str, path: &str) -> &'a str {
+    files
+        .lines()
+        .find(|l| l.ends_with(&format!(" /{path}")))
+        .unwrap_or_else(|| panic!("{path} not in:\n{files}"))
+}
+
+#[test]
+fn an_undeclared_setuid_file_fails_the_build_and_a_declared_one_keeps_its_bit() {
+    let w = World::new();
+    install_recipe(&w, "suid", "chmod 4755 \"$DESTDIR/usr/bin/x\"", "");
+    let out = w.fails(&["build"]);
+    assert!(out.contains("FAILED suid"), "{out}");
+    assert!(
+        out.contains("/destdir/usr/bin/x: the build installed it setuid/setgid (mode 4755) but the recipe does not declare it"),
+        "names the file: {out}"
+    );
+    assert!(
+        out.contains("declare it in the recipe: [[file]] path = \"usr/bin/x\" mode = \"4755\""),
+        "names the fix: {out}"
+    );
+    assert!(w.fails(&["files", "suid"]).contains("has not been built"));
+
+    // The fix, as the error says it.
+    install_recipe(
+        &w,
+        "suid",
+        "chmod 4755 \"$DESTDIR/usr/bin/x\"",
+        "\n[[file]]\npath = \"usr/bin/x\"\nmode = \"4755\"\n",
+    );
+    w.ok(&["build"]);
+    let files = w.ok(&["files", "suid"]);
+    assert!(
+        manifest_line(&files, "usr/bin/x").starts_with("- 4755     0:0     "),
+        "{files}"
+    );
+}
+
+#[test]
+fn chown_in_the_install_step_is_recorded_in_the_manifest() {
+    let w = World::new();
+    install_recipe(
+        &w,
+        "owned",
+        "mkdir -p \"$DESTDIR/var/lib/owned\"\nchown 1000:1000 \"$DESTDIR/usr/bin/x\"\nchown 0:1000 \"$DESTDIR/var/lib/owned\"",
+        "",
+    );
+    w.ok(&["build"]);
+    let files = w.ok(&["files", "owned"]);
+    assert!(
+        manifest_line(&files, "usr/bin/x").starts_with("- 0755  1000:1000  "),
+        "{files}"
+    );
+    assert!(
+        manifest_line(&files, "var/lib/owned").starts_with("d 0755     0:1000  "),
+        "{files}"
+    );
+    assert!(
+        manifest_line(&files, "usr/bin").starts_with("d 0755     0:0     "),
+        "{files}"
+    );
+}
