@@ -393,8 +393,9 @@ fn run(
         ids: Some(ids),
     };
     let artifact = dir.join("artifact.tar.zst");
-    let packed = crate::packer::pack(&ctx.sandbox_exe, &destdir, &artifact, &opts)?;
-    contamination(ctx, step, r, toolchain_root.as_deref(), &destdir, dir, log)?;
+    let qa = qa_inputs(ctx, step, r, toolchain_root.as_deref(), dir)?;
+    let (packed, problems) = crate::packer::pack(&ctx.sandbox_exe, &destdir, &artifact, &opts, &qa)?;
+    contamination(&problems, log)?;
     check_cancel()?;
     // The store keeps the first artifact published under a key (e.g. one stored just before a
     // crash, then rebuilt): record the one really stored, not this build's.
@@ -470,16 +471,14 @@ fn copy_verified(
     Ok(to)
 }
 
-/// The contamination check (see [`crate::qa`]) on the installed tree, before it is stored.
-fn contamination(
+/// What the contamination check (see [`crate::qa`]) compares a build's installed tree with.
+fn qa_inputs(
     ctx: &Ctx,
     step: &Step,
     r: &Recipe,
     toolchain_root: Option<&Path>,
-    destdir: &Path,
     dir: &Path,
-    log: &mut Log,
-) -> Result<(), String> {
+) -> Result<crate::qa::Qa, String> {
     let mut dep_libs = std::collections::BTreeSet::new();
     for dep in &step.build_root {
         let tree = ctx
@@ -500,17 +499,20 @@ fn contamination(
     }
     build_paths.sort();
     build_paths.dedup();
-    let qa = crate::qa::Qa {
+    Ok(crate::qa::Qa {
         dep_libs,
         toolchain_libs: toolchain_root.map(toolchain_libs).unwrap_or_default(),
         build_paths,
         skip: r.qa_skip.keys().cloned().collect(),
-    };
-    let problems = crate::qa::check(destdir, &qa).map_err(|e| format!("contamination check: {e}"))?;
+    })
+}
+
+/// Fail the build on the contamination check's findings, each one in the log.
+fn contamination(problems: &[crate::qa::Problem], log: &mut Log) -> Result<(), String> {
     if problems.is_empty() {
         return Ok(());
     }
-    for p in &problems {
+    for p in problems {
         log.line(&format!("==> xlfs: contamination: {p}"));
     }
     let first = &problems[0];
@@ -521,10 +523,8 @@ fn contamination(
     ))
 }
 
-/// Sonames of the toolchain's own libraries, which any build may link against: in `host`, the
-/// libraries of the sandbox's root (the build machine today); in `chroot`, none (everything comes
-/// from declared dependencies).
-/// The shared libraries of a toolchain root (`host` builds), read once per root.
+/// Sonames of a toolchain root's own libraries, which any `host` build may link against (in
+/// `chroot` there are none: everything comes from declared dependencies); read once per root.
 fn toolchain_libs(root: &Path) -> std::collections::BTreeSet<String> {
     type Cache = Mutex<std::collections::BTreeMap<PathBuf, std::collections::BTreeSet<String>>>;
     static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();

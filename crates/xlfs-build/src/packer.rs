@@ -1,11 +1,12 @@
-//! Packing a build's DESTDIR when xlfs runs as an ordinary user.
+//! Packing a build's DESTDIR and running the contamination check ([`crate::qa`]) on it.
 //!
 //! A build may give files to other ids (`chown 1000 …; chmod 0600 …`). Outside its user
-//! namespace those are subordinate ids of the user, and the user cannot read such files. So the
-//! packing then runs inside a user namespace with the build's own mapping, in the helper mode
+//! namespace those are subordinate ids of the user, and the user cannot read such files. So when
+//! xlfs runs as an ordinary user, packing and checking run inside a user namespace with the build's own mapping, in the helper mode
 //! `xlfs __pack JOB.json` ([`dispatch`]), where the user is root over every id of the build.
 //! As root, xlfs reads everything itself and packs in process.
 
+use crate::qa::{Problem, Qa};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use xlfs_sandbox::IdMap;
@@ -22,6 +23,7 @@ struct Job {
     zstd_level: i32,
     attrs: Vec<FileAttr>,
     ids: IdMap,
+    qa: Qa,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -29,14 +31,22 @@ struct Done {
     manifest: Manifest,
     sha256: String,
     size: u64,
+    problems: Vec<Problem>,
 }
 
-/// [`xlfs_store::pack`] `destdir` into `out`, made by a build with the id mapping `opts.ids`;
-/// through the helper binary `exe` when that mapping needs one (see the module documentation).
-pub fn pack(exe: &Path, destdir: &Path, out: &Path, opts: &PackOptions) -> Result<Packed, String> {
+/// [`xlfs_store::pack`] `destdir` into `out`, made by a build with the id mapping `opts.ids`,
+/// and check it with `qa`; through the helper binary `exe` when that mapping needs one (see
+/// the module documentation).
+pub fn pack(
+    exe: &Path,
+    destdir: &Path,
+    out: &Path,
+    opts: &PackOptions,
+    qa: &Qa,
+) -> Result<(Packed, Vec<Problem>), String> {
     let ids = match &opts.ids {
         Some(ids) if ids.helper => ids.clone(),
-        _ => return xlfs_store::pack(destdir, out, opts).map_err(|e| e.to_string()),
+        _ => return pack_and_check(destdir, out, opts, qa),
     };
     let job = Job {
         destdir: destdir.to_path_buf(),
@@ -49,6 +59,7 @@ pub fn pack(exe: &Path, destdir: &Path, out: &Path, opts: &PackOptions) -> Resul
             .map(|a| (a.path.clone(), a.uid, a.gid, a.mode))
             .collect(),
         ids,
+        qa: qa.clone(),
     };
     let job_path = out.with_extension("job.json");
     std::fs::write(&job_path, serde_json::to_vec(&job).expect("job serialises"))
@@ -65,11 +76,23 @@ pub fn pack(exe: &Path, destdir: &Path, out: &Path, opts: &PackOptions) -> Resul
     }
     let done: Done = serde_json::from_slice(&res.stdout)
         .map_err(|e| format!("{} __pack: unreadable answer: {e}", exe.display()))?;
-    Ok(Packed {
+    let packed = Packed {
         manifest: done.manifest,
         sha256: done.sha256,
         size: done.size,
-    })
+    };
+    Ok((packed, done.problems))
+}
+
+fn pack_and_check(
+    destdir: &Path,
+    out: &Path,
+    opts: &PackOptions,
+    qa: &Qa,
+) -> Result<(Packed, Vec<Problem>), String> {
+    let packed = xlfs_store::pack(destdir, out, opts).map_err(|e| e.to_string())?;
+    let problems = crate::qa::check(destdir, qa).map_err(|e| format!("contamination check: {e}"))?;
+    Ok((packed, problems))
 }
 
 /// Run this process as the packing helper if it was started as one (`__pack JOB`), and never
@@ -99,16 +122,17 @@ pub fn dispatch() {
         // Inside the namespace, owners are already the build's own ids.
         ids: Some(IdMap::identity()),
     };
-    match xlfs_store::pack(&job.destdir, &job.out, &opts) {
-        Ok(p) => {
+    match pack_and_check(&job.destdir, &job.out, &opts, &job.qa) {
+        Ok((p, problems)) => {
             let done = Done {
                 manifest: p.manifest,
                 sha256: p.sha256,
                 size: p.size,
+                problems,
             };
             println!("{}", serde_json::to_string(&done).expect("manifest serialises"));
             std::process::exit(0)
         }
-        Err(e) => fail(e.to_string()),
+        Err(e) => fail(e),
     }
 }

@@ -30,7 +30,7 @@ use std::path::{Component, Path, PathBuf};
 pub const MIN_BUILD_PATH: usize = 8;
 
 /// What the checks compare the installed tree with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Qa {
     /// File names of the libraries that the declared dependencies install.
     pub dep_libs: BTreeSet<String>,
@@ -43,9 +43,9 @@ pub struct Qa {
 }
 
 /// One finding: which check, which installed file, what offends, and how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
-    pub check: &'static str,
+    pub check: String,
     /// Path in the installed tree, with a leading `/`.
     pub file: String,
     pub value: String,
@@ -84,7 +84,7 @@ pub fn check(destdir: &Path, qa: &Qa) -> std::io::Result<Vec<Problem>> {
                         continue;
                     }
                     problems.push(Problem {
-                        check: "needed",
+                        check: "needed".into(),
                         file: file.clone(),
                         value: lib.clone(),
                         fix: "no declared dependency and not the toolchain provides this library, so it came from the build machine: add the package that provides it to depends.build (and depends.run), or configure the build not to use it".into(),
@@ -97,7 +97,7 @@ pub fn check(destdir: &Path, qa: &Qa) -> std::io::Result<Vec<Problem>> {
                         continue;
                     }
                     problems.push(Problem {
-                        check: "rpaths",
+                        check: "rpaths".into(),
                         file: file.clone(),
                         value: entry.to_string(),
                         fix: "RPATH/RUNPATH entries must lie under /usr (or be $ORIGIN-relative and stay there): configure the build without it (e.g. --disable-rpath, -DCMAKE_SKIP_RPATH=ON) or remove it with `chrpath -d` / `patchelf --remove-rpath` in post-install".into(),
@@ -109,7 +109,7 @@ pub fn check(destdir: &Path, qa: &Qa) -> std::io::Result<Vec<Problem>> {
             for p in &searched {
                 if memchr::memmem::find(&bytes, p.as_bytes()).is_some() {
                     problems.push(Problem {
-                        check: "buildpaths",
+                        check: "buildpaths".into(),
                         file: file.clone(),
                         value: p.to_string(),
                         fix: "the file records where it was built: strip debug information, pass -ffile-prefix-map=/build/src=. or fix the script that wrote the path; if it is harmless, add [build.qa-skip] buildpaths = \"why\" to the recipe".into(),

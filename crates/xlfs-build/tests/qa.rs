@@ -129,7 +129,7 @@ fn an_undeclared_library_fails() {
     assert_eq!(problems.len(), 1, "{problems:#?}");
     let p = &problems[0];
     assert_eq!(
-        (p.check, p.file.as_str(), p.value.as_str()),
+        (p.check.as_str(), p.file.as_str(), p.value.as_str()),
         ("needed", "/usr/bin/prog", "libdep.so.2")
     );
     let msg = p.to_string();
@@ -165,7 +165,7 @@ fn an_rpath_outside_usr_fails() {
     assert_eq!(problems.len(), 1, "{problems:#?}");
     assert_eq!(
         (
-            problems[0].check,
+            problems[0].check.as_str(),
             problems[0].file.as_str(),
             problems[0].value.as_str()
         ),
@@ -224,7 +224,7 @@ fn a_build_path_in_any_file_fails() {
     let problems = check(&dest, &qa(BTreeSet::new(), paths.clone())).unwrap();
     let found: Vec<(&str, &str, &str)> = problems
         .iter()
-        .map(|p| (p.check, p.file.as_str(), p.value.as_str()))
+        .map(|p| (p.check.as_str(), p.file.as_str(), p.value.as_str()))
         .collect();
     assert_eq!(
         found,

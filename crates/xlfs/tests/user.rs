@@ -86,6 +86,9 @@ impl User {
             .arg(w.mirror())
             .arg("--debian-mirror")
             .arg("http://127.0.0.1:9/debian")
+            // The world's toolchain root, made by root: the user only reads it.
+            .arg("--toolchains")
+            .arg(common::toolchains())
             .args(args)
             .env_clear()
             .env("HOME", &self.home)
