@@ -144,6 +144,12 @@ pub fn ensure(
     if !t.packages.is_empty() {
         cmd.arg(format!("--include={}", t.packages.join(",")));
     }
+    // Written by a hook, which runs in mmdebstrap's user namespace: run by an ordinary user,
+    // the root's files belong to its subordinate ids and the user could not write there itself.
+    cmd.arg(format!(
+        "--customize-hook=printf '{}' > \"$1/{LD_CONF_NAME}\"",
+        SYSROOT_LD_CONF.replace('\n', "\\n")
+    ));
     cmd.arg(&t.suite)
         .arg(&root)
         .arg(mirror)
@@ -160,7 +166,9 @@ pub fn ensure(
         return Err(format!("mmdebstrap failed ({status}); its log:\n{tail}"));
     }
     let conf = root.join(LD_CONF_NAME);
-    std::fs::write(&conf, SYSROOT_LD_CONF).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+    if std::fs::read_to_string(&conf).ok().as_deref() != Some(SYSROOT_LD_CONF) {
+        return Err(format!("mmdebstrap's hook did not write {}", conf.display()));
+    }
     let status_file = root.join("var/lib/dpkg/status");
     let dpkg = std::fs::read_to_string(&status_file)
         .map_err(|e| format!("cannot read {}: {e}", status_file.display()))?;
