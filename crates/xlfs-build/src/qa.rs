@@ -17,11 +17,6 @@
 //! The checks read only the installed tree; what counts as a dependency's or the toolchain's
 //! library comes in as sets of file names.
 
-use goblin::container::{Container, Ctx, Endian};
-use goblin::elf::dynamic::{Dynamic, DT_NEEDED, DT_RPATH, DT_RUNPATH};
-use goblin::elf::header;
-use goblin::elf::program_header::ProgramHeader;
-use goblin::elf::Elf;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -76,7 +71,7 @@ pub fn check(destdir: &Path, qa: &Qa) -> std::io::Result<Vec<Problem>> {
         let installed = Path::new("/").join(rel);
         let file = installed.display().to_string();
         let bytes = std::fs::read(entry.path())?;
-        if let Some(dynamic) = elf_dynamic(&bytes) {
+        if let Some(dynamic) = xlfs_store::inspect_elf(&bytes) {
             if !qa.skip.contains("needed") {
                 for lib in &dynamic.needed {
                     let name = lib.rsplit('/').next().unwrap_or(lib);
@@ -180,55 +175,6 @@ pub fn rpath_ok(entry: &str, installed: &Path) -> bool {
         }
     }
     path.starts_with("/usr")
-}
-
-/// `DT_NEEDED` and `RPATH`/`RUNPATH` of an ELF file.
-#[derive(Debug, Default)]
-struct ElfDynamic {
-    needed: Vec<String>,
-    rpaths: Vec<String>,
-}
-
-/// `None` when `bytes` is not an ELF file or has no readable dynamic section.
-fn elf_dynamic(bytes: &[u8]) -> Option<ElfDynamic> {
-    if !bytes.starts_with(b"\x7fELF") {
-        return None;
-    }
-    let hdr = Elf::parse_header(bytes).ok()?;
-    let class = match hdr.e_ident[header::EI_CLASS] {
-        header::ELFCLASS64 => Container::Big,
-        header::ELFCLASS32 => Container::Little,
-        _ => return None,
-    };
-    let endian = match hdr.e_ident[header::EI_DATA] {
-        header::ELFDATA2LSB => Endian::Little,
-        header::ELFDATA2MSB => Endian::Big,
-        _ => return None,
-    };
-    let ctx = Ctx::new(class, endian);
-    let phdrs = ProgramHeader::parse(bytes, hdr.e_phoff as usize, hdr.e_phnum as usize, ctx).ok()?;
-    let dynamic = Dynamic::parse(bytes, &phdrs, ctx).ok()??;
-    let info = &dynamic.info;
-    let strtab = bytes.get(info.strtab..info.strtab.checked_add(info.strsz)?)?;
-    let cstr = |off: u64| -> Option<String> {
-        let s = strtab.get(usize::try_from(off).ok()?..)?;
-        let end = s.iter().position(|&b| b == 0)?;
-        Some(String::from_utf8_lossy(&s[..end]).into_owned())
-    };
-    let strings = |tag| -> Vec<String> {
-        dynamic
-            .dyns
-            .iter()
-            .filter(|d| d.d_tag == tag)
-            .filter_map(|d| cstr(d.d_val))
-            .collect()
-    };
-    let mut rpaths = strings(DT_RPATH);
-    rpaths.extend(strings(DT_RUNPATH));
-    Some(ElfDynamic {
-        needed: strings(DT_NEEDED),
-        rpaths,
-    })
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
-//! Minimal ELF inspection: type description and `DT_NEEDED`.
+//! Minimal ELF inspection: type description, `DT_NEEDED` and `RPATH`/`RUNPATH`.
 //!
 //! Only the ELF header, the program headers and the dynamic section are
 //! parsed (through goblin's low-level parsers), so inspecting a large
 //! unstripped library does not walk its symbol or debug tables.
 
 use goblin::container::{Container, Ctx, Endian};
-use goblin::elf::dynamic::{Dynamic, DF_1_PIE, DT_NEEDED};
+use goblin::elf::dynamic::{Dynamic, DF_1_PIE, DT_NEEDED, DT_RPATH, DT_RUNPATH};
 use goblin::elf::header::{self, Header};
 use goblin::elf::program_header::{ProgramHeader, PT_INTERP};
 use goblin::elf::Elf;
@@ -15,17 +15,19 @@ pub(crate) const MAGIC: &[u8; 4] = b"\x7fELF";
 
 /// What [`inspect`] learned about an ELF file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ElfInfo {
+pub struct ElfInfo {
     /// e.g. "ELF64 x86-64 shared object".
     pub desc: String,
     /// `DT_NEEDED` entries in file order.
     pub needed: Vec<String>,
+    /// `DT_RPATH` then `DT_RUNPATH` entries, as written (colon-separated lists).
+    pub rpaths: Vec<String>,
 }
 
 /// Inspects `bytes` (a whole file). Returns `None` when it is not an ELF
 /// file at all; a file with a valid ELF header whose program headers or
 /// dynamic section are damaged is still described, with no `needed`.
-pub(crate) fn inspect(bytes: &[u8]) -> Option<ElfInfo> {
+pub fn inspect(bytes: &[u8]) -> Option<ElfInfo> {
     if !bytes.starts_with(MAGIC) {
         return None;
     }
@@ -42,20 +44,28 @@ pub(crate) fn inspect(bytes: &[u8]) -> Option<ElfInfo> {
     };
     let ctx = Ctx::new(class, endian);
     let dynamic = dynamic_info(bytes, &hdr, ctx);
-    let (needed, pie) = dynamic.unwrap_or_default();
+    let dynamic = dynamic.unwrap_or_default();
     Some(ElfInfo {
-        desc: describe(&hdr, class, pie),
-        needed,
+        desc: describe(&hdr, class, dynamic.pie),
+        needed: dynamic.needed,
+        rpaths: dynamic.rpaths,
     })
 }
 
-/// Returns (`DT_NEEDED` list, is-PIE) or `None` when the program headers or
-/// dynamic section cannot be parsed.
-fn dynamic_info(bytes: &[u8], hdr: &Header, ctx: Ctx) -> Option<(Vec<String>, bool)> {
+#[derive(Default)]
+struct DynamicInfo {
+    needed: Vec<String>,
+    rpaths: Vec<String>,
+    pie: bool,
+}
+
+/// The dynamic section's entries, or `None` when the program headers or dynamic section cannot
+/// be parsed.
+fn dynamic_info(bytes: &[u8], hdr: &Header, ctx: Ctx) -> Option<DynamicInfo> {
     let phdrs = ProgramHeader::parse(bytes, hdr.e_phoff as usize, hdr.e_phnum as usize, ctx).ok()?;
     let has_interp = phdrs.iter().any(|p| p.p_type == PT_INTERP);
     let Some(dynamic) = Dynamic::parse(bytes, &phdrs, ctx).ok()? else {
-        return Some((Vec::new(), false));
+        return Some(DynamicInfo::default());
     };
     let info = &dynamic.info;
     // `info.strtab` has already been translated from a virtual address to a
@@ -66,19 +76,27 @@ fn dynamic_info(bytes: &[u8], hdr: &Header, ctx: Ctx) -> Option<(Vec<String>, bo
         let end = s.iter().position(|&b| b == 0)?;
         Some(String::from_utf8_lossy(&s[..end]).into_owned())
     };
-    let needed = dynamic
-        .dyns
-        .iter()
-        .filter(|d| d.d_tag == DT_NEEDED)
-        .filter_map(|d| cstr(d.d_val))
-        .collect();
+    let strings = |tag| -> Vec<String> {
+        dynamic
+            .dyns
+            .iter()
+            .filter(|d| d.d_tag == tag)
+            .filter_map(|d| cstr(d.d_val))
+            .collect()
+    };
+    let mut rpaths = strings(DT_RPATH);
+    rpaths.extend(strings(DT_RUNPATH));
     // Like file(1): DF_1_PIE marks a position-independent executable. Old
     // linkers did not set it; an ET_DYN with an interpreter but no SONAME is
     // then almost certainly a PIE (libc.so.6 has an interpreter *and* a
     // SONAME).
     let pie =
         hdr.e_type == header::ET_DYN && (info.flags_1 & DF_1_PIE != 0 || (has_interp && info.soname == 0));
-    Some((needed, pie))
+    Some(DynamicInfo {
+        needed: strings(DT_NEEDED),
+        rpaths,
+        pie,
+    })
 }
 
 fn describe(hdr: &Header, class: Container, pie: bool) -> String {

@@ -24,6 +24,7 @@
 //! ```
 
 mod elf;
+pub use elf::{inspect as inspect_elf, ElfInfo};
 mod error;
 mod fsutil;
 mod manifest;
