@@ -44,7 +44,29 @@ impl Images {
         let path = dir.join("images.json");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("no images in {} (run `xlfs image PROFILE`)", dir.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("cannot read {}", path.display()))
+        let mut images: Images =
+            serde_json::from_str(&text).with_context(|| format!("cannot read {}", path.display()))?;
+        // Every image lives in the directory itself: read them where the directory is now (it
+        // may have been moved or copied since it was written).
+        let here = |p: &mut PathBuf| {
+            if let Some(name) = p.file_name() {
+                *p = dir.join(name);
+            }
+        };
+        images.dir = dir.to_path_buf();
+        for p in [
+            &mut images.xen,
+            &mut images.kernel,
+            &mut images.initramfs,
+            &mut images.host_ext4,
+        ] {
+            here(p);
+        }
+        for g in &mut images.guests {
+            here(&mut g.disk);
+            here(&mut g.xl_cfg);
+        }
+        Ok(images)
     }
 }
 

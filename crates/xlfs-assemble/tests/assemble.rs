@@ -261,6 +261,16 @@ fn a_profile_assembles_into_images_that_read_back_right() {
     assert_eq!(loaded.files, images.files);
     let again = assemble(&a, &profile, &out, 1_700_000_000).unwrap();
     assert_eq!(again.files, images.files, "images are reproducible");
+
+    // A moved images directory (another home, a copy for another user) boots its own files.
+    let moved = dir.path().join("elsewhere");
+    std::fs::rename(&out, &moved).unwrap();
+    let loaded = Images::load(&moved).unwrap();
+    assert_eq!(loaded.dir, moved);
+    assert_eq!(loaded.xen, moved.join("xen"));
+    assert_eq!(loaded.guests[0].disk, moved.join("guest-g1.ext4"));
+    assert_eq!(loaded.guests[0].xl_cfg, moved.join("g1.cfg"));
+    assert!(loaded.guests[0].disk.exists() && loaded.initramfs.exists());
 }
 
 fn libc_s_ifmt() -> u32 {
