@@ -486,9 +486,14 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// Set mount attributes on `dst` (and the mounts below it). Unlike a bind remount, this keeps
+/// Set mount attributes on `dst` and the mounts below it. Unlike a bind remount, this keeps
 /// every other flag, including those locked by the kernel.
 fn setattr(dst: &Path, set: u64) -> Res {
+    setattr_with(dst, set, libc::AT_RECURSIVE as libc::c_uint)
+}
+
+/// [`setattr`] with mount_setattr(2)'s `flags` (0: only the mount at `dst`).
+fn setattr_with(dst: &Path, set: u64, flags: libc::c_uint) -> Res {
     let c = cstr(&dst.to_string_lossy());
     let attr = MountAttr {
         attr_set: set,
@@ -501,7 +506,7 @@ fn setattr(dst: &Path, set: u64) -> Res {
             libc::SYS_mount_setattr,
             libc::AT_FDCWD,
             c.as_ptr(),
-            libc::AT_RECURSIVE as libc::c_uint,
+            flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -712,29 +717,7 @@ fn setup(spec: &Spec) -> Res {
     chdir("/").map_err(|e| e.to_string())?;
     // `/` and `/dev` themselves read-only (not recursive: the writable binds stay writable).
     for p in ["/", "/dev"] {
-        let c = cstr(p);
-        let attr = MountAttr {
-            attr_set: ATTR_RDONLY | ATTR_NOSUID,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: 0,
-        };
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                0 as libc::c_uint,
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
-            )
-        };
-        if r != 0 {
-            return Err(format!(
-                "mount_setattr {p} read-only: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
+        setattr_with(Path::new(p), ATTR_RDONLY | ATTR_NOSUID, 0)?;
     }
     Ok(())
 }

@@ -93,20 +93,7 @@ fn moving_the_book_and_the_home_keeps_every_key() {
         .unwrap();
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    let start = t.find('{').unwrap();
-    let v: serde_json::Value = serde_json::from_str(&t[start..]).unwrap();
-    let after: Vec<(String, String, String)> = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap().to_string(),
-                s["key"].as_str().unwrap().to_string(),
-                s["status"]["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let after = plan_steps(&t);
     assert_eq!(
         before, after,
         "same keys, still cached, after moving the book and the home"

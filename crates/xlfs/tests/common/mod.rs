@@ -212,21 +212,7 @@ impl World {
 
     /// name -> (key, status) from `xlfs plan --json`.
     pub fn plan(&self) -> Vec<(String, String, String)> {
-        let out = self.ok(&["plan", "--json"]);
-        let start = out.find('{').unwrap();
-        let v: serde_json::Value = serde_json::from_str(&out[start..]).unwrap();
-        v["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                (
-                    s["name"].as_str().unwrap().to_string(),
-                    s["key"].as_str().unwrap().to_string(),
-                    s["status"]["status"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
+        plan_steps(&self.ok(&["plan", "--json"]))
     }
 
     /// name -> artifact sha256 from `xlfs report --json`.
@@ -254,4 +240,22 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// (name, key, status) of each step in the output of `xlfs plan --json`.
+pub fn plan_steps(out: &str) -> Vec<(String, String, String)> {
+    let start = out.find('{').unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out[start..]).unwrap();
+    v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["key"].as_str().unwrap().to_string(),
+                s["status"]["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
