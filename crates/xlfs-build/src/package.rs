@@ -311,6 +311,8 @@ fn run(
                 .map_err(|e| format!("dependency {dep}: {e}"))?,
         );
     }
+    // The contamination check reads the same trees after the build.
+    let dep_trees = layers.clone();
     let workdir = format!("/build/src/{workdir_rel}");
     let workdir = workdir.trim_end_matches('/').to_string();
     let script_path = dir.join("steps.sh");
@@ -393,7 +395,7 @@ fn run(
         ids: Some(ids),
     };
     let artifact = dir.join("artifact.tar.zst");
-    let qa = qa_inputs(ctx, step, r, toolchain_root.as_deref(), dir)?;
+    let qa = qa_inputs(ctx, r, &dep_trees, toolchain_root.as_deref(), dir);
     let (packed, problems) = crate::packer::pack(&ctx.sandbox_exe, &destdir, &artifact, &opts, &qa)?;
     contamination(&problems, log)?;
     check_cancel()?;
@@ -474,19 +476,15 @@ fn copy_verified(
 /// What the contamination check (see [`crate::qa`]) compares a build's installed tree with.
 fn qa_inputs(
     ctx: &Ctx,
-    step: &Step,
     r: &Recipe,
+    dep_trees: &[PathBuf],
     toolchain_root: Option<&Path>,
     dir: &Path,
-) -> Result<crate::qa::Qa, String> {
-    let mut dep_libs = std::collections::BTreeSet::new();
-    for dep in &step.build_root {
-        let tree = ctx
-            .store
-            .tree(&step.inputs.deps[dep])
-            .map_err(|e| format!("dependency {dep}: {e}"))?;
-        dep_libs.extend(crate::qa::library_names(&tree, None));
-    }
+) -> crate::qa::Qa {
+    let dep_libs = dep_trees
+        .iter()
+        .flat_map(|tree| crate::qa::library_names(tree, None))
+        .collect();
     let mut build_paths = vec![
         dir.display().to_string(),
         ctx.home.root.display().to_string(),
@@ -499,12 +497,12 @@ fn qa_inputs(
     }
     build_paths.sort();
     build_paths.dedup();
-    Ok(crate::qa::Qa {
+    crate::qa::Qa {
         dep_libs,
         toolchain_libs: toolchain_root.map(toolchain_libs).unwrap_or_default(),
         build_paths,
         skip: r.qa_skip.keys().cloned().collect(),
-    })
+    }
 }
 
 /// Fail the build on the contamination check's findings, each one in the log.
