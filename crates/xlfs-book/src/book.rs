@@ -22,6 +22,27 @@ pub struct BookConfig {
     pub host_provides: Vec<String>,
     /// The pinned toolchain root of the `host` environment (`[toolchain.host]`).
     pub host_toolchain: HostToolchain,
+    /// Named build environments (`[env.NAME]`), which recipes name in `build.env`.
+    pub envs: BTreeMap<String, NamedEnv>,
+}
+
+/// A named build environment (`[env.NAME]` in book.toml): a base environment and packages that
+/// every recipe building in it gets in its build root, as if listed first in `depends.build`.
+/// One setting moves a whole group of recipes to another toolchain, e.g. the guests' services
+/// from the pinned host root to the LFS system:
+///
+/// ```toml
+/// [env.guest]
+/// base = "host"          # later: base = "chroot", build = ["lfs-build-essential"]
+/// build = []
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NamedEnv {
+    pub base: crate::BuildEnv,
+    pub build: Vec<String>,
+    /// Line and column of each `build` entry in book.toml, for diagnostics.
+    #[serde(skip)]
+    pub build_spans: Vec<(usize, usize)>,
 }
 
 /// The toolchain root of the `host` environment: a Debian root made by `mmdebstrap`
@@ -59,6 +80,7 @@ impl Default for BookConfig {
             source_date_epoch: 1_700_000_000,
             host_provides: Vec::new(),
             host_toolchain: HostToolchain::default(),
+            envs: BTreeMap::new(),
         }
     }
 }
@@ -151,9 +173,19 @@ impl Book {
 
         let mut recipes: BTreeMap<String, Recipe> = BTreeMap::new();
         for f in recipe_files {
-            let (r, d) = parse_recipe(&f.path, &f.text, &templates);
+            let (r, d) = parse_recipe(&f.path, &f.text, &templates, &config.envs);
             diags.extend(d);
             let Some(mut r) = r else { continue };
+            // A named environment's packages come first in the build dependencies.
+            if let Some(named) = r.env_name.as_ref().and_then(|n| config.envs.get(n)) {
+                let declared = std::mem::take(&mut r.build_deps);
+                r.build_deps = named.build.clone();
+                r.build_deps.extend(declared.into_iter().filter(|d| !named.build.contains(d)));
+                let shift = named.build.len();
+                let old = std::mem::take(&mut r.spans.build_deps);
+                r.spans.build_deps = vec![r.spans.name.unwrap_or((0, 0)); shift];
+                r.spans.build_deps.extend(old);
+            }
             let stem = f
                 .path
                 .file_stem()
@@ -189,6 +221,23 @@ impl Book {
                 continue;
             }
             recipes.insert(r.name.clone(), r);
+        }
+        for (name, env) in &config.envs {
+            for (i, dep) in env.build.iter().enumerate() {
+                if !recipes.contains_key(dep) {
+                    let (line, col) = env.build_spans.get(i).copied().unwrap_or((0, 0));
+                    diags.push(Diagnostic {
+                        file: PathBuf::from("book.toml"),
+                        line,
+                        col,
+                        field: format!("env.{name}.build"),
+                        message: format!("unknown package `{dep}`"),
+                        help: suggest(dep, recipes.keys().map(|s| s.as_str()))
+                            .map(|s| format!("did you mean `{s}`?"))
+                            .or_else(|| Some("no recipe in the book has this name".into())),
+                    });
+                }
+            }
         }
         check_dependencies(&recipes, &config.host_provides, &mut diags);
         for p in &config.host_provides {
@@ -411,7 +460,53 @@ fn parse_config(path: &Path, text: &str) -> (BookConfig, Vec<Diagnostic>) {
         }
         t.finish(&mut sink, &["host"]);
     }
-    top.finish(&mut sink, &["book", "toolchain"]);
+    if let Some(mut envs) = top.table(&mut sink, "env") {
+        for name in envs.keys() {
+            let Some(mut e) = envs.table(&mut sink, &name) else { continue };
+            if matches!(name.as_str(), "host" | "chroot") || !is_debian_name(&name) {
+                sink.error(
+                    e.span(),
+                    format!("env.{name}"),
+                    format!("`{name}` cannot name an environment"),
+                    Some("use lowercase letters, digits and `-`, other than `host` and `chroot`".into()),
+                );
+            }
+            let base = match e.required_string(&mut sink, "base", "\"host\"") {
+                Some(b) if b.value == "host" => Some(crate::BuildEnv::Host),
+                Some(b) if b.value == "chroot" => Some(crate::BuildEnv::Chroot),
+                Some(b) => {
+                    sink.error(
+                        b.span,
+                        format!("env.{name}.base"),
+                        format!("unknown base environment `{}`", b.value),
+                        Some("use \"host\" or \"chroot\"".into()),
+                    );
+                    None
+                }
+                None => None,
+            };
+            let mut build = Vec::new();
+            let mut build_spans = Vec::new();
+            for p in e.string_list(&mut sink, "build").unwrap_or_default() {
+                if build.contains(&p.value) {
+                    sink.error(
+                        p.span,
+                        format!("env.{name}.build"),
+                        format!("`{}` is listed twice", p.value),
+                        Some("remove one of them".into()),
+                    );
+                    continue;
+                }
+                build_spans.push(p.span.as_ref().map(|r| sink.line_col(r.start)).unwrap_or((0, 0)));
+                build.push(p.value);
+            }
+            e.finish(&mut sink, &["base", "build"]);
+            if let Some(base) = base {
+                config.envs.insert(name, NamedEnv { base, build, build_spans });
+            }
+        }
+    }
+    top.finish(&mut sink, &["book", "toolchain", "env"]);
     (config, sink.diags)
 }
 

@@ -209,6 +209,11 @@ impl<'t> Reader<'t> {
         out
     }
 
+    /// Every key of this table, in file order (for tables keyed by user-chosen names).
+    pub fn keys(&self) -> Vec<String> {
+        self.table.iter().map(|(k, _)| k.to_string()).collect()
+    }
+
     /// Keys present in the table but never read.
     pub fn unread(&self) -> Vec<(String, Option<Range<usize>>)> {
         self.table

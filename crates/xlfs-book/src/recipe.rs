@@ -100,6 +100,10 @@ pub struct Recipe {
     pub build_deps: Vec<String>,
     pub run_deps: Vec<String>,
     pub env: BuildEnv,
+    /// A named environment of book.toml (`[env.NAME]`) this recipe builds in: `env` is its base,
+    /// and its `build` packages are appended to `build_deps` when the book is loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_name: Option<String>,
     pub template: Option<String>,
     /// Extra environment variables for the build.
     pub environment: BTreeMap<String, String>,
@@ -340,11 +344,13 @@ fn parse_id(sink: &mut Sink, r: &mut Reader, key: &str) -> Option<u32> {
     }
 }
 
-/// Parse one recipe. `path` is used in diagnostics; `templates` resolves `build.template`.
+/// Parse one recipe. `path` is used in diagnostics; `templates` resolves `build.template`,
+/// `envs` the named environments of book.toml that `build.env` may name besides host and chroot.
 pub fn parse_recipe(
     path: &Path,
     text: &str,
     templates: &BTreeMap<String, Template>,
+    envs: &BTreeMap<String, crate::book::NamedEnv>,
 ) -> (Option<Recipe>, Vec<Diagnostic>) {
     let mut sink = Sink::new(path, text);
     let Some(doc) = crate::reader::parse_document(&mut sink, text) else {
@@ -551,6 +557,7 @@ pub fn parse_recipe(
 
     // [build]
     let mut env = BuildEnv::Host;
+    let mut env_name = None;
     let mut template_name = None;
     let mut template_given = false;
     let mut environment = BTreeMap::new();
@@ -565,12 +572,30 @@ pub fn parse_recipe(
                 match e.value.as_str() {
                     "host" => env = BuildEnv::Host,
                     "chroot" => env = BuildEnv::Chroot,
-                    other => sink.error(
-                        e.span,
-                        "build.env",
-                        format!("unknown build environment `{other}`"),
-                        Some("use \"host\" (the build machine's toolchain) or \"chroot\" (a root made of the dependencies)".into()),
-                    ),
+                    other => match envs.get(other) {
+                        Some(named) => {
+                            env = named.base;
+                            env_name = Some(other.to_string());
+                        }
+                        None => {
+                            let mut known = vec!["host".to_string(), "chroot".to_string()];
+                            known.extend(envs.keys().cloned());
+                            let help = crate::diag::suggest(other, known.iter().map(|s| s.as_str()))
+                                .map(|s| format!("did you mean `{s}`?"))
+                                .unwrap_or_else(|| {
+                                    format!(
+                                        "use \"host\" (the pinned toolchain root), \"chroot\" (a root made of the dependencies) or an environment of book.toml's [env.NAME] tables ({})",
+                                        known.join(", ")
+                                    )
+                                });
+                            sink.error(
+                                e.span,
+                                "build.env",
+                                format!("unknown build environment `{other}`"),
+                                Some(help),
+                            )
+                        }
+                    },
                 }
             }
             template_given = b.has("template");
@@ -758,6 +783,7 @@ pub fn parse_recipe(
         build_deps,
         run_deps,
         env,
+        env_name,
         template: template_name,
         environment,
         subdir,

@@ -374,3 +374,61 @@ fn a_cost_hint_is_read_validated_and_not_part_of_the_recipe_hash() {
     let err = load(&[("base/z.toml", &recipe("z", &[], "cost = \"big\"\n"))], &[]).unwrap_err();
     assert!(err.contains("cost"), "{err}");
 }
+
+#[test]
+fn named_environments_add_their_packages_to_the_build_root() {
+    let config = "[book]\nname = \"t\"\n[env.guest]\nbase = \"chroot\"\nbuild = [\"cc\", \"libc\"]\n";
+    let book = load(
+        &[
+            ("book.toml", config),
+            ("base/cc.toml", &recipe("cc", &[], "")),
+            ("base/libc.toml", &recipe("libc", &[], "")),
+            ("base/zlib.toml", &recipe("zlib", &[], "")),
+            ("svc/web.toml", &recipe("web", &["zlib", "libc"], "env = \"guest\"\n")),
+        ],
+        &[],
+    )
+    .unwrap();
+    let web = book.get("web").unwrap();
+    assert_eq!(web.env, xlfs_book::BuildEnv::Chroot);
+    assert_eq!(web.env_name.as_deref(), Some("guest"));
+    // The environment's packages first, then the declared ones, each once.
+    assert_eq!(web.build_deps, ["cc", "libc", "zlib"]);
+    // A recipe that names a plain environment gets nothing added.
+    assert!(book.get("zlib").unwrap().build_deps.is_empty());
+}
+
+#[test]
+fn named_environment_errors_name_book_toml_and_the_fix() {
+    let config = "[env.guest]\nbase = \"hots\"\nbuild = [\"ccc\"]\n[env.host]\nbase = \"host\"\n";
+    let err = load(
+        &[
+            ("book.toml", config),
+            ("base/cc.toml", &recipe("cc", &[], "")),
+            ("svc/web.toml", &recipe("web", &[], "env = \"gest\"\n")),
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("unknown base environment `hots`"), "{err}");
+    assert!(err.contains("env.host"), "{err}");
+    assert!(err.contains("unknown build environment `gest`"), "{err}");
+    // `guest` has a bad base, so it is not defined; the suggestion comes from what is.
+    assert!(err.contains("book.toml"), "{err}");
+
+    let config = "[env.guest]\nbase = \"host\"\nbuild = [\"ccc\"]\n";
+    let err = load(&[("book.toml", config), ("base/cc.toml", &recipe("cc", &[], ""))], &[]).unwrap_err();
+    assert!(err.contains("env.guest.build"), "{err}");
+    assert!(err.contains("did you mean `cc`?"), "{err}");
+}
+
+#[test]
+fn a_recipe_in_its_own_environment_is_a_build_cycle() {
+    let config = "[env.lfs]\nbase = \"chroot\"\nbuild = [\"gcc\"]\n";
+    let err = load(
+        &[("book.toml", config), ("ch8/gcc.toml", &recipe("gcc", &[], "env = \"lfs\"\n"))],
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("build dependency cycle: gcc -> gcc"), "{err}");
+}
