@@ -176,33 +176,6 @@ impl Book {
             let (r, d) = parse_recipe(&f.path, &f.text, &templates, &config.envs);
             diags.extend(d);
             let Some(mut r) = r else { continue };
-            // A named environment's packages come first in the build dependencies.
-            if let Some(named) = r.env_name.as_ref().and_then(|n| config.envs.get(n)) {
-                let declared = std::mem::take(&mut r.build_deps);
-                r.build_deps = named.build.clone();
-                r.build_deps.extend(declared.into_iter().filter(|d| !named.build.contains(d)));
-                let shift = named.build.len();
-                let old = std::mem::take(&mut r.spans.build_deps);
-                r.spans.build_deps = vec![r.spans.name.unwrap_or((0, 0)); shift];
-                r.spans.build_deps.extend(old);
-            }
-            let stem = f
-                .path
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .to_string();
-            if stem != r.name {
-                let (line, col) = r.spans.name.unwrap_or((0, 0));
-                diags.push(Diagnostic {
-                    file: f.path.clone(),
-                    line,
-                    col,
-                    field: "package.name".into(),
-                    message: format!("package `{}` is in a file named `{stem}.toml`", r.name),
-                    help: Some(format!("rename the file to `{}.toml` or fix the name", r.name)),
-                });
-            }
             check_book_files(&mut r, read, &mut diags);
             if let Some(prev) = recipes.get(&r.name) {
                 let (line, col) = r.spans.name.unwrap_or((0, 0));
@@ -221,6 +194,10 @@ impl Book {
                 continue;
             }
             recipes.insert(r.name.clone(), r);
+        }
+        add_bootstrap_twins(&mut recipes, &config, &mut diags);
+        for r in recipes.values_mut() {
+            add_env_deps(r, &config);
         }
         for (name, env) in &config.envs {
             for (i, dep) in env.build.iter().enumerate() {
@@ -462,7 +439,9 @@ fn parse_config(path: &Path, text: &str) -> (BookConfig, Vec<Diagnostic>) {
     }
     if let Some(mut envs) = top.table(&mut sink, "env") {
         for name in envs.keys() {
-            let Some(mut e) = envs.table(&mut sink, &name) else { continue };
+            let Some(mut e) = envs.table(&mut sink, &name) else {
+                continue;
+            };
             if matches!(name.as_str(), "host" | "chroot") || !is_debian_name(&name) {
                 sink.error(
                     e.span(),
@@ -502,7 +481,14 @@ fn parse_config(path: &Path, text: &str) -> (BookConfig, Vec<Diagnostic>) {
             }
             e.finish(&mut sink, &["base", "build"]);
             if let Some(base) = base {
-                config.envs.insert(name, NamedEnv { base, build, build_spans });
+                config.envs.insert(
+                    name,
+                    NamedEnv {
+                        base,
+                        build,
+                        build_spans,
+                    },
+                );
             }
         }
     }
@@ -581,6 +567,84 @@ fn unreadable(e: &std::io::Error) -> &'static str {
         "not found"
     } else {
         "cannot be read"
+    }
+}
+
+/// A named environment's packages come first in the build dependencies.
+fn add_env_deps(r: &mut Recipe, config: &BookConfig) {
+    let Some(named) = r.env_name.as_ref().and_then(|n| config.envs.get(n)) else {
+        return;
+    };
+    let declared = std::mem::take(&mut r.build_deps);
+    r.build_deps = named.build.clone();
+    r.build_deps
+        .extend(declared.into_iter().filter(|d| !named.build.contains(d)));
+    let shift = named.build.len();
+    let old = std::mem::take(&mut r.spans.build_deps);
+    r.spans.build_deps = vec![r.spans.name.unwrap_or((0, 0)); shift];
+    r.spans.build_deps.extend(old);
+}
+
+/// Bootstrap twins. A recipe with `[bootstrap] env = "E"` is also built as `NAME-boot`: the
+/// same sources and steps in environment E, with the `-boot` twin of each dependency that has
+/// one. This is how a system is built twice, the way the LFS book's toolchain is: the twins,
+/// built by the temporary tools, make the build root of the final packages, which therefore
+/// holds none of the temporary tools.
+fn add_bootstrap_twins(
+    recipes: &mut BTreeMap<String, Recipe>,
+    config: &BookConfig,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let has_twin: std::collections::BTreeSet<String> = recipes
+        .values()
+        .filter(|r| r.bootstrap.is_some())
+        .map(|r| r.name.clone())
+        .collect();
+    let twin_name = |n: &String| {
+        if has_twin.contains(n) {
+            format!("{n}-boot")
+        } else {
+            n.clone()
+        }
+    };
+    let mut twins = Vec::new();
+    for r in recipes.values() {
+        let Some(env) = &r.bootstrap else { continue };
+        let mut t = r.clone();
+        t.name = format!("{}-boot", r.name);
+        t.bootstrap = None;
+        t.twin_of = Some(r.name.clone());
+        match env.as_str() {
+            "host" => (t.env, t.env_name) = (crate::BuildEnv::Host, None),
+            "chroot" => (t.env, t.env_name) = (crate::BuildEnv::Chroot, None),
+            named => {
+                t.env = config.envs[named].base;
+                t.env_name = Some(named.to_string());
+            }
+        }
+        t.build_deps = r.build_deps.iter().map(twin_name).collect();
+        t.run_deps = r.run_deps.iter().map(twin_name).collect();
+        twins.push(t);
+    }
+    for t in twins {
+        if let Some(prev) = recipes.get(&t.name) {
+            let (line, col) = prev.spans.name.unwrap_or((0, 0));
+            diags.push(Diagnostic {
+                file: prev.path.clone(),
+                line,
+                col,
+                field: "package.name".into(),
+                message: format!(
+                    "package `{}` is also the bootstrap twin of `{}` ({})",
+                    t.name,
+                    t.twin_of.as_deref().unwrap_or_default(),
+                    t.path.display()
+                ),
+                help: Some("rename this package, or remove the other recipe's [bootstrap] table".into()),
+            });
+            continue;
+        }
+        recipes.insert(t.name.clone(), t);
     }
 }
 

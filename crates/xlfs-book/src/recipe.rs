@@ -105,6 +105,13 @@ pub struct Recipe {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub env_name: Option<String>,
     pub template: Option<String>,
+    /// `[bootstrap] env = "NAME"`: the book also holds `NAME-boot`, this recipe built in that
+    /// environment with the `-boot` twins of its dependencies (see `Book::from_files`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<String>,
+    /// For a generated `-boot` twin: the recipe it was made from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub twin_of: Option<String>,
     /// Extra environment variables for the build.
     pub environment: BTreeMap<String, String>,
     /// Directory inside the unpacked sources to build in (default: the single top-level directory).
@@ -168,7 +175,15 @@ pub const QA_CHECKS: [&str; 3] = ["needed", "rpaths", "buildpaths"];
 /// Bounds of `[build] cost` in SBU.
 pub const COST_RANGE: std::ops::RangeInclusive<i64> = 1..=100_000;
 const FILE_KEYS: [&str; 4] = ["path", "uid", "gid", "mode"];
-const TOP_KEYS: [&str; 6] = ["package", "source", "patch", "depends", "build", "file"];
+const TOP_KEYS: [&str; 7] = [
+    "package",
+    "source",
+    "patch",
+    "depends",
+    "build",
+    "file",
+    "bootstrap",
+];
 
 pub fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -770,6 +785,24 @@ pub fn parse_recipe(
         }
     }
 
+    // [bootstrap]
+    let mut bootstrap = None;
+    if let Some(mut b) = top.table(&mut sink, "bootstrap") {
+        if let Some(e) = b.required_string(&mut sink, "env", "\"lfs-temp\"") {
+            if envs.contains_key(&e.value) || e.value == "host" || e.value == "chroot" {
+                bootstrap = Some(e.value);
+            } else {
+                sink.error(
+                    e.span,
+                    "bootstrap.env",
+                    format!("unknown build environment `{}`", e.value),
+                    Some("name an environment of book.toml's [env.NAME] tables, or host or chroot".into()),
+                );
+            }
+        }
+        b.finish(&mut sink, &["env"]);
+    }
+
     top.finish(&mut sink, &TOP_KEYS);
 
     let recipe = Recipe {
@@ -785,6 +818,8 @@ pub fn parse_recipe(
         env,
         env_name,
         template: template_name,
+        bootstrap,
+        twin_of: None,
         environment,
         subdir,
         inputs,

@@ -384,7 +384,10 @@ fn named_environments_add_their_packages_to_the_build_root() {
             ("base/cc.toml", &recipe("cc", &[], "")),
             ("base/libc.toml", &recipe("libc", &[], "")),
             ("base/zlib.toml", &recipe("zlib", &[], "")),
-            ("svc/web.toml", &recipe("web", &["zlib", "libc"], "env = \"guest\"\n")),
+            (
+                "svc/web.toml",
+                &recipe("web", &["zlib", "libc"], "env = \"guest\"\n"),
+            ),
         ],
         &[],
     )
@@ -417,7 +420,11 @@ fn named_environment_errors_name_book_toml_and_the_fix() {
     assert!(err.contains("book.toml"), "{err}");
 
     let config = "[env.guest]\nbase = \"host\"\nbuild = [\"ccc\"]\n";
-    let err = load(&[("book.toml", config), ("base/cc.toml", &recipe("cc", &[], ""))], &[]).unwrap_err();
+    let err = load(
+        &[("book.toml", config), ("base/cc.toml", &recipe("cc", &[], ""))],
+        &[],
+    )
+    .unwrap_err();
     assert!(err.contains("env.guest.build"), "{err}");
     assert!(err.contains("did you mean `cc`?"), "{err}");
 }
@@ -426,9 +433,65 @@ fn named_environment_errors_name_book_toml_and_the_fix() {
 fn a_recipe_in_its_own_environment_is_a_build_cycle() {
     let config = "[env.lfs]\nbase = \"chroot\"\nbuild = [\"gcc\"]\n";
     let err = load(
-        &[("book.toml", config), ("ch8/gcc.toml", &recipe("gcc", &[], "env = \"lfs\"\n"))],
+        &[
+            ("book.toml", config),
+            ("ch8/gcc.toml", &recipe("gcc", &[], "env = \"lfs\"\n")),
+        ],
         &[],
     )
     .unwrap_err();
     assert!(err.contains("build dependency cycle: gcc -> gcc"), "{err}");
+}
+
+#[test]
+fn bootstrap_twins_are_built_in_their_environment_from_twins() {
+    let config = "[env.temp]\nbase = \"chroot\"\nbuild = [\"tools\"]\n\
+                  [env.final]\nbase = \"chroot\"\nbuild = [\"gmp-boot\"]\n";
+    let boot = "[bootstrap]\nenv = \"temp\"\n";
+    let gcc = format!("{}{boot}", recipe("gcc", &["gmp", "zlib"], "env = \"final\"\n"));
+    let book = load(
+        &[
+            ("book.toml", config),
+            ("t/tools.toml", &recipe("tools", &[], "")),
+            ("t/zlib.toml", &recipe("zlib", &[], "")),
+            (
+                "c/gmp.toml",
+                &format!("{}{boot}", recipe("gmp", &[], "env = \"final\"\n")),
+            ),
+            ("c/gcc.toml", &gcc),
+        ],
+        &[],
+    )
+    .unwrap();
+    let twin = book.get("gcc-boot").expect("the twin exists");
+    assert_eq!(twin.twin_of.as_deref(), Some("gcc"));
+    assert_eq!(twin.env_name.as_deref(), Some("temp"));
+    // The twin's dependencies are twins where they have one; its environment's packages first.
+    assert_eq!(twin.build_deps, ["tools", "gmp-boot", "zlib"]);
+    let gcc = book.get("gcc").unwrap();
+    assert_eq!(gcc.build_deps, ["gmp-boot", "gmp", "zlib"]);
+    assert_eq!(twin.steps, gcc.steps);
+    // Twin and original differ in their keys' recipe part.
+    assert_ne!(
+        serde_json::to_string(twin).unwrap(),
+        serde_json::to_string(gcc).unwrap()
+    );
+}
+
+#[test]
+fn a_recipe_named_like_a_twin_is_refused() {
+    let config = "[env.temp]\nbase = \"chroot\"\nbuild = []\n";
+    let err = load(
+        &[
+            ("book.toml", config),
+            (
+                "c/gmp.toml",
+                &format!("{}[bootstrap]\nenv = \"temp\"\n", recipe("gmp", &[], "")),
+            ),
+            ("c/gmp-boot.toml", &recipe("gmp-boot", &[], "")),
+        ],
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("also the bootstrap twin of `gmp`"), "{err}");
 }
