@@ -737,12 +737,13 @@ pub fn parse_recipe(
             b.finish(&mut sink, &known);
         }
         None => {
-            if !top.has("build") {
+            // A group (no sources: only dependencies) needs no [build] table.
+            if !top.has("build") && !sources.is_empty() {
                 sink.error(
                     Some(0..0),
                     "build",
                     "missing [build] table",
-                    Some("add [build] with `template = \"autotools\"` or [build.steps]".into()),
+                    Some("add [build] with `template = \"autotools\"` or [build.steps] (only a group, a recipe without sources, may have none)".into()),
                 );
             }
         }

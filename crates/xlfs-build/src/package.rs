@@ -375,7 +375,9 @@ fn run(
     let empty = std::fs::read_dir(&destdir)
         .map(|mut d| d.next().is_none())
         .unwrap_or(true);
-    if empty {
+    // A group (no sources, no steps: only dependencies, like the LFS chroot) installs nothing.
+    let group = r.sources.is_empty() && r.steps.is_empty();
+    if empty && !group {
         return Err("the install step put nothing into $DESTDIR".into());
     }
     let attrs = r

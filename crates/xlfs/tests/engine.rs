@@ -27,6 +27,56 @@ fn a_dependency_is_visible_to_its_dependent_and_a_second_build_is_cached() {
 }
 
 #[test]
+fn a_named_environment_and_a_group_make_the_build_root() {
+    let w = World::new();
+    w.greet_and_hello(&[]);
+    // A group: no sources, no steps, only what it brings at run time.
+    w.write_recipe(
+        "kit",
+        "[package]\nname = \"kit\"\nversion = \"1\"\nlicense = \"MIT\"\n[depends]\nrun = [\"libgreet\"]\n",
+    );
+    let config = std::fs::read_to_string(w.book().join("book.toml")).unwrap();
+    std::fs::write(
+        w.book().join("book.toml"),
+        format!("{config}[env.kit]\nbase = \"host\"\nbuild = [\"kit\"]\n"),
+    )
+    .unwrap();
+    let hello = std::fs::read_to_string(w.book().join("hello.toml")).unwrap();
+    w.write_recipe("hello", &format!("{hello}env = \"kit\"\n"));
+    // hello declares nothing: the environment brings libgreet.
+    let out = w.ok(&["build", "hello", "--check"]);
+    assert!(out.contains("built 3, cached 0, failed 0"), "{out}");
+    assert!(w.ok(&["log", "hello"]).contains("hello from libgreet"));
+    assert!(
+        w.ok(&["files", "kit"])
+            .lines()
+            .filter(|l| l.contains("/usr"))
+            .count()
+            == 0
+    );
+    // A package with steps that installs nothing is still an error.
+    let bad = w.recipe(
+        "libgreet",
+        "libgreet-1.0.tar.gz",
+        &common::sha256(&std::fs::read(w.mirror().join("libgreet-1.0.tar.gz")).unwrap()),
+        &[],
+        "",
+    );
+    w.write_recipe(
+        "libgreet",
+        &bad.replace(
+            "install = \"install\"",
+            "install = \"install\"\nsteps.install = \"true\"",
+        ),
+    );
+    let out = w.fails(&["build", "libgreet"]);
+    assert!(
+        out.contains("the install step put nothing into $DESTDIR"),
+        "{out}"
+    );
+}
+
+#[test]
 fn an_undeclared_dependency_fails_the_build() {
     let w = World::new();
     w.greet_and_hello(&[]);
