@@ -10,10 +10,12 @@ mod reader;
 mod recipe;
 mod template;
 
-pub use book::{is_debian_name, sha256_hex, Book, BookConfig, BookFile, HostToolchain, NON_RECIPE_DIRS};
+pub use book::{
+    is_debian_name, sha256_hex, Book, BookConfig, BookFile, HostToolchain, NamedEnv, NON_RECIPE_DIRS,
+};
 pub use diag::{line_col, suggest, BookErrors, Diagnostic};
 pub use recipe::{
     escapes_through_link, is_book_relative, is_sha256, is_valid_name, parse_recipe, BuildEnv, DebianSource,
-    FileAttr, Patch, Recipe, Source, SourceChoice, Spans, QA_CHECKS,
+    FileAttr, Patch, Recipe, Source, SourceChoice, Spans, TestSuite, QA_CHECKS,
 };
 pub use template::{parse_template, Template, VarDef, VarValue, STEP_NAMES};

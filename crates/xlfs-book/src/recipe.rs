@@ -8,6 +8,18 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+/// A recipe's test suite (`[build.tests]`), judged when `xlfs build --check` runs its `check`
+/// step: every `FAIL:`, `XPASS:`, `ERROR:` or `UNRESOLVED:` line of the result files (DejaGNU
+/// `.sum` files, glibc's `tests.sum`, automake's `test-suite.log` all use that form) must name a
+/// test of the allowlist, or the build fails.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TestSuite {
+    /// Result files, as globs relative to the build directory (e.g. `build/gcc/testsuite/*/*.sum`).
+    pub results: Vec<String>,
+    /// Known failures: test names as the result lines give them; `*` matches any text.
+    pub allow: Vec<String>,
+}
+
 /// Where a package builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -124,6 +136,10 @@ pub struct Recipe {
     /// Left out of the key when empty: the checks decide whether a build passes, not its bytes.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub qa_skip: BTreeMap<String, String>,
+    /// `[build.tests]`: where the test suite writes its results and which failures are known.
+    /// Not in the key: the test suite decides whether a build passes, not its bytes.
+    #[serde(skip)]
+    pub tests: Option<TestSuite>,
     pub files: Vec<FileAttr>,
     /// `[build] cost`: the expected build time in SBU, a scheduling hint for a home that has no
     /// recorded time of this package yet. Not part of the key (it changes no artifact).
@@ -159,7 +175,8 @@ const SOURCE_KEYS: [&str; 6] = ["file", "sha256", "urls", "debian", "unpack", "u
 const DEBIAN_KEYS: [&str; 3] = ["package", "file", "sha256"];
 const PATCH_KEYS: [&str; 3] = ["file", "sha256", "strip"];
 const DEPENDS_KEYS: [&str; 2] = ["build", "run"];
-const BUILD_KEYS: [&str; 8] = [
+const BUILD_KEYS: [&str; 9] = [
+    "tests",
     "env",
     "template",
     "subdir",
@@ -581,6 +598,7 @@ pub fn parse_recipe(
     let mut inputs = BTreeMap::new();
     let mut steps = BTreeMap::new();
     let mut qa_skip = BTreeMap::new();
+    let mut tests = None;
     match top.table(&mut sink, "build") {
         Some(mut b) => {
             if let Some(e) = b.string(&mut sink, "env") {
@@ -695,6 +713,30 @@ pub fn parse_recipe(
                     }
                 }
                 q.finish(&mut sink, &QA_CHECKS);
+            }
+            if let Some(mut t) = b.table(&mut sink, "tests") {
+                let results: Vec<String> = t
+                    .string_list(&mut sink, "results")
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|r| check_book_path(&mut sink, t.field("results"), r))
+                    .map(|r| r.value)
+                    .collect();
+                if results.is_empty() {
+                    t.missing(
+                        &mut sink,
+                        "results",
+                        "[\"build/tests.sum\"] (the result files, relative to the build directory)",
+                    );
+                }
+                let allow = t
+                    .string_list(&mut sink, "allow")
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|a| a.value)
+                    .collect();
+                t.finish(&mut sink, &["results", "allow"]);
+                tests = Some(TestSuite { results, allow });
             }
             let mut explicit = BTreeMap::new();
             if let Some(mut s) = b.table(&mut sink, "steps") {
@@ -826,6 +868,7 @@ pub fn parse_recipe(
         inputs,
         steps,
         qa_skip,
+        tests,
         files,
         cost,
         path: path.to_path_buf(),

@@ -23,6 +23,7 @@ pub mod qa;
 pub mod report;
 pub mod run;
 pub mod state;
+pub mod suites;
 pub mod toolchain;
 pub mod verify;
 

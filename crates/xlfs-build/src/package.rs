@@ -126,11 +126,21 @@ pub fn script(r: &Recipe, workdir: &str, run_checks: bool) -> String {
         if step == "check" && !run_checks {
             continue;
         }
-        if let Some(text) = r.steps.get(step) {
+        let Some(text) = r.steps.get(step) else { continue };
+        s.push_str(&format!(
+            "printf '\\n==> xlfs: {step} (%s)\\n' \"$(date -u +%T)\"\n"
+        ));
+        if step == "check" && r.tests.is_some() {
+            // A test suite with an allowlist: its exit status does not decide, its result files
+            // do (judged after the build, see suites.rs). It runs in a subshell so that a failed
+            // test does not end the script.
             s.push_str(&format!(
-                "printf '\\n==> xlfs: {step} (%s)\\n' \"$(date -u +%T)\"\n{}\n",
+                "set +e\n(\n{}\n)\nstatus=$?\nset -e\n\
+                 printf '==> xlfs: check exited with status %s; the results are judged against [build.tests] allow\\n' \"$status\"\n",
                 text.trim_end()
             ));
+        } else {
+            s.push_str(&format!("{}\n", text.trim_end()));
         }
     }
     s
@@ -368,6 +378,9 @@ fn run(
     progress.phase(&r.name, "building");
     let cpu_ms = sandbox(ctx, &spec, &dir.join("spec.json"), log)?;
     check_cancel()?;
+    if let (true, Some(suite)) = (ctx.run_checks, &r.tests) {
+        judge_tests(suite, &src.join(&workdir_rel), log)?;
+    }
 
     // Pack and store.
     progress.phase(&r.name, "packing");
@@ -594,6 +607,35 @@ fn host_toolchain(ctx: &Ctx, step: &Step) -> Result<PathBuf, String> {
 
 /// The C and C++ compiler flags of every build unless its recipe sets its own.
 pub const DEFAULT_CFLAGS: &str = "-O2 -ffile-prefix-map=/build/src=.";
+
+/// Judge a test suite's results against the recipe's allowlist, logging the counts.
+fn judge_tests(suite: &xlfs_book::TestSuite, workdir: &Path, log: &mut Log) -> Result<(), String> {
+    let (results, files) = crate::suites::collect(suite, workdir)?;
+    let unexpected = crate::suites::unexpected(&results, &suite.allow)?;
+    log.line(&format!(
+        "==> xlfs: tests ({}): {} passed, {} expected failures or skipped, {} failed ({} known, {} not)",
+        files.join(", "),
+        results.passed,
+        results.expected,
+        results.failures.len(),
+        results.failures.len() - unexpected.len(),
+        unexpected.len()
+    ));
+    for f in &unexpected {
+        log.line(&format!("==> xlfs: unexpected {f}"));
+    }
+    if unexpected.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = unexpected.iter().take(10).map(|s| s.as_str()).collect();
+    Err(format!(
+        "{} test(s) failed that [build.tests] allow does not list: {}{}\n  \
+         fix the package, or add the test's name to `allow` with a comment saying why it may fail",
+        unexpected.len(),
+        shown.join("; "),
+        if unexpected.len() > 10 { "; ..." } else { "" }
+    ))
+}
 
 /// The complete environment of a build: fixed paths, nothing inherited from the caller.
 fn environment(ctx: &Ctx, r: &Recipe) -> Vec<(String, String)> {

@@ -77,6 +77,43 @@ fn a_named_environment_and_a_group_make_the_build_root() {
 }
 
 #[test]
+fn a_test_suite_fails_the_build_only_for_failures_outside_its_allowlist() {
+    let w = World::new();
+    // A "test suite" that reports one pass and two failures the DejaGNU way, and exits 1.
+    let mk = "all:\n\ttrue\ncheck:\n\tmkdir -p t\n\
+              \tprintf 'PASS: one\\nFAIL: two (flaky)\\nFAIL: three\\nXFAIL: four\\n' > t/suite.sum\n\
+              \tfalse\ninstall:\n\tinstall -D -m 0644 Makefile $(DESTDIR)/usr/share/suite/Makefile\n";
+    let sha = w.add_tarball(
+        "suite-1.0.tar.gz",
+        &tarball("suite-1.0", &[("Makefile", mk, 0o644)]),
+    );
+    let recipe = |allow: &str| {
+        w.recipe("suite", "suite-1.0.tar.gz", &sha, &[], "")
+            + &format!("\n[build.tests]\nresults = [\"t/*.sum\"]\nallow = [{allow}]\n")
+    };
+    w.write_recipe("suite", &recipe("\"two *\""));
+    let out = w.fails(&["build", "suite", "--check"]);
+    assert!(
+        out.contains("1 test(s) failed that [build.tests] allow does not list: FAIL: three"),
+        "{out}"
+    );
+    let log = w.ok(&["log", "suite"]);
+    assert!(
+        log.contains("1 passed, 1 expected failures or skipped, 2 failed (1 known, 1 not)"),
+        "{log}"
+    );
+    // Both known: the build passes although `make check` exited 1.
+    w.write_recipe("suite", &recipe("\"two *\", \"three\""));
+    let out = w.ok(&["build", "suite", "--check"]);
+    assert!(out.contains("built 1"), "{out}");
+    // Without --check the suite does not run at all.
+    w.write_recipe("suite", &recipe("\"two *\""));
+    w.ok(&["gc"]);
+    let out = w.ok(&["build", "suite"]);
+    assert!(out.contains("built 1") || out.contains("nothing to do"), "{out}");
+}
+
+#[test]
 fn an_undeclared_dependency_fails_the_build() {
     let w = World::new();
     w.greet_and_hello(&[]);

@@ -1,0 +1,166 @@
+//! Test suites: after `xlfs build --check` has run a recipe's `check` step, its result files
+//! (`[build.tests] results`, globs under the build directory) are read, and every failure must
+//! be one the recipe knows (`[build.tests] allow`). DejaGNU's `.sum` files (binutils, gcc),
+//! glibc's `tests.sum` and automake's `test-suite.log` all report a failed test as a line
+//! `FAIL: NAME` (or `XPASS:`, `ERROR:`, `UNRESOLVED:`), which is all this reads.
+//! Parsing and judging are pure; only [`collect`] reads files.
+
+use globset::{Glob, GlobSetBuilder};
+use std::collections::BTreeSet;
+use std::path::Path;
+use xlfs_book::TestSuite;
+
+/// What the result files say.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Results {
+    pub passed: usize,
+    /// Expected failures (`XFAIL:`) and skipped tests (`UNSUPPORTED:`, `SKIP:`).
+    pub expected: usize,
+    /// `KIND: NAME` of every failure, in file order, once each.
+    pub failures: Vec<(String, String)>,
+}
+
+/// Read result lines from one file's text.
+pub fn parse(text: &str, into: &mut Results) {
+    let mut seen: BTreeSet<(String, String)> = into.failures.iter().cloned().collect();
+    for line in text.lines() {
+        let Some((kind, name)) = line.split_once(": ") else {
+            continue;
+        };
+        let name = name.trim();
+        match kind {
+            "PASS" => into.passed += 1,
+            "XFAIL" | "UNSUPPORTED" | "SKIP" => into.expected += 1,
+            "FAIL" | "XPASS" | "ERROR" | "UNRESOLVED" if !name.is_empty() => {
+                let f = (kind.to_string(), name.to_string());
+                if seen.insert(f.clone()) {
+                    into.failures.push(f);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The failures outside the allowlist (`*` in an entry matches any text), or an error for a bad
+/// allowlist entry.
+pub fn unexpected(results: &Results, allow: &[String]) -> Result<Vec<String>, String> {
+    let mut set = GlobSetBuilder::new();
+    for a in allow {
+        let g = globset::GlobBuilder::new(a)
+            .literal_separator(false)
+            .backslash_escape(false)
+            .build()
+            .map_err(|e| format!("[build.tests] allow: `{a}`: {e}"))?;
+        set.add(g);
+    }
+    let set = set.build().map_err(|e| e.to_string())?;
+    Ok(results
+        .failures
+        .iter()
+        .filter(|(_, name)| !set.is_match(name))
+        .map(|(kind, name)| format!("{kind}: {name}"))
+        .collect())
+}
+
+/// Read every result file of `suite` under `workdir`. No result file at all is an error: the
+/// test suite did not run where the recipe says.
+pub fn collect(suite: &TestSuite, workdir: &Path) -> Result<(Results, Vec<String>), String> {
+    let mut set = GlobSetBuilder::new();
+    for r in &suite.results {
+        set.add(Glob::new(r).map_err(|e| format!("[build.tests] results: `{r}`: {e}"))?);
+    }
+    let set = set.build().map_err(|e| e.to_string())?;
+    let mut files = Vec::new();
+    for e in walkdir::WalkDir::new(workdir)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+    {
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let Ok(rel) = e.path().strip_prefix(workdir) else {
+            continue;
+        };
+        if set.is_match(rel) {
+            files.push(rel.to_string_lossy().to_string());
+        }
+    }
+    if files.is_empty() {
+        return Err(format!(
+            "the test suite wrote none of its result files ({}) in the build directory",
+            suite.results.join(", ")
+        ));
+    }
+    let mut results = Results::default();
+    for f in &files {
+        let bytes = std::fs::read(workdir.join(f)).map_err(|e| format!("cannot read {f}: {e}"))?;
+        parse(&String::from_utf8_lossy(&bytes), &mut results);
+    }
+    Ok((results, files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUM: &str = "Test run by root\n\
+        PASS: gcc.dg/a.c (test for excess errors)\n\
+        FAIL: gcc.dg/b.c execution test\n\
+        XFAIL: gcc.dg/c.c\n\
+        UNSUPPORTED: gcc.dg/d.c\n\
+        XPASS: g++.dg/e.C\n\
+        FAIL: gcc.dg/b.c execution test\n\
+        # of expected passes 1\n";
+
+    #[test]
+    fn failures_are_read_once_each_with_their_kind() {
+        let mut r = Results::default();
+        parse(SUM, &mut r);
+        assert_eq!(r.passed, 1);
+        assert_eq!(r.expected, 2);
+        assert_eq!(
+            r.failures,
+            [
+                ("FAIL".to_string(), "gcc.dg/b.c execution test".to_string()),
+                ("XPASS".to_string(), "g++.dg/e.C".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn only_failures_outside_the_allowlist_count() {
+        let mut r = Results::default();
+        parse(SUM, &mut r);
+        assert_eq!(
+            unexpected(&r, &["gcc.dg/b.c *".into()]).unwrap(),
+            ["XPASS: g++.dg/e.C"]
+        );
+        assert!(unexpected(&r, &["gcc.dg/b.c*".into(), "g++.dg/*".into()])
+            .unwrap()
+            .is_empty());
+        assert_eq!(unexpected(&r, &[]).unwrap().len(), 2);
+        assert!(unexpected(&r, &["a[".into()]).unwrap_err().contains("`a[`"));
+    }
+
+    #[test]
+    fn result_files_are_found_by_glob_and_missing_ones_are_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("build/gcc/testsuite/gcc")).unwrap();
+        std::fs::write(d.path().join("build/gcc/testsuite/gcc/gcc.sum"), SUM).unwrap();
+        std::fs::write(d.path().join("build/tests.sum"), "FAIL: elf/tst-x\n").unwrap();
+        let suite = TestSuite {
+            results: vec!["build/gcc/testsuite/*/*.sum".into(), "build/tests.sum".into()],
+            allow: vec![],
+        };
+        let (r, files) = collect(&suite, d.path()).unwrap();
+        assert_eq!(files, ["build/gcc/testsuite/gcc/gcc.sum", "build/tests.sum"]);
+        assert_eq!(r.failures.len(), 3);
+        let none = TestSuite {
+            results: vec!["nowhere/*.sum".into()],
+            allow: vec![],
+        };
+        assert!(collect(&none, d.path()).unwrap_err().contains("nowhere/*.sum"));
+    }
+}
