@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS latest (
     name TEXT PRIMARY KEY,
     key TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cpu_samples (
+    at_ms INTEGER PRIMARY KEY,
+    busy REAL NOT NULL,
+    cores INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS failures (
     name TEXT PRIMARY KEY,
     key TEXT NOT NULL,
@@ -172,6 +177,24 @@ impl StateDb {
                 row_to_record,
             )
             .optional()
+    }
+
+    /// Record the machine's CPU use (busy fraction of all cores) at `at_ms` (Unix milliseconds).
+    pub fn add_cpu_sample(&self, at_ms: i64, busy: f64, cores: u32) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO cpu_samples (at_ms, busy, cores) VALUES (?1, ?2, ?3)",
+            rusqlite::params![at_ms, busy, cores],
+        )?;
+        Ok(())
+    }
+
+    /// CPU samples between two Unix times (milliseconds), in time order.
+    pub fn cpu_samples(&self, from_ms: i64, to_ms: i64) -> rusqlite::Result<Vec<(i64, f64, u32)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at_ms, busy, cores FROM cpu_samples WHERE at_ms BETWEEN ?1 AND ?2 ORDER BY at_ms",
+        )?;
+        let rows = stmt.query_map([from_ms, to_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect()
     }
 
     pub fn all_latest(&self) -> rusqlite::Result<Vec<BuildRecord>> {

@@ -9,6 +9,7 @@ mod fs;
 mod hash;
 
 pub use fs::{
-    force_remove_dir_all, rename_exchange, rename_noreplace, replace_dir, tmp_name, TempDirGuard, TMP_PREFIX,
+    force_remove_dir_all, rename_exchange, rename_noreplace, replace_dir, tmp_name, write_atomic,
+    TempDirGuard, TMP_PREFIX,
 };
 pub use hash::{sha256_file, sha256_hex, sha256_reader, HashReader, HashWriter};

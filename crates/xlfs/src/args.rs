@@ -104,10 +104,13 @@ pub enum Command {
     /// Re-hash every stored artifact against its manifest and the state database; remove the
     /// corrupt ones (the next build makes them again). Exit status 1 if any was corrupt.
     Verify,
-    /// Times, SBU and sizes of the last builds
+    /// Times, SBU and sizes of the last builds, per package and per chapter
     Report {
         #[arg(long)]
         json: bool,
+        /// Also write an HTML page with the build's timeline, CPU use and sizes
+        #[arg(long, value_name = "FILE")]
+        html: Option<std::path::PathBuf>,
     },
     /// Assemble a profile's images (dom0 initramfs and ext4, guest disks, xl.cfg)
     Image { profile: String },

@@ -39,7 +39,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Toolchain { packages } => toolchain(&app, packages),
         Command::Gc { dry_run } => gc(&app, dry_run),
         Command::Verify => verify(&app),
-        Command::Report { json } => report(&app, json),
+        Command::Report { json, html } => report(&app, json, html.as_deref()),
         Command::Image { profile } => {
             let images = crate::system::image(&app, &profile)?;
             crate::system::print_images(&images);
@@ -573,7 +573,7 @@ fn verify(app: &App) -> Result<i32> {
     Ok(if bad.is_empty() { 0 } else { 1 })
 }
 
-fn report(app: &App, json: bool) -> Result<i32> {
+fn report(app: &App, json: bool, html: Option<&std::path::Path>) -> Result<i32> {
     let book = app.book()?;
     let db = app.db()?;
     let records: Vec<_> = db
@@ -581,7 +581,25 @@ fn report(app: &App, json: bool) -> Result<i32> {
         .into_iter()
         .filter(|r| book.recipes.contains_key(&r.name))
         .collect();
-    let rep = xlfs_build::report::report(&records, book.config.sbu_reference.as_deref());
+    let chapter_of = |name: &str| xlfs_build::report::chapter_of(&book, name);
+    let rep = xlfs_build::report::report(&records, book.config.sbu_reference.as_deref(), &chapter_of);
+    if let Some(file) = html {
+        let from = (rep.total.started_at * 1000.0) as i64;
+        let to = (rep.total.finished_at * 1000.0) as i64;
+        let cpu = if records.is_empty() {
+            Vec::new()
+        } else {
+            db.cpu_samples(from, to)?
+        };
+        xlfs_util::write_atomic(file, rep.html(&cpu).as_bytes())
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        eprintln!(
+            "wrote {} ({} packages, {} CPU samples)",
+            file.display(),
+            rep.packages.len(),
+            cpu.len()
+        );
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {

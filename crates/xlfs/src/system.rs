@@ -441,7 +441,10 @@ pub fn up(app: &App, name: &str, jobs: Option<usize>) -> Result<i32> {
         .collect();
     print!(
         "{}",
-        xlfs_build::report::report(&records, book.config.sbu_reference.as_deref()).table()
+        xlfs_build::report::report(&records, book.config.sbu_reference.as_deref(), &|n: &str| {
+            xlfs_build::report::chapter_of(&book, n)
+        })
+        .table()
     );
     print_images(&images);
     println!(
