@@ -452,6 +452,60 @@ pub fn interrupt(ctx: &Ctx) {
     }
 }
 
+/// Samples the machine's CPU use (from /proc/stat) every two seconds into the state database
+/// while a run builds; stops when dropped.
+struct CpuSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CpuSampler {
+    fn start(ctx: Arc<Ctx>) -> CpuSampler {
+        use std::sync::atomic::Ordering;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1);
+            let mut last = crate::report::read_proc_stat();
+            while !flag.load(Ordering::Relaxed) {
+                for _ in 0..20 {
+                    if flag.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let now = crate::report::read_proc_stat();
+                if let (Some(a), Some(b)) = (last, now) {
+                    let busy = crate::report::busy_fraction(a, b);
+                    let at_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as i64)
+                        .unwrap_or(0);
+                    if let Ok(db) = ctx.db.lock() {
+                        let _ = db.add_cpu_sample(at_ms, busy, cores);
+                    }
+                }
+                last = now;
+            }
+        });
+        CpuSampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for CpuSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -640,59 +694,5 @@ mod tests {
         let empty = tempfile::tempdir().unwrap();
         let order = start_order(&book, &names, &HashMap::new(), empty.path());
         assert_eq!(order[0], "gcc-libs", "{order:?}");
-    }
-}
-
-/// Samples the machine's CPU use (from /proc/stat) every two seconds into the state database
-/// while a run builds; stops when dropped.
-struct CpuSampler {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl CpuSampler {
-    fn start(ctx: Arc<Ctx>) -> CpuSampler {
-        use std::sync::atomic::Ordering;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let cores = std::thread::available_parallelism()
-                .map(|n| n.get() as u32)
-                .unwrap_or(1);
-            let mut last = crate::report::read_proc_stat();
-            while !flag.load(Ordering::Relaxed) {
-                for _ in 0..20 {
-                    if flag.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                let now = crate::report::read_proc_stat();
-                if let (Some(a), Some(b)) = (last, now) {
-                    let busy = crate::report::busy_fraction(a, b);
-                    let at_ms = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis() as i64)
-                        .unwrap_or(0);
-                    if let Ok(db) = ctx.db.lock() {
-                        let _ = db.add_cpu_sample(at_ms, busy, cores);
-                    }
-                }
-                last = now;
-            }
-        });
-        CpuSampler {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for CpuSampler {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
