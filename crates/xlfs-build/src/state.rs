@@ -179,6 +179,13 @@ impl StateDb {
             .optional()
     }
 
+    /// A consistent copy of the whole database at `to` (SQLite's `VACUUM INTO`).
+    pub fn copy_to(&self, to: &std::path::Path) -> rusqlite::Result<()> {
+        self.conn
+            .execute("VACUUM INTO ?1", [to.to_string_lossy().to_string()])?;
+        Ok(())
+    }
+
     /// Record the machine's CPU use (busy fraction of all cores) at `at_ms` (Unix milliseconds).
     pub fn add_cpu_sample(&self, at_ms: i64, busy: f64, cores: u32) -> rusqlite::Result<()> {
         self.conn.execute(

@@ -112,6 +112,22 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         html: Option<std::path::PathBuf>,
     },
+    /// Rebuild cached packages in a scratch home against the same dependencies and compare the
+    /// artifacts bit for bit
+    Rebuild {
+        /// Compare the rebuilt artifacts with the stored ones (the only mode)
+        #[arg(long, required = true)]
+        compare: bool,
+        /// Packages to rebuild
+        #[arg(required = true)]
+        packages: Vec<String>,
+        /// Total parallel jobs [default: number of cores]
+        #[arg(long, short)]
+        jobs: Option<usize>,
+        /// Keep the scratch home even when everything is identical
+        #[arg(long)]
+        keep: bool,
+    },
     /// Assemble a profile's images (dom0 initramfs and ext4, guest disks, xl.cfg)
     Image { profile: String },
     /// Boot a profile's images under QEMU: interactive, or scripted checks with --check

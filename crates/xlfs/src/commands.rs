@@ -62,6 +62,17 @@ pub fn run(cli: Cli) -> Result<i32> {
                 crate::system::boot_interactive(&app, &profile, accel.as_deref())
             }
         }
+        Command::Rebuild {
+            compare: _,
+            packages,
+            jobs,
+            keep,
+        } => crate::rebuild::rebuild_compare(
+            &app,
+            &packages,
+            jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+            keep,
+        ),
         Command::Up { profile, jobs } => crate::system::up(&app, &profile, jobs),
         Command::Doctor { fix } => {
             let ok = crate::doctor::doctor(fix, &app.home.root, app.global.quiet)?;

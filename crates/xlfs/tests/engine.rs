@@ -114,6 +114,34 @@ fn a_test_suite_fails_the_build_only_for_failures_outside_its_allowlist() {
 }
 
 #[test]
+fn rebuild_compare_finds_identical_and_differing_artifacts() {
+    let w = World::new();
+    w.greet_and_hello(&["libgreet"]);
+    // A package whose output changes on every build.
+    let mk = "all:\n\tdate +%s%N > stamp\ninstall:\n\tinstall -D -m 0644 stamp $(DESTDIR)/usr/share/stamp\n\
+              \tinstall -D -m 0644 Makefile $(DESTDIR)/usr/share/Makefile\n";
+    let sha = w.add_tarball(
+        "stamp-1.0.tar.gz",
+        &tarball("stamp-1.0", &[("Makefile", mk, 0o644)]),
+    );
+    w.write_recipe("stamp", &w.recipe("stamp", "stamp-1.0.tar.gz", &sha, &[], ""));
+    let out = w.fails(&["rebuild", "--compare", "hello"]);
+    assert!(out.contains("`hello` is not built"), "{out}");
+    w.ok(&["build"]);
+    let out = w.ok(&["rebuild", "--compare", "hello"]);
+    assert!(out.contains("hello: identical"), "{out}");
+    let out = w.fails(&["rebuild", "--compare", "hello", "stamp"]);
+    assert!(out.contains("hello: identical"), "{out}");
+    assert!(out.contains("stamp: DIFFERS"), "{out}");
+    assert!(out.contains("changed usr/share/stamp"), "{out}");
+    assert!(!out.contains("usr/share/Makefile"), "{out}");
+    assert!(out.contains("scratch home kept for inspection"), "{out}");
+    // The home's own artifacts are untouched.
+    let out = w.ok(&["build"]);
+    assert!(out.contains("nothing to do"), "{out}");
+}
+
+#[test]
 fn an_undeclared_dependency_fails_the_build() {
     let w = World::new();
     w.greet_and_hello(&[]);

@@ -1,0 +1,227 @@
+//! `xlfs rebuild --compare PKG…`: build packages again, in a scratch home that holds the same
+//! cached dependencies (hard links to the same stored artifacts) and a copy of the state
+//! database, and compare the new artifacts with the stored ones bit for bit. Same key, same
+//! bytes: a difference is a reproducibility bug, and the report says which files differ.
+
+use crate::app::App;
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use xlfs_store::{ArtifactStore, LocalStore};
+
+/// What a comparison found for one package.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Identical,
+    /// The artifacts differ: these paths (first the changed, then missing or extra).
+    Differs(Vec<String>),
+}
+
+/// The paths whose entries differ between two manifests (content, mode, owner, kind, target).
+pub fn diff_manifests(a: &xlfs_store::Manifest, b: &xlfs_store::Manifest) -> Vec<String> {
+    let index = |m: &xlfs_store::Manifest| -> BTreeMap<String, String> {
+        m.entries
+            .iter()
+            .map(|e| (e.path.clone(), serde_json::to_string(e).unwrap_or_default()))
+            .collect()
+    };
+    let (a, b) = (index(a), index(b));
+    let mut out = Vec::new();
+    for (path, ea) in &a {
+        match b.get(path) {
+            Some(eb) if eb == ea => {}
+            Some(_) => out.push(format!("changed {path}")),
+            None => out.push(format!("only in the stored artifact: {path}")),
+        }
+    }
+    for path in b.keys().filter(|p| !a.contains_key(*p)) {
+        out.push(format!("only in the rebuild: {path}"));
+    }
+    out
+}
+
+pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool) -> Result<i32> {
+    if targets.is_empty() {
+        bail!("name the packages to rebuild, e.g. `xlfs rebuild --compare zlib bash`");
+    }
+    let book = app.book()?;
+    let db = app.db()?;
+    let store = app.store()?;
+    let plan = app.plan_with(&book, targets, false, &db, &store)?;
+    let mut deps = BTreeSet::new();
+    for t in targets {
+        let step = plan
+            .get(t)
+            .with_context(|| format!("no package `{t}` in the book"))?;
+        if !step.is_cached() {
+            bail!(
+                "`{t}` is not built (or its recipe changed since): run `xlfs build {t}` first, then compare"
+            );
+        }
+        deps.extend(
+            step.build_root
+                .iter()
+                .map(|d| plan.get(d).expect("in the plan").key.clone()),
+        );
+    }
+
+    // The scratch home: the dependencies' artifacts as hard links, a copy of the database.
+    let parent = app.home.root.join("rebuild");
+    std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let guard = xlfs_util::TempDirGuard::new_in(&parent, "compare")
+        .with_context(|| format!("cannot create a scratch home in {}", parent.display()))?;
+    let scratch = guard.path().to_path_buf();
+    let scratch_store = LocalStore::open(scratch.join("store")).context("cannot create the scratch store")?;
+    for key in &deps {
+        link_object(&store, &scratch_store, key)?;
+    }
+    db.copy_to(&scratch.join("state.db"))
+        .context("cannot copy the state database into the scratch home")?;
+
+    eprintln!(
+        "rebuilding {} in {} against {} cached dependencies",
+        targets.join(", "),
+        scratch.display(),
+        deps.len()
+    );
+    let exe = std::env::current_exe().context("cannot find the xlfs binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--book")
+        .arg(app.book_dir())
+        .arg("--home")
+        .arg(&scratch)
+        .arg("--sources")
+        .arg(&app.home.sources)
+        .arg("--toolchains")
+        .arg(&app.home.toolchains)
+        .arg("--offline");
+    if app.global.quiet {
+        cmd.arg("--quiet");
+    }
+    cmd.args(["build", "--no-runtime", "-k", "-j", &jobs.to_string()])
+        .args(targets);
+    let status = cmd.status().context("cannot run the scratch build")?;
+
+    let mut differ = 0;
+    for t in targets {
+        let key = &plan.get(t).expect("checked").key;
+        let old = store
+            .packed(key)
+            .with_context(|| format!("the stored artifact of {t}"))?;
+        let new = match scratch_store.packed(key) {
+            Ok(p) => p,
+            Err(_) => {
+                println!("{t}: FAILED to rebuild (see the scratch home's log)");
+                differ += 1;
+                continue;
+            }
+        };
+        match compare(&old, &new) {
+            Verdict::Identical => println!(
+                "{t}: identical ({}, sha256 {})",
+                xlfs_build::run::human_bytes(old.size),
+                &old.sha256[..12]
+            ),
+            Verdict::Differs(paths) => {
+                differ += 1;
+                println!(
+                    "{t}: DIFFERS (stored sha256 {}, rebuilt {}); {} path(s):",
+                    &old.sha256[..12],
+                    &new.sha256[..12],
+                    paths.len()
+                );
+                for p in paths.iter().take(20) {
+                    println!("  {p}");
+                }
+                if paths.len() > 20 {
+                    println!("  ...");
+                }
+            }
+        }
+    }
+    if differ > 0 || !status.success() || keep {
+        println!("scratch home kept for inspection: {}", guard.disarm().display());
+    }
+    Ok(if differ == 0 && status.success() { 0 } else { 1 })
+}
+
+fn compare(old: &xlfs_store::Packed, new: &xlfs_store::Packed) -> Verdict {
+    if old.sha256 == new.sha256 {
+        return Verdict::Identical;
+    }
+    let paths = diff_manifests(&old.manifest, &new.manifest);
+    if paths.is_empty() {
+        // Same files, different archive bytes: the packing itself differs.
+        return Verdict::Differs(vec!["(the archive bytes: same files, different packing)".into()]);
+    }
+    Verdict::Differs(paths)
+}
+
+/// Hard-link (or copy, across file systems) one stored artifact into another store.
+fn link_object(from: &LocalStore, to: &LocalStore, key: &str) -> Result<()> {
+    let sub = &key[..2];
+    let (src, dst) = (
+        from.root().join("objects").join(sub),
+        to.root().join("objects").join(sub),
+    );
+    std::fs::create_dir_all(&dst).with_context(|| format!("cannot create {}", dst.display()))?;
+    for suffix in [".manifest.json", ".tar.zst"] {
+        let name = format!("{key}{suffix}");
+        let (a, b) = (src.join(&name), dst.join(&name));
+        if std::fs::hard_link(&a, &b).is_err() {
+            std::fs::copy(&a, &b)
+                .with_context(|| format!("cannot copy {} to {}", a.display(), b.display()))?;
+        }
+    }
+    if !to.contains(key)? {
+        bail!("{key}: not a complete artifact after linking");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xlfs_store::{Entry, Kind, Manifest};
+
+    fn file(path: &str, sha: &str) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: Kind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: 1,
+            sha256: Some(sha.into()),
+            target: None,
+            needed: vec![],
+            elf: None,
+        }
+    }
+
+    #[test]
+    fn manifests_differ_by_path_content_and_presence() {
+        let a = Manifest {
+            entries: vec![
+                file("usr/bin/a", "1"),
+                file("usr/bin/b", "2"),
+                file("usr/bin/c", "3"),
+            ],
+        };
+        let b = Manifest {
+            entries: vec![
+                file("usr/bin/a", "1"),
+                file("usr/bin/b", "9"),
+                file("usr/bin/d", "4"),
+            ],
+        };
+        assert_eq!(
+            diff_manifests(&a, &b),
+            [
+                "changed usr/bin/b",
+                "only in the stored artifact: usr/bin/c",
+                "only in the rebuild: usr/bin/d"
+            ]
+        );
+        assert!(diff_manifests(&a, &a).is_empty());
+    }
+}
