@@ -39,6 +39,7 @@ mod ext4;
 mod rootfs;
 mod util;
 
+pub mod audit;
 pub use cpio::{read_cpio, write_cpio, CpioEntry};
 pub use error::ImageError;
 pub use ext4::{derive_uuid, ext4_cat, read_ext4, write_ext4, Ext4Entry, Ext4Options};

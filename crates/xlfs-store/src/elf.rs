@@ -22,6 +22,8 @@ pub struct ElfInfo {
     pub needed: Vec<String>,
     /// `DT_RPATH` then `DT_RUNPATH` entries, as written (colon-separated lists).
     pub rpaths: Vec<String>,
+    /// The program interpreter (`PT_INTERP`), e.g. `/lib64/ld-linux-x86-64.so.2`.
+    pub interp: Option<String>,
 }
 
 /// Inspects `bytes` (a whole file). Returns `None` when it is not an ELF
@@ -49,7 +51,18 @@ pub fn inspect(bytes: &[u8]) -> Option<ElfInfo> {
         desc: describe(&hdr, class, dynamic.pie),
         needed: dynamic.needed,
         rpaths: dynamic.rpaths,
+        interp: interpreter(bytes, &hdr, ctx),
     })
+}
+
+/// The `PT_INTERP` path, if the file has one.
+fn interpreter(bytes: &[u8], hdr: &Header, ctx: Ctx) -> Option<String> {
+    let phdrs = ProgramHeader::parse(bytes, hdr.e_phoff as usize, hdr.e_phnum as usize, ctx).ok()?;
+    let p = phdrs.iter().find(|p| p.p_type == PT_INTERP)?;
+    let start = usize::try_from(p.p_offset).ok()?;
+    let raw = bytes.get(start..start.checked_add(usize::try_from(p.p_filesz).ok()?)?)?;
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    Some(String::from_utf8_lossy(&raw[..end]).into_owned())
 }
 
 #[derive(Default)]
