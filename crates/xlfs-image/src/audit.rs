@@ -243,7 +243,7 @@ mod tests {
         let interp_off = phoff + 3 * 56;
         let interp_bytes = [interp.as_bytes(), &[0]].concat();
         let str_off = interp_off + interp_bytes.len();
-        let dyn_off = (str_off + strtab.len() + 7) / 8 * 8;
+        let dyn_off = (str_off + strtab.len()).div_ceil(8) * 8;
         let mut dynamic: Vec<(u64, u64)> = offs.iter().map(|o| (1u64, *o)).collect(); // DT_NEEDED
         dynamic.push((5, str_off as u64)); // DT_STRTAB (vaddr = offset: one PT_LOAD at 0)
         dynamic.push((10, strtab.len() as u64)); // DT_STRSZ
