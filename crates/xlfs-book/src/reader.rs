@@ -286,3 +286,15 @@ pub(crate) fn parse_document<'a>(sink: &mut Sink, text: &'a str) -> Option<toml_
         }
     }
 }
+
+impl<'t> Reader<'t> {
+    /// The raw item of `key` (marking it read), with its span.
+    pub fn item(&mut self, key: &str) -> Option<&'t Item> {
+        self.get(key)
+    }
+
+    /// The keys of this table, in file order (not marked read).
+    pub fn keys(&self) -> Vec<String> {
+        self.table.iter().map(|(k, _)| k.to_string()).collect()
+    }
+}
