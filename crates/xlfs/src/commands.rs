@@ -62,6 +62,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 crate::system::boot_interactive(&app, &profile, accel.as_deref())
             }
         }
+        Command::Guest { command } => crate::guest::run(&app, command),
         Command::Up { profile, jobs } => crate::system::up(&app, &profile, jobs),
         Command::Doctor { fix } => {
             let ok = crate::doctor::doctor(fix, &app.home.root, app.global.quiet)?;
