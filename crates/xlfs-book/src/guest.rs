@@ -864,6 +864,7 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
     };
 
     let mut files = Vec::new();
+    let mut file_at = Vec::new();
     for (i, mut f) in top.tables(&mut sink, "file").into_iter().enumerate() {
         let path = f.required_string(&mut sink, "path", "\"/etc/app.conf\"");
         let owner = f.string(&mut sink, "owner");
@@ -896,6 +897,7 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
                 );
                 continue;
             }
+            file_at.push((p.span.clone(), path_field.clone()));
             files.push(FileDef {
                 path: rel,
                 owner: owner.map(|o| o.value).unwrap_or("root".into()),
@@ -1015,11 +1017,11 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
         .iter()
         .flat_map(|s| s.secrets.iter().map(|p| p.trim_start_matches('/').to_string()))
         .collect();
-    for (i, f) in files.iter().enumerate() {
+    for (f, (span, field)) in files.iter().zip(&file_at) {
         if secrets.contains(&f.path) {
             sink.error(
-                Some(0..0),
-                format!("file[{i}].path"),
+                span.clone(),
+                field.clone(),
                 format!("/{} is a secret made by a first-boot step; it cannot also be a file of the image", f.path),
                 Some("drop the [[file]]: secrets are generated on the guest's first boot, never baked into an image".into()),
             );
