@@ -311,7 +311,12 @@ mod tests {
         let path = b.root.join("profiles/quick.toml");
         let a = args(&["web1", "--template", "static-web", "--type", "pv", "--set", "title=Welcome", "--dns", "10.0.0.1,9.9.9.9"]);
         let new = add_guest(&b, &path, "quick", PROFILE, &a, &[]).unwrap();
-        assert!(new.starts_with(PROFILE.trim_end()), "the rest of the profile is kept");
+        // The rest of the profile is kept, comments included, in order.
+        let mut rest = new.lines();
+        for line in PROFILE.lines() {
+            assert!(rest.any(|l| l == line), "`{line}` lost:\n{new}");
+        }
+        assert!(new.contains("# `xlfs guest new web1`: template `static-web`\n[[guest]]\nname = \"web1\""), "{new}");
         let mut p = xlfs_book::profile::parse_profile(&path, "quick", &new).0.unwrap();
         assert!(p.resolve_templates(&b).is_empty());
         let g = p.guests.iter().find(|g| g.name == "web1").unwrap();
