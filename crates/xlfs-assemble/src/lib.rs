@@ -209,7 +209,10 @@ fn add_accounts(fs: &mut RootFs, template: &xlfs_book::guest::GuestTemplate) -> 
         for line in extra.lines() {
             let name = line.split(':').next().unwrap_or("");
             if text.lines().any(|l| l.split(':').next() == Some(name)) {
-                bail!("/{path} of the base system already has `{name}` (template `{}`)", template.name);
+                bail!(
+                    "/{path} of the base system already has `{name}` (template `{}`)",
+                    template.name
+                );
             }
         }
         text.push_str(extra);

@@ -334,25 +334,39 @@ fn eleven_template_guests_share_one_disk_of_images() {
     }
     text.push_str("[boot]\nmemory = 1024\n");
     let (book, profile, store, keys) = setup_with(dir.path(), &text);
-    let a = Artifacts { book: &book, keys, store: &store };
+    let a = Artifacts {
+        book: &book,
+        keys,
+        store: &store,
+    };
     let out = dir.path().join("images/many");
     let images = assemble(&a, &profile, &out, 1_700_000_000).unwrap();
     assert_eq!(images.guests.len(), 11);
     let disk = images.guest_images.as_ref().unwrap();
     let listing = xlfs_image::read_ext4(disk).unwrap();
-    let imgs: Vec<&str> = listing.iter().map(|e| e.path.as_str()).filter(|p| p.ends_with(".img")).collect();
+    let imgs: Vec<&str> = listing
+        .iter()
+        .map(|e| e.path.as_str())
+        .filter(|p| p.ends_with(".img"))
+        .collect();
     assert_eq!(imgs.len(), 11, "{imgs:?}");
     let cpio = xlfs_image::read_cpio(&images.initramfs).unwrap();
     for (i, g) in images.guests.iter().enumerate() {
         let cfg = std::fs::read_to_string(&g.xl_cfg).unwrap();
-        assert!(cfg.contains(&format!("target=/var/lib/xen/images/app{i}.img")), "{cfg}");
+        assert!(
+            cfg.contains(&format!("target=/var/lib/xen/images/app{i}.img")),
+            "{cfg}"
+        );
         assert!(cpio.iter().any(|e| e.path == format!("etc/xen/app{i}.cfg")));
         let conf = xlfs_image::ext4_cat(&g.disk, "etc/app.conf").unwrap();
         assert_eq!(conf, format!("greeting = hi{i} from app{i}\n").as_bytes());
         let entries = xlfs_image::read_ext4(&g.disk).unwrap();
         let e = entries.iter().find(|e| e.path == "etc/app.conf").unwrap();
         assert_eq!((e.uid, e.gid, e.mode & 0o7777), (200, 200, 0o640));
-        assert!(entries.iter().all(|e| e.path != "etc/app.key"), "no secret in the image");
+        assert!(
+            entries.iter().all(|e| e.path != "etc/app.key"),
+            "no secret in the image"
+        );
         let passwd = String::from_utf8(xlfs_image::ext4_cat(&g.disk, "etc/passwd").unwrap()).unwrap();
         assert!(passwd.contains("app:x:200:200:"), "{passwd}");
         let svc = String::from_utf8(xlfs_image::ext4_cat(&g.disk, "etc/xlfs/services/app").unwrap()).unwrap();

@@ -165,6 +165,9 @@ pub struct SettingDef {
 /// Why a value does not fit a setting: the message and the fix.
 pub type Misfit = (String, String);
 
+/// A setting an instance got wrong: (setting name, message, fix).
+pub type SettingError = (String, String, String);
+
 impl SettingDef {
     /// Check a value against the declaration.
     pub fn check(&self, v: &SettingValue) -> Result<(), Misfit> {
@@ -259,7 +262,10 @@ impl SettingDef {
 
     fn example(&self) -> String {
         let ex = match self.kind {
-            SettingType::String => format!("\"{}\"", self.choices.first().map(|s| s.as_str()).unwrap_or("text")),
+            SettingType::String => format!(
+                "\"{}\"",
+                self.choices.first().map(|s| s.as_str()).unwrap_or("text")
+            ),
             SettingType::Integer => self.min.unwrap_or(1).to_string(),
             SettingType::Boolean => "true".into(),
             SettingType::List => "[\"a\", \"b\"]".into(),
@@ -273,10 +279,14 @@ impl SettingDef {
             return d.clone();
         }
         match self.kind {
-            SettingType::String => SettingValue::String(self.choices.first().cloned().unwrap_or("example".into())),
+            SettingType::String => {
+                SettingValue::String(self.choices.first().cloned().unwrap_or("example".into()))
+            }
             SettingType::Integer => SettingValue::Integer(self.min.unwrap_or(1)),
             SettingType::Boolean => SettingValue::Boolean(false),
-            SettingType::List => SettingValue::List(vec![self.choices.first().cloned().unwrap_or("example".into())]),
+            SettingType::List => {
+                SettingValue::List(vec![self.choices.first().cloned().unwrap_or("example".into())])
+            }
         }
     }
 }
@@ -463,7 +473,7 @@ impl GuestTemplate {
     pub fn resolve_settings(
         &self,
         given: &BTreeMap<String, SettingValue>,
-    ) -> Result<BTreeMap<String, SettingValue>, Vec<(String, String, String)>> {
+    ) -> Result<BTreeMap<String, SettingValue>, Vec<SettingError>> {
         let mut out = BTreeMap::new();
         let mut errs = Vec::new();
         for (k, v) in given {
@@ -476,7 +486,11 @@ impl GuestTemplate {
                         None if self.settings.is_empty() => "this template takes no settings".into(),
                         None => format!(
                             "its settings: {}",
-                            self.settings.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                            self.settings
+                                .iter()
+                                .map(|s| s.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     },
                 )),
@@ -502,7 +516,11 @@ impl GuestTemplate {
                     format!(
                         "add it to the guest's settings (or --set {}=…){}",
                         d.name,
-                        if d.help.is_empty() { String::new() } else { format!(": {}", d.help) }
+                        if d.help.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", d.help)
+                        }
                     ),
                 )),
                 None => {}
@@ -633,8 +651,11 @@ impl GuestTemplate {
 
     /// A context with sample values, for trial renderings.
     pub fn sample_context(&self) -> serde_json::Value {
-        let settings: BTreeMap<String, SettingValue> =
-            self.settings.iter().map(|s| (s.name.clone(), s.sample())).collect();
+        let settings: BTreeMap<String, SettingValue> = self
+            .settings
+            .iter()
+            .map(|s| (s.name.clone(), s.sample()))
+            .collect();
         serde_json::json!({
             "settings": settings,
             "guest": {
@@ -676,7 +697,10 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
     let mut kernel = "linux".to_string();
     match top.table(&mut sink, "template") {
         Some(mut t) => {
-            summary = t.string(&mut sink, "summary").map(|s| s.value).unwrap_or_default();
+            summary = t
+                .string(&mut sink, "summary")
+                .map(|s| s.value)
+                .unwrap_or_default();
             packages = t
                 .string_list(&mut sink, "packages")
                 .unwrap_or_default()
@@ -701,21 +725,24 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
 
     // Templates to compile: (name, source, first line).
     let mut sources: Vec<(String, String, usize)> = Vec::new();
-    let mut templated = |sink: &mut Sink, r: &mut Reader, key: &str, tname: String, required: bool| -> Option<String> {
-        let v = if required {
-            r.required_string(sink, key, "\"…\"")
-        } else {
-            r.string(sink, key)
-        }?;
-        let line = text_line(sink, &v.span, text);
-        sources.push((tname, v.value.clone(), line));
-        Some(v.value)
-    };
+    let mut templated =
+        |sink: &mut Sink, r: &mut Reader, key: &str, tname: String, required: bool| -> Option<String> {
+            let v = if required {
+                r.required_string(sink, key, "\"…\"")
+            } else {
+                r.string(sink, key)
+            }?;
+            let line = text_line(sink, &v.span, text);
+            sources.push((tname, v.value.clone(), line));
+            Some(v.value)
+        };
 
     let mut settings: Vec<SettingDef> = Vec::new();
     if let Some(mut s) = top.table(&mut sink, "settings") {
         for key in s.keys() {
-            let Some(mut d) = s.table(&mut sink, &key) else { continue };
+            let Some(mut d) = s.table(&mut sink, &key) else {
+                continue;
+            };
             if !valid_setting_name(&key) {
                 sink.error(
                     d.span(),
@@ -753,7 +780,10 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
                     sink.error(
                         re.span.clone(),
                         d.field("regex"),
-                        format!("invalid regular expression: {}", e.to_string().lines().last().unwrap_or("")),
+                        format!(
+                            "invalid regular expression: {}",
+                            e.to_string().lines().last().unwrap_or("")
+                        ),
                         Some("see https://docs.rs/regex for the syntax".into()),
                     );
                 }
@@ -793,7 +823,12 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
                     );
                 }
             }
-            d.finish(&mut sink, &["type", "default", "required", "enum", "regex", "min", "max", "help"]);
+            d.finish(
+                &mut sink,
+                &[
+                    "type", "default", "required", "enum", "regex", "min", "max", "help",
+                ],
+            );
             settings.push(def);
         }
         s.finish(&mut sink, &[]);
@@ -807,7 +842,14 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
             g.missing(&mut sink, "gid", "80");
         }
         if let (Some(n), Some(id)) = (name, gid) {
-            if account(&mut sink, &g, &n, &id, "group", groups.iter().map(|x| (x.name.as_str(), x.gid))) {
+            if account(
+                &mut sink,
+                &g,
+                &n,
+                &id,
+                "group",
+                groups.iter().map(|x| (x.name.as_str(), x.gid)),
+            ) {
                 groups.push(GroupDef {
                     name: n.value,
                     gid: id.value as u32,
@@ -824,8 +866,14 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
             u.missing(&mut sink, "uid", "80");
         }
         let group = u.required_string(&mut sink, "group", "\"www\"");
-        let home = u.string(&mut sink, "home").map(|h| h.value).unwrap_or("/nonexistent".into());
-        let shell = u.string(&mut sink, "shell").map(|h| h.value).unwrap_or("/sbin/nologin".into());
+        let home = u
+            .string(&mut sink, "home")
+            .map(|h| h.value)
+            .unwrap_or("/nonexistent".into());
+        let shell = u
+            .string(&mut sink, "shell")
+            .map(|h| h.value)
+            .unwrap_or("/sbin/nologin".into());
         if let Some(g) = &group {
             if g.value != "root" && !groups.iter().any(|x| x.name == g.value) {
                 sink.error(
@@ -837,7 +885,14 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
             }
         }
         if let (Some(n), Some(id), Some(g)) = (name, uid, group) {
-            if account(&mut sink, &u, &n, &id, "user", users.iter().map(|x| (x.name.as_str(), x.uid))) {
+            if account(
+                &mut sink,
+                &u,
+                &n,
+                &id,
+                "user",
+                users.iter().map(|x| (x.name.as_str(), x.uid)),
+            ) {
                 users.push(UserDef {
                     name: n.value,
                     uid: id.value as u32,
@@ -893,7 +948,10 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
                     p.span,
                     path_field,
                     format!("`{}` is not a normal path inside the guest", p.value),
-                    Some("write an absolute path without `..`, `.` or empty parts, e.g. \"/etc/app.conf\"".into()),
+                    Some(
+                        "write an absolute path without `..`, `.` or empty parts, e.g. \"/etc/app.conf\""
+                            .into(),
+                    ),
                 );
                 continue;
             }
@@ -912,12 +970,28 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
         let name = s.required_string(&mut sink, "name", "\"httpd\"");
         let Some(name) = name else { continue };
         if !crate::is_valid_name(&name.value) {
-            sink.error(name.span.clone(), s.field("name"), format!("`{}` is not a valid service name", name.value), Some("use lowercase letters, digits and '-'".into()));
+            sink.error(
+                name.span.clone(),
+                s.field("name"),
+                format!("`{}` is not a valid service name", name.value),
+                Some("use lowercase letters, digits and '-'".into()),
+            );
         }
         if services.iter().any(|(o, _, _)| o.name == name.value) {
-            sink.error(name.span.clone(), s.field("name"), format!("two services are named `{}`", name.value), None);
+            sink.error(
+                name.span.clone(),
+                s.field("name"),
+                format!("two services are named `{}`", name.value),
+                None,
+            );
         }
-        let command = templated(&mut sink, &mut s, "command", format!("service.{}.command", name.value), true);
+        let command = templated(
+            &mut sink,
+            &mut s,
+            "command",
+            format!("service.{}.command", name.value),
+            true,
+        );
         let user = s.string(&mut sink, "user");
         if let Some(u) = &user {
             known_user(&mut sink, &s, "user", u);
@@ -929,12 +1003,22 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
             if let Some(p) = r.integer(&mut sink, "tcp") {
                 match u16::try_from(p.value) {
                     Ok(port) if port > 0 => ready = Ready::Tcp(port),
-                    _ => sink.error(p.span, r.field("tcp"), format!("{} is not a TCP port", p.value), Some("use 1 to 65535".into())),
+                    _ => sink.error(
+                        p.span,
+                        r.field("tcp"),
+                        format!("{} is not a TCP port", p.value),
+                        Some("use 1 to 65535".into()),
+                    ),
                 }
             }
             if let Some(c) = r.string(&mut sink, "command") {
                 if ready != Ready::Started {
-                    sink.error(c.span.clone(), r.field("command"), "`ready` takes either `tcp` or `command`", None);
+                    sink.error(
+                        c.span.clone(),
+                        r.field("command"),
+                        "`ready` takes either `tcp` or `command`",
+                        None,
+                    );
                 }
                 ready = Ready::Command(c.value);
             }
@@ -970,7 +1054,12 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
         let secrets = f.string_list(&mut sink, "secrets").unwrap_or_default();
         for s in &secrets {
             if !s.value.starts_with('/') || !crate::is_book_relative(s.value.trim_start_matches('/')) {
-                sink.error(s.span.clone(), f.field("secrets"), format!("`{}` is not an absolute path", s.value), Some("name the file the step writes, e.g. \"/etc/ssh/ssh_host_ed25519_key\"".into()));
+                sink.error(
+                    s.span.clone(),
+                    f.field("secrets"),
+                    format!("`{}` is not an absolute path", s.value),
+                    Some("name the file the step writes, e.g. \"/etc/ssh/ssh_host_ed25519_key\"".into()),
+                );
             }
         }
         f.finish(&mut sink, &["name", "run", "secrets"]);
@@ -986,16 +1075,26 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
     let mut checks = Vec::new();
     for (i, mut c) in top.tables(&mut sink, "check").into_iter().enumerate() {
         let name = c.required_string(&mut sink, "name", "\"the page is served\"");
-        let port = c.integer(&mut sink, "port").and_then(|p| match u16::try_from(p.value) {
-            Ok(port) if port > 0 => Some(port),
-            _ => {
-                sink.error(p.span, c.field("port"), format!("{} is not a TCP port", p.value), Some("use 1 to 65535".into()));
-                None
-            }
-        });
+        let port = c
+            .integer(&mut sink, "port")
+            .and_then(|p| match u16::try_from(p.value) {
+                Ok(port) if port > 0 => Some(port),
+                _ => {
+                    sink.error(
+                        p.span,
+                        c.field("port"),
+                        format!("{} is not a TCP port", p.value),
+                        Some("use 1 to 65535".into()),
+                    );
+                    None
+                }
+            });
         let run = templated(&mut sink, &mut c, "run", format!("check[{i}].run"), true);
         let expect = templated(&mut sink, &mut c, "expect", format!("check[{i}].expect"), true);
-        let timeout_s = c.integer(&mut sink, "timeout").map(|t| t.value.clamp(1, 3600) as u64).unwrap_or(60);
+        let timeout_s = c
+            .integer(&mut sink, "timeout")
+            .map(|t| t.value.clamp(1, 3600) as u64)
+            .unwrap_or(60);
         if port.is_none() && run.as_deref().is_some_and(|r| r.contains("address")) {
             sink.error(c.span(), c.field("port"), "the command uses `address` but the check names no port", Some("add `port = N`: `{{ address }}` is where the build machine reaches that port of the guest".into()));
         }
@@ -1010,7 +1109,19 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
             });
         }
     }
-    top.finish(&mut sink, &["template", "settings", "group", "user", "file", "service", "first-boot", "check"]);
+    top.finish(
+        &mut sink,
+        &[
+            "template",
+            "settings",
+            "group",
+            "user",
+            "file",
+            "service",
+            "first-boot",
+            "check",
+        ],
+    );
 
     // No configuration file may be a secret: secrets are made on the guest.
     let secrets: BTreeSet<String> = first_boot
@@ -1041,8 +1152,14 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
                 line: l,
                 col: 0,
                 field: tname,
-                message: format!("invalid template syntax: {}", e.detail().unwrap_or(&e.kind().to_string())),
-                help: Some("see https://docs.rs/minijinja for the syntax: {{ settings.NAME }}, {% if %}, {% for %}".into()),
+                message: format!(
+                    "invalid template syntax: {}",
+                    e.detail().unwrap_or(&e.kind().to_string())
+                ),
+                help: Some(
+                    "see https://docs.rs/minijinja for the syntax: {{ settings.NAME }}, {% if %}, {% for %}"
+                        .into(),
+                ),
             });
         }
     }
@@ -1091,24 +1208,49 @@ fn account<'a>(
 ) -> bool {
     let idkey = if what == "user" { "uid" } else { "gid" };
     if !valid_account(&name.value) {
-        sink.error(name.span.clone(), r.field("name"), format!("`{}` is not a valid {what} name", name.value), Some("use lowercase letters, digits, '_' and '-', at most 32".into()));
+        sink.error(
+            name.span.clone(),
+            r.field("name"),
+            format!("`{}` is not a valid {what} name", name.value),
+            Some("use lowercase letters, digits, '_' and '-', at most 32".into()),
+        );
         return false;
     }
     if RESERVED_NAMES.contains(&name.value.as_str()) {
-        sink.error(name.span.clone(), r.field("name"), format!("`{}` is a {what} of the base system", name.value), Some("pick a name of the service's own, e.g. \"www\"".into()));
+        sink.error(
+            name.span.clone(),
+            r.field("name"),
+            format!("`{}` is a {what} of the base system", name.value),
+            Some("pick a name of the service's own, e.g. \"www\"".into()),
+        );
         return false;
     }
-    if !(100..=59999).contains(&id.value) && !(id.value >= 20 && id.value < 100) {
-        sink.error(id.span.clone(), r.field(idkey), format!("{} is outside the ids templates may use", id.value), Some("use 20–99 (well-known service ids) or 100–59999".into()));
+    if !(20..=59999).contains(&id.value) {
+        sink.error(
+            id.span.clone(),
+            r.field(idkey),
+            format!("{} is outside the ids templates may use", id.value),
+            Some("use 20–99 (well-known service ids) or 100–59999".into()),
+        );
         return false;
     }
     let mut ok = true;
     for (n, i) in &mut others {
         if n == name.value {
-            sink.error(name.span.clone(), r.field("name"), format!("two {what}s are named `{n}`"), None);
+            sink.error(
+                name.span.clone(),
+                r.field("name"),
+                format!("two {what}s are named `{n}`"),
+                None,
+            );
             ok = false;
         } else if i as i64 == id.value {
-            sink.error(id.span.clone(), r.field(idkey), format!("{idkey} {i} is also `{n}`'s"), Some(format!("give each {what} its own {idkey}")));
+            sink.error(
+                id.span.clone(),
+                r.field(idkey),
+                format!("{idkey} {i} is also `{n}`'s"),
+                Some(format!("give each {what} its own {idkey}")),
+            );
             ok = false;
         }
     }
@@ -1127,7 +1269,10 @@ fn order_services(
                 sink.error(
                     span.clone(),
                     field.clone(),
-                    format!("service `{}` starts after `{a}`, which is not a service of this template", s.name),
+                    format!(
+                        "service `{}` starts after `{a}`, which is not a service of this template",
+                        s.name
+                    ),
                     suggest(a, names.iter().map(|n| n.as_str())).map(|n| format!("did you mean `{n}`?")),
                 );
             }
@@ -1150,7 +1295,10 @@ fn order_services(
                     field.clone(),
                     format!(
                         "services wait for each other in a cycle: {}",
-                        left.iter().map(|(s, _, _)| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                        left.iter()
+                            .map(|(s, _, _)| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                     Some(format!("drop one `after` entry, e.g. of `{}`", s.name)),
                 );
@@ -1181,9 +1329,19 @@ pub(crate) fn read_settings(sink: &mut Sink, r: &mut Reader) -> BTreeMap<String,
                 Some(value) => {
                     out.insert(key, SettingAt { value, line, col });
                 }
-                None => sink.error(span, r.field(&key), "a setting is a string, an integer, a boolean or a list of strings", None),
+                None => sink.error(
+                    span,
+                    r.field(&key),
+                    "a setting is a string, an integer, a boolean or a list of strings",
+                    None,
+                ),
             },
-            _ => sink.error(span, r.field(&key), "a setting is a string, an integer, a boolean or a list of strings", None),
+            _ => sink.error(
+                span,
+                r.field(&key),
+                "a setting is a string, an integer, a boolean or a list of strings",
+                None,
+            ),
         }
     }
     out

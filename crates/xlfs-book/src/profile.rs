@@ -290,7 +290,9 @@ impl Profile {
         }
         // Render each template guest's files now, so that a bad value shows at load time.
         for g in &self.guests {
-            let Some(t) = g.template.as_ref().and_then(|t| self.templates.get(t)) else { continue };
+            let Some(t) = g.template.as_ref().and_then(|t| self.templates.get(t)) else {
+                continue;
+            };
             if let Err(errs) = t.render(&g.context(self)) {
                 for mut e in errs {
                     e.message = format!("rendering for guest `{}`: {}", g.name, e.message);
@@ -558,7 +560,12 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
         let template = g.string(&mut sink, "template");
         if let Some(t) = &template {
             if !crate::is_valid_name(&t.value) {
-                sink.error(t.span.clone(), g.field("template"), format!("`{}` is not a valid template name", t.value), Some("name a file of book/guests/ without `.toml`".into()));
+                sink.error(
+                    t.span.clone(),
+                    g.field("template"),
+                    format!("`{}` is not a valid template name", t.value),
+                    Some("name a file of book/guests/ without `.toml`".into()),
+                );
             }
         }
         let kind = match g.string(&mut sink, "type") {
@@ -592,7 +599,12 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
         let mut settings = BTreeMap::new();
         if let Some(mut st) = g.table(&mut sink, "settings") {
             if template.is_none() {
-                sink.error(st.span(), g.field("settings"), "settings without a template", Some("add `template = \"NAME\"` (a file of book/guests/)".into()));
+                sink.error(
+                    st.span(),
+                    g.field("settings"),
+                    "settings without a template",
+                    Some("add `template = \"NAME\"` (a file of book/guests/)".into()),
+                );
             }
             for (k, v) in crate::guest::read_settings(&mut sink, &mut st) {
                 settings_at.insert(k.clone(), (v.line, v.col));
@@ -604,21 +616,42 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
             .unwrap_or_default()
             .into_iter()
             .filter_map(|k| {
-                let ok = k.value.split_whitespace().count() >= 2 && k.value.starts_with(|c: char| c.is_ascii_alphabetic()) && !k.value.contains('\n');
+                let ok = k.value.split_whitespace().count() >= 2
+                    && k.value.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && !k.value.contains('\n');
                 if !ok {
-                    sink.error(k.span.clone(), g.field("ssh-keys"), "not an OpenSSH public key line", Some("give the one line of a .pub file: \"ssh-ed25519 AAAA… comment\"".into()));
+                    sink.error(
+                        k.span.clone(),
+                        g.field("ssh-keys"),
+                        "not an OpenSSH public key line",
+                        Some("give the one line of a .pub file: \"ssh-ed25519 AAAA… comment\"".into()),
+                    );
                 }
                 if k.value.contains("PRIVATE KEY") {
-                    sink.error(k.span, g.field("ssh-keys"), "this is a private key", Some("give the public key (the .pub file)".into()));
+                    sink.error(
+                        k.span,
+                        g.field("ssh-keys"),
+                        "this is a private key",
+                        Some("give the public key (the .pub file)".into()),
+                    );
                     return None;
                 }
                 ok.then_some(k.value)
             })
             .collect();
         let lvm = g.string(&mut sink, "lvm").and_then(|v| {
-            let ok = !v.value.is_empty() && v.value.chars().all(|c| c.is_ascii_alphanumeric() || "+_.-".contains(c)) && !v.value.starts_with('-');
+            let ok = !v.value.is_empty()
+                && v.value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+_.-".contains(c))
+                && !v.value.starts_with('-');
             if !ok {
-                sink.error(v.span, g.field("lvm"), format!("`{}` is not a volume group name", v.value), Some("name the host's LVM volume group, e.g. \"vg0\"".into()));
+                sink.error(
+                    v.span,
+                    g.field("lvm"),
+                    format!("`{}` is not a volume group name", v.value),
+                    Some("name the host's LVM volume group, e.g. \"vg0\"".into()),
+                );
             }
             ok.then_some(v.value)
         });
@@ -636,13 +669,20 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
             let bridge = n.required_string(&mut sink, "bridge", "\"xenbr0\"");
             let address = cidr(&mut sink, &mut n, "address");
             let mac = n.string(&mut sink, "mac");
-            let gateway = n.string(&mut sink, "gateway").and_then(|v| match v.value.parse::<Ipv4Addr>() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    sink.error(v.span, n.field("gateway"), format!("`{}` is not an IPv4 address", v.value), Some("e.g. \"10.0.0.1\"".into()));
-                    None
-                }
-            });
+            let gateway = n
+                .string(&mut sink, "gateway")
+                .and_then(|v| match v.value.parse::<Ipv4Addr>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        sink.error(
+                            v.span,
+                            n.field("gateway"),
+                            format!("`{}` is not an IPv4 address", v.value),
+                            Some("e.g. \"10.0.0.1\"".into()),
+                        );
+                        None
+                    }
+                });
             let dns: Vec<Ipv4Addr> = n
                 .string_list(&mut sink, "dns")
                 .unwrap_or_default()
@@ -650,7 +690,12 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                 .filter_map(|v| match v.value.parse::<Ipv4Addr>() {
                     Ok(a) => Some(a),
                     Err(_) => {
-                        sink.error(v.span, n.field("dns"), format!("`{}` is not an IPv4 address", v.value), Some("e.g. [\"10.0.0.1\"]".into()));
+                        sink.error(
+                            v.span,
+                            n.field("dns"),
+                            format!("`{}` is not an IPv4 address", v.value),
+                            Some("e.g. [\"10.0.0.1\"]".into()),
+                        );
                         None
                     }
                 })
@@ -705,7 +750,9 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                 network = Some(GuestNet {
                     bridge: b.value,
                     address: a,
-                    mac: mac.map(|m| m.value.to_lowercase()).unwrap_or_else(|| derive_mac(&gname)),
+                    mac: mac
+                        .map(|m| m.value.to_lowercase())
+                        .unwrap_or_else(|| derive_mac(&gname)),
                     gateway,
                     dns,
                 });
@@ -734,7 +781,11 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
             ],
         );
         if let Some(n) = &network {
-            if let Some(o) = guests.iter().find(|o| o.network.as_ref().is_some_and(|m| m.mac == n.mac || m.address.addr == n.address.addr)) {
+            if let Some(o) = guests.iter().find(|o| {
+                o.network
+                    .as_ref()
+                    .is_some_and(|m| m.mac == n.mac || m.address.addr == n.address.addr)
+            }) {
                 sink.error(gspan, netfield, format!("guest `{gname}` has the MAC or address of guest `{}`", o.name), Some("give each guest its own address (and MAC, or leave `mac` out to derive it from the name)".into()));
             }
         }

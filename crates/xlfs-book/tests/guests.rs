@@ -48,7 +48,10 @@ fn settings_are_validated_with_the_fix() {
             .join("\n")
     };
     let e = err(s("theme", SettingValue::String("drak".into())));
-    assert!(e.contains("did you mean \"dark\"?") && e.contains("light, dark"), "{e}");
+    assert!(
+        e.contains("did you mean \"dark\"?") && e.contains("light, dark"),
+        "{e}"
+    );
     let e = err(s("lang", SettingValue::String("eng".into())));
     assert!(e.contains("does not match") && e.contains("[a-z]{2}"), "{e}");
     let e = err(s("lang", SettingValue::Integer(3)));
@@ -57,7 +60,10 @@ fn settings_are_validated_with_the_fix() {
     assert!(e.contains("did you mean `title`?"), "{e}");
     // --set text is typed by the declaration.
     let theme = t.setting("theme").unwrap();
-    assert_eq!(theme.parse_text("dark").unwrap(), SettingValue::String("dark".into()));
+    assert_eq!(
+        theme.parse_text("dark").unwrap(),
+        SettingValue::String("dark".into())
+    );
     assert!(theme.parse_text("blue").is_err());
 }
 
@@ -75,14 +81,20 @@ fn required_settings_must_be_given() {
     assert_eq!(e[0].0, "zone");
     assert!(e[0].1.contains("needs setting `zone`"));
     let ok = BTreeMap::from([("zone".to_string(), SettingValue::List(vec!["example.org".into()]))]);
-    assert_eq!(t.resolve_settings(&ok).unwrap()["port"], SettingValue::Integer(53));
+    assert_eq!(
+        t.resolve_settings(&ok).unwrap()["port"],
+        SettingValue::Integer(53)
+    );
     let bad = BTreeMap::from([
         ("zone".to_string(), SettingValue::List(vec!["Ex ample".into()])),
         ("port".to_string(), SettingValue::Integer(70000)),
     ]);
     let e = t.resolve_settings(&bad).unwrap_err();
     assert_eq!(e.len(), 2, "{e:?}");
-    assert_eq!(t.setting("zone").unwrap().parse_text("a.org, b.org").unwrap(), SettingValue::List(vec!["a.org".into(), "b.org".into()]));
+    assert_eq!(
+        t.setting("zone").unwrap().parse_text("a.org, b.org").unwrap(),
+        SettingValue::List(vec!["a.org".into(), "b.org".into()])
+    );
 }
 
 #[test]
@@ -164,7 +176,10 @@ fn an_unknown_variable_is_found_at_its_line() {
     let text = "[template]\npackages = [\"busybox\"]\n[settings.name]\ntype = \"string\"\ndefault = \"x\"\n\
                 [[file]]\npath = \"/etc/app.conf\"\ncontent = '''\nline one\nname = {{ settings.nmae }}\n'''\n";
     let e = errors(text);
-    assert!(e.contains("guests/t.toml:10:0") || e.contains("guests/t.toml:10:"), "{e}");
+    assert!(
+        e.contains("guests/t.toml:10:0") || e.contains("guests/t.toml:10:"),
+        "{e}"
+    );
     assert!(e.contains("file[0].content") && e.contains("undefined"), "{e}");
 }
 
@@ -182,11 +197,24 @@ fn profile_settings_errors_point_at_the_profile_line() {
     let mut p = p.unwrap();
     let d: Vec<String> = p.resolve_templates(&book).iter().map(|d| d.to_string()).collect();
     let all = d.join("\n");
-    assert!(all.contains(&format!("t.toml:{line}:22: guest.web.settings.theme: \"blue\" is not one of")), "{all}");
-    assert!(all.contains("guest.web.settings.size: template `static-web` has no setting `size`"), "{all}");
+    assert!(
+        all.contains(&format!(
+            "t.toml:{line}:22: guest.web.settings.theme: \"blue\" is not one of"
+        )),
+        "{all}"
+    );
+    assert!(
+        all.contains("guest.web.settings.size: template `static-web` has no setting `size`"),
+        "{all}"
+    );
     // An unknown template.
     let text = text.replace("template = \"static-web\"", "template = \"static-wbe\"");
     let (p, _) = xlfs_book::profile::parse_profile(&path, "t", &text);
-    let all: Vec<String> = p.unwrap().resolve_templates(&book).iter().map(|d| d.to_string()).collect();
+    let all: Vec<String> = p
+        .unwrap()
+        .resolve_templates(&book)
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
     assert!(all.join("\n").contains("did you mean `static-web`?"), "{all:?}");
 }

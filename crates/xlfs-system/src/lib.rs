@@ -271,7 +271,11 @@ pub fn guest_files(profile: &Profile, guest: &Guest) -> Result<Vec<GenFile>, Vec
     if let (Some(t), Some(r)) = (template, &rendered) {
         if !r.first_boot.is_empty() {
             rcs.push_str("/etc/xlfs/first-boot\n");
-            out.push(file("etc/xlfs/first-boot", first_boot_script(guest, t, &r.first_boot), 0o700));
+            out.push(file(
+                "etc/xlfs/first-boot",
+                first_boot_script(guest, t, &r.first_boot),
+                0o700,
+            ));
         }
         for s in &r.services {
             rcs.push_str(&format!("/etc/xlfs/services/{} start\n", s.name));
@@ -352,11 +356,15 @@ pub fn accounts(template: &GuestTemplate) -> Accounts {
             .filter(|u| u.group == g.name)
             .map(|u| u.name.as_str())
             .collect();
-        a.group.push_str(&format!("{}:x:{}:{}\n", g.name, g.gid, members.join(",")));
+        a.group
+            .push_str(&format!("{}:x:{}:{}\n", g.name, g.gid, members.join(",")));
     }
     for u in &template.users {
         let gid = template.ids(&u.name).map(|(_, g)| g).unwrap_or(0);
-        a.passwd.push_str(&format!("{}:x:{}:{gid}:{}:{}:{}\n", u.name, u.uid, u.name, u.home, u.shell));
+        a.passwd.push_str(&format!(
+            "{}:x:{}:{gid}:{}:{}:{}\n",
+            u.name, u.uid, u.name, u.home, u.shell
+        ));
         a.shadow.push_str(&format!("{}:!:19723::::::\n", u.name));
     }
     a
@@ -369,7 +377,11 @@ fn service_script(guest: &Guest, s: &xlfs_book::guest::RenderedService) -> Strin
     let run = if s.user == "root" {
         format!("/bin/sh -c {}", sh_quote(&format!("exec {}", s.command)))
     } else {
-        format!("setuidgid {} /bin/sh -c {}", s.user, sh_quote(&format!("exec {}", s.command)))
+        format!(
+            "setuidgid {} /bin/sh -c {}",
+            s.user,
+            sh_quote(&format!("exec {}", s.command))
+        )
     };
     let test = match &s.ready {
         Ready::Started => "true".to_string(),
@@ -429,6 +441,8 @@ fn first_boot_script(guest: &Guest, t: &GuestTemplate, steps: &[(String, String)
             run.trim_end()
         ));
     }
-    s.push_str("if [ $fail = 0 ]; then\n    mkdir -p /var/lib/xlfs\n    : > \"$done\"\n    sync\nfi\nexit $fail\n");
+    s.push_str(
+        "if [ $fail = 0 ]; then\n    mkdir -p /var/lib/xlfs\n    : > \"$done\"\n    sync\nfi\nexit $fail\n",
+    );
     s
 }

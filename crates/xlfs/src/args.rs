@@ -150,7 +150,7 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum GuestCommand {
     /// Add a guest made from a template (book/guests/T.toml) to a profile, after checking it
-    New(GuestNewArgs),
+    New(Box<GuestNewArgs>),
     /// Boot the profile's images under QEMU and check one guest: it starts, and its template's
     /// checks pass from this machine (run `xlfs image PROFILE` first)
     Check {

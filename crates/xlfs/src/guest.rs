@@ -78,14 +78,21 @@ fn profile_of(app: &App, name: &str) -> Result<String> {
 }
 
 fn read_public_key(f: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(f).with_context(|| format!("cannot read the key file {}", f.display()))?;
+    let text =
+        std::fs::read_to_string(f).with_context(|| format!("cannot read the key file {}", f.display()))?;
     if text.contains("PRIVATE KEY") {
-        bail!("{} is a private key; give the public key (its .pub file)", f.display());
+        bail!(
+            "{} is a private key; give the public key (its .pub file)",
+            f.display()
+        );
     }
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     match lines.as_slice() {
         [one] => Ok(one.to_string()),
-        _ => bail!("{} should hold one public key line (ssh-ed25519 AAAA… comment)", f.display()),
+        _ => bail!(
+            "{} should hold one public key line (ssh-ed25519 AAAA… comment)",
+            f.display()
+        ),
     }
 }
 
@@ -114,12 +121,19 @@ fn problem(field: &str, message: String, help: Option<String>) -> Diagnostic {
 }
 
 /// The `--set KEY=VALUE` settings, typed by the template's declarations.
-pub fn parse_sets(t: &GuestTemplate, sets: &[String]) -> Result<BTreeMap<String, SettingValue>, Vec<Diagnostic>> {
+pub fn parse_sets(
+    t: &GuestTemplate,
+    sets: &[String],
+) -> Result<BTreeMap<String, SettingValue>, Vec<Diagnostic>> {
     let mut out = BTreeMap::new();
     let mut errs = Vec::new();
     for s in sets {
         let Some((k, v)) = s.split_once('=') else {
-            errs.push(problem("--set", format!("`{s}` is not KEY=VALUE"), Some("e.g. --set title=Welcome".into())));
+            errs.push(problem(
+                "--set",
+                format!("`{s}` is not KEY=VALUE"),
+                Some("e.g. --set title=Welcome".into()),
+            ));
             continue;
         };
         let k = k.trim();
@@ -131,7 +145,11 @@ pub fn parse_sets(t: &GuestTemplate, sets: &[String]) -> Result<BTreeMap<String,
                     Some(n) => format!("did you mean `{n}`?"),
                     None => format!(
                         "its settings: {}",
-                        t.settings.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                        t.settings
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 }),
             )),
@@ -174,14 +192,20 @@ pub fn add_guest(
     let settings = parse_sets(t, &a.set).map_err(fail)?;
     let (current, diags) = xlfs_book::profile::parse_profile(path, profile_name, text);
     let Some(current) = current else {
-        return Err(anyhow::Error::new(BookFailed(BookErrors(diags))).context("the profile has problems already"));
+        return Err(
+            anyhow::Error::new(BookFailed(BookErrors(diags))).context("the profile has problems already")
+        );
     };
     if current.guests.iter().any(|g| g.name == a.name) {
         bail!("profile `{profile_name}` already has a guest `{}`", a.name);
     }
     let disk = match &a.disk {
         Some(d) => Some(parse_size_mib(d).ok_or_else(|| {
-            fail(vec![problem("--disk", format!("`{d}` is not a size"), Some("write MiB, or e.g. 64M, 1G".into()))])
+            fail(vec![problem(
+                "--disk",
+                format!("`{d}` is not a size"),
+                Some("write MiB, or e.g. 64M, 1G".into()),
+            )])
         })?),
         None => None,
     };
@@ -209,7 +233,10 @@ pub fn add_guest(
         g.insert("autostart", value(true));
     }
     if !ssh_keys.is_empty() {
-        g.insert("ssh-keys", value(ssh_keys.iter().map(|s| s.as_str()).collect::<Array>()));
+        g.insert(
+            "ssh-keys",
+            value(ssh_keys.iter().map(|s| s.as_str()).collect::<Array>()),
+        );
     }
     let bridge = a
         .bridge
@@ -219,7 +246,11 @@ pub fn add_guest(
         let address = match &a.ip {
             Some(ip) => ip.clone(),
             None => free_address(&current).ok_or_else(|| {
-                fail(vec![problem("--ip", "no free address on the host's bridge".into(), Some("give one with --ip ADDR/PREFIX".into()))])
+                fail(vec![problem(
+                    "--ip",
+                    "no free address on the host's bridge".into(),
+                    Some("give one with --ip ADDR/PREFIX".into()),
+                )])
             })?,
         };
         let mut n = InlineTable::new();
@@ -232,7 +263,10 @@ pub fn add_guest(
             n.insert("gateway", gw.as_str().into());
         }
         if !a.dns.is_empty() {
-            n.insert("dns", toml_edit::Value::Array(a.dns.iter().map(|s| s.as_str()).collect()));
+            n.insert(
+                "dns",
+                toml_edit::Value::Array(a.dns.iter().map(|s| s.as_str()).collect()),
+            );
         }
         g.insert("network", value(n));
     }
@@ -243,8 +277,10 @@ pub fn add_guest(
         }
         g.insert("settings", value(s));
     }
-    g.decor_mut()
-        .set_prefix(format!("\n# `xlfs guest new {}`: template `{}`\n", a.name, a.template));
+    g.decor_mut().set_prefix(format!(
+        "\n# `xlfs guest new {}`: template `{}`\n",
+        a.name, a.template
+    ));
 
     let mut doc: DocumentMut = text.parse().context("the profile is not valid TOML")?;
     match doc.get_mut("guest") {
@@ -275,12 +311,22 @@ fn free_address(p: &Profile) -> Option<String> {
     let m = u32::from(b.address.netmask());
     let net = u32::from(b.address.addr) & m;
     let taken: Vec<Ipv4Addr> = std::iter::once(b.address.addr)
-        .chain(p.guests.iter().filter_map(|g| g.network.as_ref().map(|n| n.address.addr)))
+        .chain(
+            p.guests
+                .iter()
+                .filter_map(|g| g.network.as_ref().map(|n| n.address.addr)),
+        )
         .collect();
     (2..(!m))
         .map(|i| Ipv4Addr::from(net | i))
         .find(|a| !taken.contains(a))
-        .map(|a| Cidr { addr: a, prefix: b.address.prefix }.to_string())
+        .map(|a| {
+            Cidr {
+                addr: a,
+                prefix: b.address.prefix,
+            }
+            .to_string()
+        })
 }
 
 #[cfg(test)]
@@ -309,14 +355,27 @@ mod tests {
     fn guest_new_appends_a_checked_guest() {
         let b = book();
         let path = b.root.join("profiles/quick.toml");
-        let a = args(&["web1", "--template", "static-web", "--type", "pv", "--set", "title=Welcome", "--dns", "10.0.0.1,9.9.9.9"]);
+        let a = args(&[
+            "web1",
+            "--template",
+            "static-web",
+            "--type",
+            "pv",
+            "--set",
+            "title=Welcome",
+            "--dns",
+            "10.0.0.1,9.9.9.9",
+        ]);
         let new = add_guest(&b, &path, "quick", PROFILE, &a, &[]).unwrap();
         // The rest of the profile is kept, comments included, in order.
         let mut rest = new.lines();
         for line in PROFILE.lines() {
             assert!(rest.any(|l| l == line), "`{line}` lost:\n{new}");
         }
-        assert!(new.contains("# `xlfs guest new web1`: template `static-web`\n[[guest]]\nname = \"web1\""), "{new}");
+        assert!(
+            new.contains("# `xlfs guest new web1`: template `static-web`\n[[guest]]\nname = \"web1\""),
+            "{new}"
+        );
         let mut p = xlfs_book::profile::parse_profile(&path, "quick", &new).0.unwrap();
         assert!(p.resolve_templates(&b).is_empty());
         let g = p.guests.iter().find(|g| g.name == "web1").unwrap();
@@ -325,7 +384,11 @@ mod tests {
         assert_eq!(n.mac, xlfs_book::profile::derive_mac("web1"));
         assert_eq!(n.dns.len(), 2);
         assert_eq!(g.settings["title"], SettingValue::String("Welcome".into()));
-        assert_eq!(g.settings["lang"], SettingValue::String("en".into()), "defaults applied");
+        assert_eq!(
+            g.settings["lang"],
+            SettingValue::String("en".into()),
+            "defaults applied"
+        );
         assert!(g.packages.contains(&"busybox".to_string()));
     }
 
@@ -340,16 +403,28 @@ mod tests {
             ("title=<script>", "does not match"),
         ] {
             let a = args(&["web1", "--template", "static-web", "--set", set]);
-            let e = format!("{:#}", add_guest(&b, &path, "quick", PROFILE, &a, &[]).unwrap_err());
+            let e = format!(
+                "{:#}",
+                add_guest(&b, &path, "quick", PROFILE, &a, &[]).unwrap_err()
+            );
             assert!(e.contains(want) && e.contains("nothing written"), "{set}: {e}");
         }
         let a = args(&["web1", "--template", "static-wb"]);
-        let e = format!("{:#}", add_guest(&b, &path, "quick", PROFILE, &a, &[]).unwrap_err());
+        let e = format!(
+            "{:#}",
+            add_guest(&b, &path, "quick", PROFILE, &a, &[]).unwrap_err()
+        );
         assert!(e.contains("did you mean `static-web`?"), "{e}");
         let a = args(&["demo", "--template", "static-web"]);
-        assert!(add_guest(&b, &path, "quick", PROFILE, &a, &[]).is_err(), "a second `demo`");
+        assert!(
+            add_guest(&b, &path, "quick", PROFILE, &a, &[]).is_err(),
+            "a second `demo`"
+        );
         let a = args(&["web1", "--template", "static-web", "--ip", "192.168.1.5/24"]);
-        let e = format!("{:#}", add_guest(&b, &path, "quick", PROFILE, &a, &[]).unwrap_err());
+        let e = format!(
+            "{:#}",
+            add_guest(&b, &path, "quick", PROFILE, &a, &[]).unwrap_err()
+        );
         assert!(e.contains("not in the bridge's network"), "{e}");
     }
 

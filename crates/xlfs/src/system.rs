@@ -92,7 +92,9 @@ pub struct Forward {
 pub fn forwards(profile: &Profile, guests: &[&xlfs_book::profile::Guest]) -> Result<Vec<Forward>> {
     let mut out = Vec::new();
     for g in guests {
-        let (Some(t), Some(n)) = (profile.template_of(g), &g.network) else { continue };
+        let (Some(t), Some(n)) = (profile.template_of(g), &g.network) else {
+            continue;
+        };
         let mut ports: Vec<u16> = t.checks.iter().filter_map(|c| c.port).collect();
         ports.sort();
         ports.dedup();
@@ -113,23 +115,42 @@ pub fn forwards(profile: &Profile, guests: &[&xlfs_book::profile::Guest]) -> Res
 /// addresses the highest free ones (so no guest's address is taken), and each forward a
 /// `hostfwd`. dom0 puts the card on the bridge (`xlfs.uplink=eth0`).
 fn uplink_args(profile: &Profile, fwd: &[Forward]) -> Vec<String> {
-    let Some(b) = &profile.host.bridge else { return Vec::new() };
+    let Some(b) = &profile.host.bridge else {
+        return Vec::new();
+    };
     let m = u32::from(b.address.netmask());
     let net = u32::from(b.address.addr) & m;
     let taken: Vec<std::net::Ipv4Addr> = std::iter::once(b.address.addr)
-        .chain(profile.guests.iter().filter_map(|g| g.network.as_ref().map(|n| n.address.addr)))
+        .chain(
+            profile
+                .guests
+                .iter()
+                .filter_map(|g| g.network.as_ref().map(|n| n.address.addr)),
+        )
         .collect();
-    let mut free = (1..(!m)).rev().map(|i| std::net::Ipv4Addr::from(net | i)).filter(|a| !taken.contains(a));
-    let (host, dns) = (free.next().unwrap_or(b.address.addr), free.next().unwrap_or(b.address.addr));
+    let mut free = (1..(!m))
+        .rev()
+        .map(|i| std::net::Ipv4Addr::from(net | i))
+        .filter(|a| !taken.contains(a));
+    let mut next = || free.next().unwrap_or(b.address.addr);
+    let (host, dns, dhcp) = (next(), next(), next());
     let mut netdev = format!(
-        "user,id=uplink,net={}/{},host={host},dns={dns},dhcpstart={dns}",
+        "user,id=uplink,net={}/{},host={host},dns={dns},dhcpstart={dhcp}",
         std::net::Ipv4Addr::from(net),
         b.address.prefix
     );
     for f in fwd {
-        netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-{}:{}", f.host_port, f.address, f.port));
+        netdev.push_str(&format!(
+            ",hostfwd=tcp:127.0.0.1:{}-{}:{}",
+            f.host_port, f.address, f.port
+        ));
     }
-    vec!["-netdev".into(), netdev, "-device".into(), "virtio-net-pci,netdev=uplink".into()]
+    vec![
+        "-netdev".into(),
+        netdev,
+        "-device".into(),
+        "virtio-net-pci,netdev=uplink".into(),
+    ]
 }
 
 fn machine(profile: &Profile, images: &Images, accel: Accel) -> Machine {
@@ -142,7 +163,11 @@ fn machine_with(profile: &Profile, images: &Images, accel: Accel, fwd: &[Forward
     if images.guest_images.is_some() {
         linux_cmdline.push_str(&format!(" {}=/dev/sda", xlfs_system::IMAGES_ARG));
     }
-    let extra = if fwd.is_empty() { Vec::new() } else { uplink_args(profile, fwd) };
+    let extra = if fwd.is_empty() {
+        Vec::new()
+    } else {
+        uplink_args(profile, fwd)
+    };
     if !extra.is_empty() {
         linux_cmdline.push_str(&format!(" {}=eth0", xlfs_system::UPLINK_ARG));
     }
@@ -256,13 +281,21 @@ fn template_checks(
     fwd: &[Forward],
     marks: &mut Vec<(String, Duration)>,
 ) -> Result<()> {
-    let Some(t) = profile.template_of(g) else { return Ok(()) };
+    let Some(t) = profile.template_of(g) else {
+        return Ok(());
+    };
     let address = |port: u16| {
         fwd.iter()
             .find(|f| f.guest == g.name && f.port == port)
             .map(|f| format!("127.0.0.1:{}", f.host_port))
             .unwrap_or_else(|| {
-                format!("{}:{port}", g.network.as_ref().map(|n| n.address.addr.to_string()).unwrap_or_default())
+                format!(
+                    "{}:{port}",
+                    g.network
+                        .as_ref()
+                        .map(|n| n.address.addr.to_string())
+                        .unwrap_or_default()
+                )
             })
     };
     let checks = t
@@ -298,7 +331,10 @@ fn template_checks(
 }
 
 fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Boot the profile and run its checks.
@@ -307,13 +343,21 @@ pub fn boot_check(app: &App, name: &str, forced: Option<&str>) -> Result<BootRep
 }
 
 /// Boot the profile and run its checks, for every guest or only `only`.
-pub fn boot_check_guests(app: &App, name: &str, forced: Option<&str>, only: Option<&str>) -> Result<BootReport> {
+pub fn boot_check_guests(
+    app: &App,
+    name: &str,
+    forced: Option<&str>,
+    only: Option<&str>,
+) -> Result<BootReport> {
     let _store_lock = store_lock_shared(app, "boot")?;
     let (_book, profile) = load_profile(app, name)?;
     let images = Images::load(&images_dir(app, name))?;
     for g in &profile.guests {
         if !images.guests.iter().any(|i| i.name == g.name) {
-            bail!("the images of `{name}` have no guest `{}`; run `xlfs image {name}`", g.name);
+            bail!(
+                "the images of `{name}` have no guest `{}`; run `xlfs image {name}`",
+                g.name
+            );
         }
     }
     let guests: Vec<&xlfs_book::profile::Guest> = profile
