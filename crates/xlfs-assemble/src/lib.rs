@@ -14,6 +14,9 @@ use xlfs_book::Book;
 use xlfs_image::{Ext4Options, RootFs};
 use xlfs_store::{ArtifactStore, LocalStore, Manifest};
 
+/// The file name of dom0's disk of guest images.
+pub const GUEST_IMAGES_FILE: &str = "guest-images.ext4";
+
 /// What `assemble` produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Images {
@@ -28,6 +31,10 @@ pub struct Images {
     pub initramfs: PathBuf,
     pub host_ext4: PathBuf,
     pub guests: Vec<GuestImages>,
+    /// The disk dom0 gets under QEMU: an ext4 holding each file-backed guest's disk as
+    /// `NAME.img`, mounted at `/var/lib/xen/images` (none without such guests).
+    #[serde(default)]
+    pub guest_images: Option<PathBuf>,
     /// File name → size in bytes and sha256.
     pub files: BTreeMap<String, (u64, String)>,
 }
@@ -37,6 +44,9 @@ pub struct GuestImages {
     pub name: String,
     pub disk: PathBuf,
     pub xl_cfg: PathBuf,
+    /// With `lvm = "VG"`: the script that writes `disk` to the logical volume on the host.
+    #[serde(default)]
+    pub lvm_script: Option<PathBuf>,
 }
 
 impl Images {
@@ -65,6 +75,12 @@ impl Images {
         for g in &mut images.guests {
             here(&mut g.disk);
             here(&mut g.xl_cfg);
+            if let Some(p) = &mut g.lvm_script {
+                here(p);
+            }
+        }
+        if let Some(p) = &mut images.guest_images {
+            here(p);
         }
         Ok(images)
     }
@@ -156,7 +172,51 @@ impl Artifacts<'_> {
 
 fn add_generated(fs: &mut RootFs, files: &[xlfs_system::GenFile]) -> Result<()> {
     for f in files {
-        fs.add_file(&f.path, f.content.clone().into_bytes(), f.mode, 0, 0)?;
+        fs.add_file(&f.path, f.content.clone().into_bytes(), f.mode, f.uid, f.gid)?;
+    }
+    Ok(())
+}
+
+/// The bytes of a regular file of `fs`, if there is one at `path`.
+fn file_bytes(fs: &RootFs, path: &str) -> Result<Option<Vec<u8>>> {
+    match fs.get(path).map(|n| &n.kind) {
+        Some(xlfs_image::NodeKind::File { source }) => Ok(Some(match source {
+            xlfs_image::FileSource::Bytes(b) => b.clone(),
+            xlfs_image::FileSource::Path(p) => {
+                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?
+            }
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// Append the template's users and groups to the guest's account files.
+fn add_accounts(fs: &mut RootFs, template: &xlfs_book::guest::GuestTemplate) -> Result<()> {
+    let a = xlfs_system::accounts(template);
+    for (path, extra, mode) in [
+        ("etc/passwd", &a.passwd, 0o644),
+        ("etc/group", &a.group, 0o644),
+        ("etc/shadow", &a.shadow, 0o600),
+    ] {
+        if extra.is_empty() {
+            continue;
+        }
+        let mut text = String::from_utf8(file_bytes(fs, path)?.unwrap_or_default())
+            .with_context(|| format!("/{path} is not text"))?;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        for line in extra.lines() {
+            let name = line.split(':').next().unwrap_or("");
+            if text.lines().any(|l| l.split(':').next() == Some(name)) {
+                bail!(
+                    "/{path} of the base system already has `{name}` (template `{}`)",
+                    template.name
+                );
+            }
+        }
+        text.push_str(extra);
+        fs.add_file(path, text.into_bytes(), mode, 0, 0)?;
     }
     Ok(())
 }
@@ -217,16 +277,35 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
     let mut guest_kernels = Vec::new();
     let mut guests = Vec::new();
     let mut kernel_files = Vec::new();
+    let mut images_fs = RootFs::new();
+    let mut images_mib = 0u64;
     for (i, g) in profile.guests.iter().enumerate() {
         let (src, file) = a.boot_file(&g.kernel, "vmlinuz")?;
         guest_kernels.push(file.clone());
         kernel_files.push((src, file));
         let mut fs = a.rootfs(&g.packages)?;
-        add_generated(&mut fs, &xlfs_system::guest_files(profile, g))?;
+        let generated = xlfs_system::guest_files(profile, g)
+            .map_err(|d| anyhow!("{}", xlfs_book::BookErrors(d)))
+            .with_context(|| format!("rendering the files of guest `{}`", g.name))?;
+        add_generated(&mut fs, &generated)?;
+        let template = profile.template_of(g);
+        if let Some(t) = template {
+            add_accounts(&mut fs, t)?;
+        }
         if let Some(o) = &g.overlay {
             add_overlay(&mut fs, &book.root.join(profile.dir()).join(o))?;
         }
         add_console_nodes(&mut fs)?;
+        // Secrets are made on the guest's first boot: none may come from a package or overlay.
+        for secret in template.map(|t| t.secret_paths()).unwrap_or_default() {
+            if fs.get(&secret).is_some() {
+                bail!(
+                    "guest `{}`: /{secret} is a secret made on first boot, but the image has one (from {}); remove it there",
+                    g.name,
+                    fs.owner(&secret).unwrap_or("an overlay")
+                );
+            }
+        }
         let disk = tmp.join(format!("guest-{}.ext4", g.name));
         xlfs_image::write_ext4(
             &fs,
@@ -241,13 +320,44 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
         )
         .with_context(|| format!("writing the disk of guest `{}`", g.name))?;
         let cfg = tmp.join(format!("{}.cfg", g.name));
-        std::fs::write(&cfg, xlfs_system::xl_cfg(profile, g, i, &guest_kernels[i]))?;
+        std::fs::write(&cfg, xlfs_system::xl_cfg(profile, g, &guest_kernels[i]))?;
+        let mut lvm_script = None;
+        if let Some(script) = xlfs_system::lvm_script(g) {
+            let p = tmp.join(&script.path);
+            std::fs::write(&p, &script.content)?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(script.mode))?;
+            lvm_script = Some(out.join(&script.path));
+        } else {
+            images_fs.add_file_from(&xlfs_system::guest_image_name(g), &disk, 0o600, 0, 0)?;
+            images_mib += g.disk_mib as u64;
+        }
         guests.push(GuestImages {
             name: g.name.clone(),
             disk: out.join(format!("guest-{}.ext4", g.name)),
             xl_cfg: out.join(format!("{}.cfg", g.name)),
+            lvm_script,
         });
     }
+    // dom0's disk of file-backed guest disks (under QEMU; a real host keeps them on its root).
+    let guest_images = if !images_fs.is_empty() {
+        let path = tmp.join(GUEST_IMAGES_FILE);
+        xlfs_image::write_ext4(
+            &images_fs,
+            &path,
+            &Ext4Options {
+                // The images, plus room for the filesystem's own metadata.
+                size_mib: images_mib + images_mib / 16 + 16,
+                label: "xlfs-images".into(),
+                uuid: xlfs_image::derive_uuid(&format!("guest-images {}", profile.name)),
+                hash_seed: xlfs_image::derive_uuid(&format!("guest-images-hash {}", profile.name)),
+                mtime: epoch,
+            },
+        )
+        .context("writing the disk of guest images")?;
+        Some(out.join(GUEST_IMAGES_FILE))
+    } else {
+        None
+    };
 
     // dom0.
     let mut fs = a.rootfs(&profile.host.packages)?;
@@ -302,6 +412,7 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
         initramfs: out.join("dom0.cpio.gz"),
         host_ext4: out.join("dom0.ext4"),
         guests,
+        guest_images,
         files,
     };
     std::fs::write(tmp.join("images.json"), serde_json::to_string_pretty(&images)?)?;

@@ -98,16 +98,55 @@ fn trees(root: &Path) -> BTreeMap<&'static str, std::path::PathBuf> {
 }
 
 fn setup(dir: &Path) -> (Book, Profile, LocalStore, BTreeMap<String, String>) {
+    setup_with(dir, PROFILE)
+}
+
+/// A guest template for the tests: a user, a rendered file, a service, a first-boot step.
+const TEMPLATE: &str = r#"
+[template]
+packages = ["base"]
+[settings.greeting]
+type = "string"
+default = "hello"
+[[group]]
+name = "app"
+gid = 200
+[[user]]
+name = "app"
+uid = 200
+group = "app"
+[[file]]
+path = "/etc/app.conf"
+owner = "app"
+mode = "0640"
+content = "greeting = {{ settings.greeting }} from {{ guest.name }}\n"
+[[service]]
+name = "app"
+command = "sleep 1000"
+user = "app"
+[[first-boot]]
+name = "key"
+run = "echo secret > /etc/app.key"
+secrets = ["/etc/app.key"]
+"#;
+
+fn setup_with(dir: &Path, profile_text: &str) -> (Book, Profile, LocalStore, BTreeMap<String, String>) {
     let files = vec![
+        BookFile {
+            path: "guests/app.toml".into(),
+            text: TEMPLATE.into(),
+        },
         recipe("base", &[], ""),
         recipe("tools", &["base"], "[[file]]\npath = \"usr/bin/su\"\nmode = \"4755\"\n[[file]]\npath = \"usr/sbin/xl\"\ngid = 5\nmode = \"0750\"\n"),
         recipe("xen", &[], ""),
         recipe("linux", &[], ""),
     ];
     let book = Book::from_files(dir, files, &|_| Err(std::io::ErrorKind::NotFound.into())).unwrap();
-    let (p, d) = xlfs_book::profile::parse_profile(&dir.join("profiles/tiny.toml"), "tiny", PROFILE);
+    let (p, d) = xlfs_book::profile::parse_profile(&dir.join("profiles/tiny.toml"), "tiny", profile_text);
     assert!(d.is_empty(), "{d:?}");
-    let profile = p.unwrap();
+    let mut profile = p.unwrap();
+    let d = profile.resolve_templates(&book);
+    assert!(d.is_empty(), "{d:?}");
     assert!(profile.check(&book).is_empty());
     let envs = xlfs_plan::EnvIds {
         host: "h".into(),
@@ -271,6 +310,68 @@ fn a_profile_assembles_into_images_that_read_back_right() {
     assert_eq!(loaded.guests[0].disk, moved.join("guest-g1.ext4"));
     assert_eq!(loaded.guests[0].xl_cfg, moved.join("g1.cfg"));
     assert!(loaded.guests[0].disk.exists() && loaded.initramfs.exists());
+    // dom0's disk of guest images holds the guest's disk, byte for byte.
+    let disk = loaded.guest_images.as_ref().unwrap();
+    assert_eq!(disk, &moved.join("guest-images.ext4"));
+    assert_eq!(
+        xlfs_image::ext4_cat(disk, "g1.img").unwrap(),
+        std::fs::read(&loaded.guests[0].disk).unwrap()
+    );
+}
+
+/// Eleven template guests: one disk of images for dom0 whatever their number, each guest with
+/// its own rendered files, accounts and xl.cfg; no secret in any image.
+#[test]
+fn eleven_template_guests_share_one_disk_of_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = PROFILE.split("[[guest]]").next().unwrap().to_string();
+    for i in 0..11 {
+        text.push_str(&format!(
+            "[[guest]]\nname = \"app{i}\"\ntemplate = \"app\"\nkernel = \"linux\"\nmemory = 32\ndisk-size = 8\n\
+             network = {{ bridge = \"xenbr0\", address = \"10.0.0.{}/24\" }}\nsettings = {{ greeting = \"hi{i}\" }}\n",
+            i + 2
+        ));
+    }
+    text.push_str("[boot]\nmemory = 1024\n");
+    let (book, profile, store, keys) = setup_with(dir.path(), &text);
+    let a = Artifacts {
+        book: &book,
+        keys,
+        store: &store,
+    };
+    let out = dir.path().join("images/many");
+    let images = assemble(&a, &profile, &out, 1_700_000_000).unwrap();
+    assert_eq!(images.guests.len(), 11);
+    let disk = images.guest_images.as_ref().unwrap();
+    let listing = xlfs_image::read_ext4(disk).unwrap();
+    let imgs: Vec<&str> = listing
+        .iter()
+        .map(|e| e.path.as_str())
+        .filter(|p| p.ends_with(".img"))
+        .collect();
+    assert_eq!(imgs.len(), 11, "{imgs:?}");
+    let cpio = xlfs_image::read_cpio(&images.initramfs).unwrap();
+    for (i, g) in images.guests.iter().enumerate() {
+        let cfg = std::fs::read_to_string(&g.xl_cfg).unwrap();
+        assert!(
+            cfg.contains(&format!("target=/var/lib/xen/images/app{i}.img")),
+            "{cfg}"
+        );
+        assert!(cpio.iter().any(|e| e.path == format!("etc/xen/app{i}.cfg")));
+        let conf = xlfs_image::ext4_cat(&g.disk, "etc/app.conf").unwrap();
+        assert_eq!(conf, format!("greeting = hi{i} from app{i}\n").as_bytes());
+        let entries = xlfs_image::read_ext4(&g.disk).unwrap();
+        let e = entries.iter().find(|e| e.path == "etc/app.conf").unwrap();
+        assert_eq!((e.uid, e.gid, e.mode & 0o7777), (200, 200, 0o640));
+        assert!(
+            entries.iter().all(|e| e.path != "etc/app.key"),
+            "no secret in the image"
+        );
+        let passwd = String::from_utf8(xlfs_image::ext4_cat(&g.disk, "etc/passwd").unwrap()).unwrap();
+        assert!(passwd.contains("app:x:200:200:"), "{passwd}");
+        let svc = String::from_utf8(xlfs_image::ext4_cat(&g.disk, "etc/xlfs/services/app").unwrap()).unwrap();
+        assert!(svc.contains("setuidgid app"));
+    }
 }
 
 fn libc_s_ifmt() -> u32 {

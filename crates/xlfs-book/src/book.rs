@@ -91,6 +91,8 @@ pub struct Book {
     pub config: BookConfig,
     pub templates: BTreeMap<String, Template>,
     pub recipes: BTreeMap<String, Recipe>,
+    /// Guest templates (`guests/NAME.toml`).
+    pub guests: BTreeMap<String, crate::guest::GuestTemplate>,
 }
 
 /// A file of the book: path relative to the book root, and its text.
@@ -100,7 +102,7 @@ pub struct BookFile {
 }
 
 /// Directories of a book that hold no recipes.
-pub const NON_RECIPE_DIRS: [&str; 3] = ["templates", "profiles", "files"];
+pub const NON_RECIPE_DIRS: [&str; 4] = ["templates", "profiles", "files", "guests"];
 
 impl Book {
     /// Read every `.toml` file of the book at `root` and validate the whole book.
@@ -142,6 +144,7 @@ impl Book {
         let mut config = BookConfig::default();
         let mut templates = BTreeMap::new();
         let mut recipe_files = Vec::new();
+        let mut guests = BTreeMap::new();
         for f in &files {
             let first = f
                 .path
@@ -163,6 +166,18 @@ impl Book {
                 diags.extend(d);
                 if let Some(t) = t {
                     templates.insert(name, t);
+                }
+            } else if first.as_deref() == Some(crate::guest::GUESTS_DIR) && f.path.components().count() == 2 {
+                let name = f
+                    .path
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string();
+                let (t, d) = crate::guest::parse_guest_template(&f.path, &name, &f.text);
+                diags.extend(d);
+                if let Some(t) = t {
+                    guests.insert(name, t);
                 }
             } else if first.as_deref().is_some_and(|d| NON_RECIPE_DIRS.contains(&d)) {
                 continue;
@@ -217,6 +232,27 @@ impl Book {
             }
         }
         check_dependencies(&recipes, &config.host_provides, &mut diags);
+        for t in guests.values() {
+            let t: &crate::guest::GuestTemplate = t;
+            for (field, p) in t
+                .packages
+                .iter()
+                .map(|p| ("template.packages", p))
+                .chain(std::iter::once(("template.kernel", &t.kernel)))
+            {
+                if !recipes.contains_key(p) {
+                    diags.push(Diagnostic {
+                        file: t.path.clone(),
+                        line: 0,
+                        col: 0,
+                        field: field.into(),
+                        message: format!("unknown package `{p}`"),
+                        help: suggest(p, recipes.keys().map(|s| s.as_str()))
+                            .map(|s| format!("did you mean `{s}`?")),
+                    });
+                }
+            }
+        }
         for p in &config.host_provides {
             if !recipes.contains_key(p) {
                 diags.push(Diagnostic {
@@ -249,6 +285,7 @@ impl Book {
                 config,
                 templates,
                 recipes,
+                guests,
             })
         } else {
             diags.sort();

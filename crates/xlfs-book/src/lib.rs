@@ -5,6 +5,7 @@
 
 mod book;
 mod diag;
+pub mod guest;
 pub mod profile;
 mod reader;
 mod recipe;

@@ -22,9 +22,11 @@
 //! ```
 
 use crate::diag::{suggest, BookErrors, Diagnostic, Sink};
+use crate::guest::{GuestTemplate, SettingValue};
 use crate::reader::{At, Reader};
 use crate::Book;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -86,7 +88,18 @@ pub enum GuestType {
 pub struct GuestNet {
     pub bridge: String,
     pub address: Cidr,
+    /// Given, or derived from the guest's name ([`derive_mac`]).
     pub mac: String,
+    pub gateway: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+}
+
+/// A stable MAC address for a guest: Xen's OUI 00:16:3e, then the first bytes of
+/// sha256("xlfs-guest-mac NAME") (the fourth byte below 0x80, as Xen's own range).
+pub fn derive_mac(name: &str) -> String {
+    let h = crate::sha256_hex(format!("xlfs-guest-mac {name}").as_bytes());
+    let b = |i: usize| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap_or(0);
+    format!("00:16:3e:{:02x}:{:02x}:{:02x}", b(0) & 0x7f, b(1), b(2))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -103,6 +116,48 @@ pub struct Guest {
     pub network: Option<GuestNet>,
     pub overlay: Option<String>,
     pub autostart: bool,
+    /// The guest template (`book/guests/NAME.toml`), if any; its packages are in `packages`
+    /// once the profile is loaded.
+    pub template: Option<String>,
+    /// The template's settings: given ones, then defaults (after [`Profile::load`]).
+    pub settings: BTreeMap<String, SettingValue>,
+    /// Public keys for root's `authorized_keys`.
+    pub ssh_keys: Vec<String>,
+    /// Write the disk to a logical volume of this volume group on the host (`/dev/VG/NAME`)
+    /// instead of a file in `/var/lib/xen/images`.
+    pub lvm: Option<String>,
+    /// Where each setting was written (line, column), for errors.
+    #[serde(skip)]
+    pub settings_at: BTreeMap<String, (usize, usize)>,
+    /// Line of the guest's table.
+    #[serde(skip)]
+    pub line: usize,
+}
+
+impl Guest {
+    /// The rendering context of the guest's template: `settings`, `guest`, `host`.
+    pub fn context(&self, profile: &Profile) -> serde_json::Value {
+        let net = self.network.as_ref();
+        serde_json::json!({
+            "settings": self.settings,
+            "guest": {
+                "name": self.name,
+                "hostname": self.hostname,
+                "address": net.map(|n| n.address.addr.to_string()),
+                "prefix": net.map(|n| n.address.prefix),
+                "netmask": net.map(|n| n.address.netmask().to_string()),
+                "gateway": net.and_then(|n| n.gateway).map(|g| g.to_string()),
+                "dns": net.map(|n| n.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
+                "mac": net.map(|n| n.mac.clone()),
+                "memory": self.memory_mib,
+                "vcpus": self.vcpus,
+            },
+            "host": {
+                "hostname": profile.host.hostname,
+                "address": profile.host.bridge.as_ref().map(|b| b.address.addr.to_string()),
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -132,6 +187,9 @@ pub struct Profile {
     pub host: Host,
     pub guests: Vec<Guest>,
     pub boot: BootSettings,
+    /// The guest templates the guests use (after [`Profile::load`]).
+    #[serde(skip)]
+    pub templates: BTreeMap<String, GuestTemplate>,
 }
 
 impl Profile {
@@ -171,14 +229,83 @@ impl Profile {
                 help: Some(help),
             }])
         })?;
-        let (p, mut diags) = parse_profile(&full, name, &text);
-        if let Some(p) = &p {
+        let (mut p, mut diags) = parse_profile(&full, name, &text);
+        if let Some(p) = &mut p {
+            diags.extend(p.resolve_templates(book));
             diags.extend(p.check(book));
         }
         match p {
             Some(p) if diags.is_empty() => Ok(p),
             _ => Err(BookErrors(diags)),
         }
+    }
+
+    /// Apply the guests' templates: their packages and kernel, their settings (checked, with
+    /// defaults), and a rendering of every file for each guest.
+    pub fn resolve_templates(&mut self, book: &Book) -> Vec<Diagnostic> {
+        let mut d = Vec::new();
+        let path = self.path.clone();
+        for g in &mut self.guests {
+            let Some(tname) = g.template.clone() else { continue };
+            let Some(t) = book.guests.get(&tname) else {
+                let known: Vec<&str> = book.guests.keys().map(|s| s.as_str()).collect();
+                d.push(Diagnostic {
+                    file: path.clone(),
+                    line: g.line,
+                    col: 0,
+                    field: format!("guest.{}.template", g.name),
+                    message: format!("no guest template `{tname}` in the book"),
+                    help: Some(match suggest(&tname, known.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("templates in book/guests/: {}", known.join(", ")),
+                    }),
+                });
+                continue;
+            };
+            let mut packages = t.packages.clone();
+            packages.extend(g.packages.iter().cloned());
+            packages.dedup();
+            g.packages = packages;
+            if g.kernel.is_empty() {
+                g.kernel = t.kernel.clone();
+            }
+            match t.resolve_settings(&g.settings) {
+                Ok(s) => g.settings = s,
+                Err(errs) => {
+                    for (key, message, help) in errs {
+                        let (line, col) = g.settings_at.get(&key).copied().unwrap_or((g.line, 0));
+                        d.push(Diagnostic {
+                            file: path.clone(),
+                            line,
+                            col,
+                            field: format!("guest.{}.settings.{key}", g.name),
+                            message,
+                            help: Some(help),
+                        });
+                    }
+                    continue;
+                }
+            }
+            self.templates.insert(tname, t.clone());
+        }
+        // Render each template guest's files now, so that a bad value shows at load time.
+        for g in &self.guests {
+            let Some(t) = g.template.as_ref().and_then(|t| self.templates.get(t)) else {
+                continue;
+            };
+            if let Err(errs) = t.render(&g.context(self)) {
+                for mut e in errs {
+                    e.message = format!("rendering for guest `{}`: {}", g.name, e.message);
+                    d.push(e);
+                }
+            }
+        }
+        d
+    }
+
+    /// The template of a guest, if it has one (after [`Profile::load`]).
+    pub fn template_of(&self, guest: &Guest) -> Option<&GuestTemplate> {
+        self.templates.get(guest.template.as_deref()?)
     }
 
     /// Cross-checks against the book: every package exists.
@@ -429,8 +556,20 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                 None,
             );
         }
+        let (line, _) = g.span().map(|s| sink.line_col(s.start)).unwrap_or((0, 0));
+        let template = g.string(&mut sink, "template");
+        if let Some(t) = &template {
+            if !crate::is_valid_name(&t.value) {
+                sink.error(
+                    t.span.clone(),
+                    g.field("template"),
+                    format!("`{}` is not a valid template name", t.value),
+                    Some("name a file of book/guests/ without `.toml`".into()),
+                );
+            }
+        }
         let kind = match g.string(&mut sink, "type") {
-            None => GuestType::Pv,
+            None => GuestType::Pvh,
             Some(t) => {
                 match t.value.as_str() {
                     "pv" => GuestType::Pv,
@@ -448,11 +587,74 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
             }
         };
         let hostname = hostname(&mut sink, &mut g, &gname);
-        let kernel = g
-            .required_string(&mut sink, "kernel", "\"linux\"")
-            .map(|s| s.value)
-            .unwrap_or_default();
+        let kernel = if template.is_some() {
+            g.string(&mut sink, "kernel").map(|s| s.value).unwrap_or_default()
+        } else {
+            g.required_string(&mut sink, "kernel", "\"linux\"")
+                .map(|s| s.value)
+                .unwrap_or_default()
+        };
         let packages = packages(&mut sink, &mut g);
+        let mut settings_at = BTreeMap::new();
+        let mut settings = BTreeMap::new();
+        if let Some(mut st) = g.table(&mut sink, "settings") {
+            if template.is_none() {
+                sink.error(
+                    st.span(),
+                    g.field("settings"),
+                    "settings without a template",
+                    Some("add `template = \"NAME\"` (a file of book/guests/)".into()),
+                );
+            }
+            for (k, v) in crate::guest::read_settings(&mut sink, &mut st) {
+                settings_at.insert(k.clone(), (v.line, v.col));
+                settings.insert(k, v.value);
+            }
+        }
+        let ssh_keys: Vec<String> = g
+            .string_list(&mut sink, "ssh-keys")
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|k| {
+                let ok = k.value.split_whitespace().count() >= 2
+                    && k.value.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && !k.value.contains('\n');
+                if !ok {
+                    sink.error(
+                        k.span.clone(),
+                        g.field("ssh-keys"),
+                        "not an OpenSSH public key line",
+                        Some("give the one line of a .pub file: \"ssh-ed25519 AAAA… comment\"".into()),
+                    );
+                }
+                if k.value.contains("PRIVATE KEY") {
+                    sink.error(
+                        k.span,
+                        g.field("ssh-keys"),
+                        "this is a private key",
+                        Some("give the public key (the .pub file)".into()),
+                    );
+                    return None;
+                }
+                ok.then_some(k.value)
+            })
+            .collect();
+        let lvm = g.string(&mut sink, "lvm").and_then(|v| {
+            let ok = !v.value.is_empty()
+                && v.value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+_.-".contains(c))
+                && !v.value.starts_with('-');
+            if !ok {
+                sink.error(
+                    v.span,
+                    g.field("lvm"),
+                    format!("`{}` is not a volume group name", v.value),
+                    Some("name the host's LVM volume group, e.g. \"vg0\"".into()),
+                );
+            }
+            ok.then_some(v.value)
+        });
         let memory_mib = number(&mut sink, &mut g, "memory", 128, 32, 65536, " MiB");
         let vcpus = number(&mut sink, &mut g, "vcpus", 1, 1, 64, "");
         let disk_mib = number(&mut sink, &mut g, "disk-size", 64, 8, 1 << 20, " MiB");
@@ -466,7 +668,38 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
         if let Some(mut n) = g.table(&mut sink, "network") {
             let bridge = n.required_string(&mut sink, "bridge", "\"xenbr0\"");
             let address = cidr(&mut sink, &mut n, "address");
-            let mac = n.required_string(&mut sink, "mac", "\"00:16:3e:00:00:02\"");
+            let mac = n.string(&mut sink, "mac");
+            let gateway = n
+                .string(&mut sink, "gateway")
+                .and_then(|v| match v.value.parse::<Ipv4Addr>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        sink.error(
+                            v.span,
+                            n.field("gateway"),
+                            format!("`{}` is not an IPv4 address", v.value),
+                            Some("e.g. \"10.0.0.1\"".into()),
+                        );
+                        None
+                    }
+                });
+            let dns: Vec<Ipv4Addr> = n
+                .string_list(&mut sink, "dns")
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|v| match v.value.parse::<Ipv4Addr>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        sink.error(
+                            v.span,
+                            n.field("dns"),
+                            format!("`{}` is not an IPv4 address", v.value),
+                            Some("e.g. [\"10.0.0.1\"]".into()),
+                        );
+                        None
+                    }
+                })
+                .collect();
             if let Some(m) = &mac {
                 if !valid_mac(&m.value) {
                     sink.error(
@@ -512,15 +745,20 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                     ),
                 }
             }
-            n.finish(&mut sink, &["bridge", "address", "mac"]);
-            if let (Some(b), Some(a), Some(m)) = (bridge, address, mac) {
+            n.finish(&mut sink, &["bridge", "address", "mac", "gateway", "dns"]);
+            if let (Some(b), Some(a)) = (bridge, address) {
                 network = Some(GuestNet {
                     bridge: b.value,
                     address: a,
-                    mac: m.value.to_lowercase(),
+                    mac: mac
+                        .map(|m| m.value.to_lowercase())
+                        .unwrap_or_else(|| derive_mac(&gname)),
+                    gateway,
+                    dns,
                 });
             }
         }
+        let (gspan, netfield) = (g.span(), g.field("network"));
         g.finish(
             &mut sink,
             &[
@@ -536,8 +774,21 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                 "network",
                 "overlay",
                 "autostart",
+                "template",
+                "settings",
+                "ssh-keys",
+                "lvm",
             ],
         );
+        if let Some(n) = &network {
+            if let Some(o) = guests.iter().find(|o| {
+                o.network
+                    .as_ref()
+                    .is_some_and(|m| m.mac == n.mac || m.address.addr == n.address.addr)
+            }) {
+                sink.error(gspan, netfield, format!("guest `{gname}` has the MAC or address of guest `{}`", o.name), Some("give each guest its own address (and MAC, or leave `mac` out to derive it from the name)".into()));
+            }
+        }
         guests.push(Guest {
             name: gname,
             hostname,
@@ -551,6 +802,12 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
             network,
             overlay,
             autostart,
+            template: template.map(|t| t.value),
+            settings,
+            ssh_keys,
+            lvm,
+            settings_at,
+            line,
         });
     }
 
@@ -602,6 +859,7 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
         host,
         guests,
         boot,
+        templates: BTreeMap::new(),
     };
     let ok = sink.diags.is_empty();
     (ok.then_some(p), sink.diags)

@@ -209,11 +209,6 @@ impl<'t> Reader<'t> {
         out
     }
 
-    /// Every key of this table, in file order (for tables keyed by user-chosen names).
-    pub fn keys(&self) -> Vec<String> {
-        self.table.iter().map(|(k, _)| k.to_string()).collect()
-    }
-
     /// Keys present in the table but never read.
     pub fn unread(&self) -> Vec<(String, Option<Range<usize>>)> {
         self.table
@@ -289,5 +284,17 @@ pub(crate) fn parse_document<'a>(sink: &mut Sink, text: &'a str) -> Option<toml_
             );
             None
         }
+    }
+}
+
+impl<'t> Reader<'t> {
+    /// The raw item of `key` (marking it read), with its span.
+    pub fn item(&mut self, key: &str) -> Option<&'t Item> {
+        self.get(key)
+    }
+
+    /// The keys of this table, in file order (not marked read).
+    pub fn keys(&self) -> Vec<String> {
+        self.table.iter().map(|(k, _)| k.to_string()).collect()
     }
 }

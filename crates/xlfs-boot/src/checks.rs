@@ -99,9 +99,111 @@ pub fn run_checks(c: &mut Console, checks: &[Check]) -> Vec<CheckResult> {
     results
 }
 
+/// Runs a check on the build machine instead of the console: `send` is a shell command
+/// (`sh -c`), and its output (stdout and stderr) must contain `expect`. It is tried again every
+/// two seconds until it does or `timeout_s` has passed (a service may still be starting).
+/// Returns the result and the last attempt's exit status and output.
+pub fn run_on_build_machine(check: &Check) -> (CheckResult, String) {
+    let begun = Instant::now();
+    let deadline = begun + Duration::from_secs(check.timeout_s);
+    let cmd = check.send.clone().unwrap_or_default();
+    loop {
+        let (status, out) = run_until(&cmd, deadline);
+        let ok = status == Some(0) && out.contains(&check.expect);
+        let last = match status {
+            Some(c) => format!("$ {cmd}\n(exit {c})\n{out}"),
+            None => format!("$ {cmd}\n(no exit status: killed at the check's timeout)\n{out}"),
+        };
+        if ok || Instant::now() + Duration::from_secs(2) >= deadline {
+            let result = CheckResult {
+                name: check.name.clone(),
+                ok,
+                at: begun.elapsed(),
+                took: begun.elapsed(),
+                error: (!ok).then(|| {
+                    format!(
+                        "expected exit 0 and output containing {:?} within {}s",
+                        check.expect, check.timeout_s
+                    )
+                }),
+            };
+            return (result, last);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// Run `sh -c cmd`, killing it at `deadline`: (exit code, stdout + stderr).
+fn run_until(cmd: &str, deadline: Instant) -> (Option<i32>, String) {
+    use std::process::{Command, Stdio};
+    let dir = match tempfile_dir() {
+        Ok(d) => d,
+        Err(e) => return (None, format!("cannot make a temporary file: {e}")),
+    };
+    let out_path = dir.join("out");
+    let Ok(out) = std::fs::File::create(&out_path) else {
+        return (None, "cannot create the output file".into());
+    };
+    let Ok(err) = out.try_clone() else {
+        return (None, "cannot duplicate the output file".into());
+    };
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return (None, format!("cannot run sh: {e}")),
+    };
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s.code(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let text = String::from_utf8_lossy(&std::fs::read(&out_path).unwrap_or_default()).into_owned();
+    let _ = std::fs::remove_dir_all(&dir);
+    (status, text)
+}
+
+fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "xlfs-check-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_machine_checks_pass_and_fail_with_the_output() {
+        let (r, out) = run_on_build_machine(&Check::send("echo", "echo hello world", "hello", 5));
+        assert!(r.ok, "{r:?} {out}");
+        let (r, out) = run_on_build_machine(&Check::send("wrong", "echo hi; exit 3", "hello", 1));
+        assert!(!r.ok);
+        assert!(r.error.unwrap().contains("\"hello\""));
+        assert!(out.contains("(exit 3)") && out.contains("hi"), "{out}");
+        // A command that hangs is killed at the timeout.
+        let t = Instant::now();
+        let (r, out) = run_on_build_machine(&Check::send("hang", "sleep 30", "x", 1));
+        assert!(!r.ok && t.elapsed() < Duration::from_secs(10), "{out}");
+        assert!(out.contains("killed"), "{out}");
+    }
 
     #[test]
     fn check_deserializes_with_defaults() {

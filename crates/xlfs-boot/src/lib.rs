@@ -40,7 +40,7 @@ pub mod sectors;
 mod text;
 
 pub use accel::{choose_accel, choose_accel_with, probe_kvm, probe_kvm_cpu};
-pub use checks::{run_checks, Check, CheckResult};
+pub use checks::{run_checks, run_on_build_machine, Check, CheckResult};
 pub use console::{interactive, Console, TAIL_LINES};
 pub use error::{BootError, ExpectReason, QEMU_INSTALL_HINT};
 pub use machine::{default_qemu, escape_commas, find_qemu, Accel, AccelPref, Drive, Machine, QEMU_ENV};

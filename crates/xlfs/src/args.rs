@@ -140,6 +140,11 @@ pub enum Command {
         #[arg(long)]
         accel: Option<String>,
     },
+    /// Guests: create one from a template, check one
+    Guest {
+        #[command(subcommand)]
+        command: GuestCommand,
+    },
     /// The main job: doctor, fetch, build, images and boot check of a profile
     Up {
         #[arg(default_value = "quick")]
@@ -159,6 +164,74 @@ pub enum Command {
         #[arg(long)]
         fix: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GuestCommand {
+    /// Add a guest made from a template (book/guests/T.toml) to a profile, after checking it
+    New(Box<GuestNewArgs>),
+    /// Boot the profile's images under QEMU and check one guest: it starts, and its template's
+    /// checks pass from this machine (run `xlfs image PROFILE` first)
+    Check {
+        name: String,
+        /// The profile that has the guest [default: the one profile that has it]
+        #[arg(long)]
+        profile: Option<String>,
+        /// Accelerator: auto, kvm or tcg [default: the profile's]
+        #[arg(long)]
+        accel: Option<String>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GuestNewArgs {
+    /// The guest's name (also its hostname unless --hostname)
+    pub name: String,
+    /// The template: a file of book/guests/ without `.toml`
+    #[arg(long, short)]
+    pub template: String,
+    /// The profile to add the guest to
+    #[arg(long, default_value = "quick")]
+    pub profile: String,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Memory in MiB
+    #[arg(long)]
+    pub memory: Option<u32>,
+    #[arg(long)]
+    pub vcpus: Option<u32>,
+    /// Disk size: MiB, or with a unit (M, G), e.g. 64M, 1G
+    #[arg(long)]
+    pub disk: Option<String>,
+    /// Address on the bridge, ADDR/PREFIX [default: the first free one of the host's bridge]
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// DNS servers (repeatable, or comma-separated)
+    #[arg(long, value_delimiter = ',')]
+    pub dns: Vec<String>,
+    /// The bridge [default: the host's]
+    #[arg(long)]
+    pub bridge: Option<String>,
+    /// The MAC address [default: derived from the name]
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// A public key file for root's authorized_keys (repeatable)
+    #[arg(long = "ssh-key")]
+    pub ssh_key: Vec<std::path::PathBuf>,
+    /// pvh (default) or pv
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// Keep the disk on a logical volume of this volume group on the host
+    #[arg(long)]
+    pub lvm: Option<String>,
+    /// Start the guest when the host boots (/etc/xen/auto)
+    #[arg(long)]
+    pub autostart: bool,
+    /// A template setting, KEY=VALUE (repeatable; lists are comma-separated)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

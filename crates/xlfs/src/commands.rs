@@ -73,6 +73,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
             keep,
         ),
+        Command::Guest { command } => crate::guest::run(&app, command),
         Command::Up { profile, jobs } => crate::system::up(&app, &profile, jobs),
         Command::Doctor { fix } => {
             let ok = crate::doctor::doctor(fix, &app.home.root, app.global.quiet)?;

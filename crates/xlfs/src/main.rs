@@ -4,6 +4,7 @@ mod app;
 mod args;
 mod commands;
 mod doctor;
+mod guest;
 mod rebuild;
 mod system;
 

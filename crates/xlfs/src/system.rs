@@ -78,7 +78,99 @@ pub fn print_images(images: &Images) {
     }
 }
 
+/// A port of the build machine forwarded by QEMU's user-mode network to a guest's TCP port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub guest: String,
+    pub host_port: u16,
+    pub address: std::net::Ipv4Addr,
+    pub port: u16,
+}
+
+/// Forwards for the checks of `guests` (those with a template and checks that name a port), on
+/// free ports of 127.0.0.1.
+pub fn forwards(profile: &Profile, guests: &[&xlfs_book::profile::Guest]) -> Result<Vec<Forward>> {
+    let mut out = Vec::new();
+    for g in guests {
+        let (Some(t), Some(n)) = (profile.template_of(g), &g.network) else {
+            continue;
+        };
+        let mut ports: Vec<u16> = t.checks.iter().filter_map(|c| c.port).collect();
+        ports.sort();
+        ports.dedup();
+        for port in ports {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free local port")?;
+            out.push(Forward {
+                guest: g.name.clone(),
+                host_port: l.local_addr()?.port(),
+                address: n.address.addr,
+                port,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// QEMU's user-mode network on the host's bridge: its network is the bridge's, its own
+/// addresses the highest free ones (so no guest's address is taken), and each forward a
+/// `hostfwd`. dom0 puts the card on the bridge (`xlfs.uplink=eth0`).
+fn uplink_args(profile: &Profile, fwd: &[Forward]) -> Vec<String> {
+    let Some(b) = &profile.host.bridge else {
+        return Vec::new();
+    };
+    let m = u32::from(b.address.netmask());
+    let net = u32::from(b.address.addr) & m;
+    let taken: Vec<std::net::Ipv4Addr> = std::iter::once(b.address.addr)
+        .chain(
+            profile
+                .guests
+                .iter()
+                .filter_map(|g| g.network.as_ref().map(|n| n.address.addr)),
+        )
+        .collect();
+    let mut free = (1..(!m))
+        .rev()
+        .map(|i| std::net::Ipv4Addr::from(net | i))
+        .filter(|a| !taken.contains(a));
+    let mut next = || free.next().unwrap_or(b.address.addr);
+    let (host, dns, dhcp) = (next(), next(), next());
+    let mut netdev = format!(
+        "user,id=uplink,net={}/{},host={host},dns={dns},dhcpstart={dhcp}",
+        std::net::Ipv4Addr::from(net),
+        b.address.prefix
+    );
+    for f in fwd {
+        netdev.push_str(&format!(
+            ",hostfwd=tcp:127.0.0.1:{}-{}:{}",
+            f.host_port, f.address, f.port
+        ));
+    }
+    vec![
+        "-netdev".into(),
+        netdev,
+        "-device".into(),
+        "virtio-net-pci,netdev=uplink".into(),
+    ]
+}
+
 fn machine(profile: &Profile, images: &Images, accel: Accel) -> Machine {
+    machine_with(profile, images, accel, &[])
+}
+
+fn machine_with(profile: &Profile, images: &Images, accel: Accel, fwd: &[Forward]) -> Machine {
+    let mut linux_cmdline = profile.host.linux_cmdline.clone();
+    // The guests' disks reach dom0 as one disk of image files, whatever their number.
+    if images.guest_images.is_some() {
+        linux_cmdline.push_str(&format!(" {}=/dev/sda", xlfs_system::IMAGES_ARG));
+    }
+    let extra = if fwd.is_empty() {
+        Vec::new()
+    } else {
+        uplink_args(profile, fwd)
+    };
+    if !extra.is_empty() {
+        linux_cmdline.push_str(&format!(" {}=eth0", xlfs_system::UPLINK_ARG));
+    }
     Machine {
         qemu: xlfs_boot::default_qemu(),
         accel,
@@ -89,21 +181,21 @@ fn machine(profile: &Profile, images: &Images, accel: Accel) -> Machine {
         kernel: images.xen.clone(),
         append: profile.host.xen_cmdline.clone(),
         initrd: vec![
-            (images.kernel.clone(), profile.host.linux_cmdline.clone()),
+            (images.kernel.clone(), linux_cmdline.trim().to_string()),
             (images.initramfs.clone(), String::new()),
         ],
         drives: images
-            .guests
+            .guest_images
             .iter()
-            .map(|g| Drive {
-                path: g.disk.clone(),
+            .map(|p| Drive {
+                path: p.clone(),
                 format: "raw".into(),
                 interface: "ide".into(),
                 readonly: false,
             })
             .collect(),
         net: false,
-        extra: Vec::new(),
+        extra,
     }
 }
 
@@ -181,14 +273,107 @@ pub struct BootReport {
     pub log: PathBuf,
 }
 
+/// Run a guest's template checks from the build machine, through the forwarded ports.
+fn template_checks(
+    con: &Console,
+    profile: &Profile,
+    g: &xlfs_book::profile::Guest,
+    fwd: &[Forward],
+    marks: &mut Vec<(String, Duration)>,
+) -> Result<()> {
+    let Some(t) = profile.template_of(g) else {
+        return Ok(());
+    };
+    let address = |port: u16| {
+        fwd.iter()
+            .find(|f| f.guest == g.name && f.port == port)
+            .map(|f| format!("127.0.0.1:{}", f.host_port))
+            .unwrap_or_else(|| {
+                format!(
+                    "{}:{port}",
+                    g.network
+                        .as_ref()
+                        .map(|n| n.address.addr.to_string())
+                        .unwrap_or_default()
+                )
+            })
+    };
+    let checks = t
+        .render_checks(&g.context(profile), &address)
+        .map_err(|d| anyhow::anyhow!("{}", xlfs_book::BookErrors(d)))?;
+    for c in checks {
+        let check = Check {
+            name: c.name.clone(),
+            send: Some(c.run.clone()),
+            expect: c.expect.clone(),
+            timeout_s: c.timeout_s,
+        };
+        let (r, out) = xlfs_boot::run_on_build_machine(&check);
+        if !r.ok {
+            bail!(
+                "check failed: guest `{}`: {}\n  {}\n  the client (on the build machine):\n{}\n  the console (guest and dom0), last lines:\n{}",
+                g.name,
+                c.name,
+                r.error.unwrap_or_default(),
+                indent(&out),
+                indent(&con.tail(40))
+            );
+        }
+        println!(
+            "  ok  guest `{}`: {} ({:.1}s)",
+            g.name,
+            c.name,
+            con.elapsed().as_secs_f64()
+        );
+        marks.push((format!("guest {}: {}", g.name, c.name), con.elapsed()));
+    }
+    Ok(())
+}
+
+fn indent(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Boot the profile and run its checks.
 pub fn boot_check(app: &App, name: &str, forced: Option<&str>) -> Result<BootReport> {
+    boot_check_guests(app, name, forced, None)
+}
+
+/// Boot the profile and run its checks, for every guest or only `only`.
+pub fn boot_check_guests(
+    app: &App,
+    name: &str,
+    forced: Option<&str>,
+    only: Option<&str>,
+) -> Result<BootReport> {
     let _store_lock = store_lock_shared(app, "boot")?;
     let (_book, profile) = load_profile(app, name)?;
     let images = Images::load(&images_dir(app, name))?;
+    for g in &profile.guests {
+        if !images.guests.iter().any(|i| i.name == g.name) {
+            bail!(
+                "the images of `{name}` have no guest `{}`; run `xlfs image {name}`",
+                g.name
+            );
+        }
+    }
+    let guests: Vec<&xlfs_book::profile::Guest> = profile
+        .guests
+        .iter()
+        .filter(|g| only.is_none_or(|o| o == g.name))
+        .collect();
+    if let Some(o) = only {
+        if guests.is_empty() {
+            bail!("profile `{name}` has no guest `{o}`");
+        }
+    }
+    let fwd = forwards(&profile, &guests)?;
     let (accel, reason) = accel(&profile, forced);
     println!("booting `{name}` under QEMU with {accel:?}: {reason}");
-    let m = machine(&profile, &images, accel);
+    let m = machine_with(&profile, &images, accel, &fwd);
     let log = app.home.root.join("logs").join(format!("boot-{name}.log"));
     let mut con = Console::spawn(&m, &log)?;
     let deadline = Instant::now() + Duration::from_secs(profile.boot.timeout_s);
@@ -225,7 +410,7 @@ pub fn boot_check(app: &App, name: &str, forced: Option<&str>) -> Result<BootRep
         60,
         &mut marks,
     )?;
-    for g in &profile.guests {
+    for g in guests {
         let cfg = format!("/etc/xen/{}.cfg", g.name);
         con.sendline(&format!("xl create -c {cfg}"))?;
         let marker = format!(
@@ -292,6 +477,7 @@ pub fn boot_check(app: &App, name: &str, forced: Option<&str>) -> Result<BootRep
                 &mut marks,
             )?;
         }
+        template_checks(&con, &profile, g, &fwd, &mut marks)?;
         must(
             &mut con,
             "`xl shutdown` stops the guest",
