@@ -249,7 +249,7 @@ impl S3Cache {
         fut: impl Future<Output = object_store::Result<T>>,
     ) -> Result<T, StoreError> {
         self.check_up()?;
-        match self.rt.block_on(tokio::time::timeout(limit, fut)) {
+        match self.rt.block_on(async { tokio::time::timeout(limit, fut).await }) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.map_err(what, key, e)),
             Err(_) => Err(self.unavailable(format!("{what}: no answer within {}s", limit.as_secs_f64()))),
@@ -564,7 +564,10 @@ impl S3Cache {
             ..PutOptions::default()
         };
         let fut = self.store.put_opts(path, bytes.into(), opts);
-        match self.rt.block_on(tokio::time::timeout(self.timeout, fut)) {
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(self.timeout, fut).await })
+        {
             Ok(Ok(_)) => {
                 self.sent.fetch_add(len, Ordering::Relaxed);
                 Ok(())
@@ -623,7 +626,10 @@ impl S3Cache {
             let (_, sha, size) = hasher.finish();
             Ok((sha, size))
         };
-        match self.rt.block_on(tokio::time::timeout(limit, upload)) {
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(limit, upload).await })
+        {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(UpErr::Local(e))) => Err(e),
             Ok(Err(UpErr::S3(e))) => Err(self.map_err("uploading the artifact", key, e)),
