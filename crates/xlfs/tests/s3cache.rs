@@ -401,3 +401,25 @@ fn two_homes_share_signed_artifacts_through_a_real_s3_server() {
     assert!(out.contains("built 1, cached 1, failed 0"), "{out}");
     assert!(took < cold + Duration::from_secs(10), "took {took:?}");
 }
+
+#[test]
+fn a_hung_cache_costs_one_timeout_and_one_warning_never_the_build() {
+    // A server that accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let w = World::new();
+    w.greet_and_hello(&["libgreet"]);
+    let home = w.path().join("home");
+    ok(&w, &home, &["cache", "add", "hung", "s3://xlfs-test/x", "--endpoint", &endpoint, "--timeout", "2"]);
+    ok(&w, &home, &["key", "generate", "--name", "me"]);
+    let t = Instant::now();
+    let plan = ok(&w, &home, &["plan"]);
+    assert!(t.elapsed() < Duration::from_secs(5), "plan took {:?}", t.elapsed());
+    assert_eq!(plan.matches("warning: cache hung").count(), 1, "{plan}");
+    assert!(plan.contains("no answer within 2s"), "{plan}");
+    // The build looks up, builds everything here, tries to push: one warning in all.
+    let out = ok(&w, &home, &["build", "--push"]);
+    assert_eq!(out.matches("warning: cache hung").count(), 1, "{out}");
+    assert!(out.contains("built 2, cached 0, failed 0"), "{out}");
+    drop(listener);
+}
