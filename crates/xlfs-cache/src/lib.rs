@@ -9,6 +9,7 @@
 pub mod config;
 pub mod creds;
 pub mod s3;
+pub mod seaweed;
 pub mod sign;
 
 pub use config::{CacheConfig, Config};

