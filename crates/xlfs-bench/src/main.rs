@@ -336,13 +336,14 @@ fn bench_cache() {
         out_b.contains("nothing to do"),
         "home B built something:\n{out_b}"
     );
+    // "pushed 12 artifact(s) to cache bench (38.2 KiB sent) in 0.3s": the last parentheses.
     let amount = |text: &str, what: &str| {
         text.lines()
-            .find(|l| l.contains(what))
-            .and_then(|l| l.split('(').nth(1))
-            .and_then(|l| l.split(')').next())
-            .unwrap_or("?")
-            .to_string()
+            .find(|l| l.starts_with(what))
+            .and_then(|l| l.rsplit_once('('))
+            .and_then(|(_, r)| r.split_once(')'))
+            .map(|(a, _)| a.to_string())
+            .unwrap_or_else(|| "?".into())
     };
     println!(
         "shared cache, 12 pkgs:  cold build {:.1} s, from the cache {:.1} s: {:.1}x faster; pushed {}, fetched {}",

@@ -170,6 +170,11 @@ impl S3Cache {
         }
     }
 
+    /// Whether any key is trusted (without one, nothing can be fetched).
+    pub fn trusts_any(&self) -> bool {
+        !self.trusted.is_empty()
+    }
+
     /// Why the cache counts as down, if it does.
     pub fn down(&self) -> Option<String> {
         self.down.lock().ok().and_then(|d| d.clone())

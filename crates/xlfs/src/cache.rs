@@ -84,6 +84,20 @@ impl Caches {
             if wanted.is_empty() {
                 break;
             }
+            if !cache.trusts_any() {
+                let first = self
+                    .warned
+                    .lock()
+                    .map(|mut w| w.insert(cache.name().to_string()))
+                    .unwrap_or(true);
+                if first {
+                    eprintln!(
+                        "warning: cache {} not used for fetching: no trusted keys (`xlfs key trust NAME:KEY`)",
+                        cache.name()
+                    );
+                }
+                continue;
+            }
             match cache.lookup(&wanted) {
                 Ok(have) => {
                     wanted.retain(|k| !have.contains(k));

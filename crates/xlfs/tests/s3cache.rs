@@ -176,6 +176,17 @@ fn two_homes_share_signed_artifacts_through_a_real_s3_server() {
         cold.as_secs_f64() / warm.as_secs_f64()
     );
 
+    // A home that trusts no key fetches nothing, and says why once.
+    let c = w.path().join("home-c");
+    ok(
+        &w,
+        &c,
+        &["cache", "add", "team", url, "--endpoint", &weed.endpoint()],
+    );
+    let plan = ok(&w, &c, &["plan"]);
+    assert!(plan.contains("2 packages: 2 to build"), "{plan}");
+    assert_eq!(plan.matches("no trusted keys").count(), 1, "{plan}");
+
     // Tampering, as someone with write access to the bucket could.
     let raw = weed.client("team", url, Some(&key_a));
     let hello_key = steps.iter().find(|(n, _, _)| n == "hello").unwrap().1.clone();
