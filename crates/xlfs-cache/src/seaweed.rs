@@ -131,6 +131,17 @@ impl Server {
 
     /// A client of the cache at `url` (s3://BUCKET/PREFIX) on this server, outside any home.
     pub fn client(&self, name: &str, url: &str, trusted: Option<&str>) -> S3Cache {
+        self.signing_client(name, url, trusted, None)
+    }
+
+    /// Like [`client`](Self::client), uploading with `signer`.
+    pub fn signing_client(
+        &self,
+        name: &str,
+        url: &str,
+        trusted: Option<&str>,
+        signer: Option<crate::SecretKey>,
+    ) -> S3Cache {
         let text = format!(
             "{}[cache.{name}]\nurl = \"{url}\"\nendpoint = \"{}\"\ntimeout = 3\n",
             trusted
@@ -139,7 +150,7 @@ impl Server {
             self.endpoint()
         );
         let config = Config::parse(&text, Path::new("seaweed")).expect("valid config");
-        S3Cache::open(name, &config, credentials(), None, std::env::temp_dir()).expect("client")
+        S3Cache::open(name, &config, credentials(), signer, std::env::temp_dir()).expect("client")
     }
 
     pub fn stop(&mut self) {
