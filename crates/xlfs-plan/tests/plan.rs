@@ -340,3 +340,43 @@ fn without_runtime_what_the_toolchain_provides_is_not_planned() {
     let p = plan(&b, &["tools".into()], &envs(), &|_| None, &|_| false).unwrap();
     assert_eq!(p.steps.len(), 3, "with runtime dependencies, glibc is planned");
 }
+
+#[test]
+fn artifacts_in_a_shared_cache_count_as_cached_and_say_where_they_come_from() {
+    let b = sample("true");
+    let local = plan(&b, &[], &envs(), &|_| None, &|_| false).unwrap();
+    let key = |n: &str| local.get(n).unwrap().key.clone();
+    let libc = key("libc");
+    let p = plan(&b, &[], &envs(), &|_| None, &|k| k == libc).unwrap();
+    // Only what is not local is looked up.
+    assert_eq!(p.to_look_up(), vec![key("libz"), key("app"), key("tool")]);
+    let found = [
+        (key("libz"), "team".to_string()),
+        (key("libc"), "team".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let p = p.with_remote(&found);
+    let origin = |n: &str| p.get(n).unwrap().status.origin();
+    assert_eq!(
+        [origin("libc"), origin("libz"), origin("app"), origin("tool")],
+        ["local", "cache team", "build", "build"]
+    );
+    assert!(p.get("libz").unwrap().is_cached());
+    assert_eq!(
+        p.to_build().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["app", "tool"]
+    );
+    assert_eq!(
+        p.to_fetch().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["libz"]
+    );
+    // Where an artifact comes from does not change any key.
+    let keys = |p: &xlfs_plan::Plan| p.steps.iter().map(|s| s.key.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&p), keys(&local));
+    let json = serde_json::to_value(&p).unwrap();
+    assert_eq!(
+        json["steps"][1]["status"],
+        serde_json::json!({"status": "remote", "cache": "team"})
+    );
+}

@@ -72,6 +72,25 @@ pub enum StoreError {
         /// The key that was looked up.
         key: String,
     },
+    /// A shared cache did not answer in time, could not be reached or refused the credentials.
+    #[error("cache {cache}: {reason}")]
+    Unavailable {
+        /// The cache's name.
+        cache: String,
+        /// What went wrong (never credentials).
+        reason: String,
+    },
+    /// An artifact of a shared cache was refused: its signature is missing or from an untrusted
+    /// key, or its bytes or manifest are not what was signed.
+    #[error("cache {cache}: artifact {key} refused: {reason}")]
+    Refused {
+        /// The cache's name.
+        cache: String,
+        /// The package key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
     /// The key cannot be used as a store key (it would escape the store's
     /// directories or clash with temporary files).
     #[error("invalid store key {key:?}: {reason}")]

@@ -36,5 +36,5 @@ mod unpack;
 pub use error::StoreError;
 pub use manifest::{Attr, Entry, Kind, Manifest};
 pub use pack::{pack, PackOptions, Packed, DEFAULT_ZSTD_LEVEL};
-pub use store::{validate_key, ArtifactStore, LocalStore};
+pub use store::{check_contents, validate_key, ArtifactStore, LocalStore};
 pub use unpack::unpack_artifact;

@@ -284,67 +284,7 @@ impl LocalStore {
     pub fn verify_contents(&self, key: &str) -> Result<(), StoreError> {
         self.verify(key)?;
         let manifest = self.manifest(key)?;
-        let path = self.artifact_file(key);
-        let mut want: std::collections::BTreeMap<&str, &Entry> =
-            manifest.entries.iter().map(|e| (e.path.as_str(), e)).collect();
-        let bad = |what: String| StoreError::corrupt(&path, what);
-        let file = File::open(&path).at(&path)?;
-        let mut archive = tar::Archive::new(zstd::Decoder::new(file).at(&path)?);
-        for member in archive.entries().at(&path)? {
-            let mut member = member.at(&path)?;
-            let name = member
-                .path()
-                .at(&path)?
-                .to_string_lossy()
-                .trim_end_matches('/')
-                .to_string();
-            let Some(e) = want.remove(name.as_str()) else {
-                return Err(bad(format!(
-                    "`{name}` is in the artifact but not in the manifest"
-                )));
-            };
-            let h = member.header();
-            let kind = match h.entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => crate::Kind::File,
-                tar::EntryType::Directory => crate::Kind::Dir,
-                tar::EntryType::Symlink => crate::Kind::Symlink,
-                tar::EntryType::Link => crate::Kind::Hardlink,
-                other => return Err(bad(format!("`{name}` has the unexpected type {other:?}"))),
-            };
-            let mode = h.mode().at(&path)? & 0o7777;
-            let (uid, gid) = (h.uid().at(&path)? as u32, h.gid().at(&path)? as u32);
-            let target = member
-                .link_name()
-                .at(&path)?
-                .map(|t| t.to_string_lossy().into_owned());
-            let (sha, size) = if kind == crate::Kind::File {
-                let (sha, size) = xlfs_util::sha256_reader(&mut member).at(&path)?;
-                (Some(sha), size)
-            } else {
-                (None, 0)
-            };
-            let found = (kind, mode, uid, gid, size, sha.as_deref(), target.as_deref());
-            let expected = (
-                e.kind,
-                e.mode,
-                e.uid,
-                e.gid,
-                e.size,
-                e.sha256.as_deref(),
-                e.target.as_deref(),
-            );
-            if found != expected {
-                return Err(bad(format!(
-                    "`{name}` differs from its manifest entry: expected {expected:?}, found {found:?}"
-                )));
-            }
-        }
-        if let Some(missing) = want.keys().next() {
-            return Err(bad(format!(
-                "`{missing}` is in the manifest but not in the artifact"
-            )));
-        }
-        Ok(())
+        check_contents(&self.artifact_file(key), &manifest)
     }
 
     /// Removes temporary files and directories (`.tmp-*`) older than
@@ -443,6 +383,73 @@ impl LocalStore {
         }
         Ok(tmp)
     }
+}
+
+/// Reads the whole artifact `path` and compares every member with its entry in `manifest` (kind,
+/// mode, owner, size, sha256 of regular files, link targets) and the set of paths. For artifacts
+/// before they are trusted (downloaded from a shared cache) and `xlfs verify`.
+pub fn check_contents(path: &Path, manifest: &Manifest) -> Result<(), StoreError> {
+    let path = path.to_path_buf();
+    let mut want: std::collections::BTreeMap<&str, &Entry> =
+        manifest.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let bad = |what: String| StoreError::corrupt(&path, what);
+    let file = File::open(&path).at(&path)?;
+    let mut archive = tar::Archive::new(zstd::Decoder::new(file).at(&path)?);
+    for member in archive.entries().at(&path)? {
+        let mut member = member.at(&path)?;
+        let name = member
+            .path()
+            .at(&path)?
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_string();
+        let Some(e) = want.remove(name.as_str()) else {
+            return Err(bad(format!(
+                "`{name}` is in the artifact but not in the manifest"
+            )));
+        };
+        let h = member.header();
+        let kind = match h.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => crate::Kind::File,
+            tar::EntryType::Directory => crate::Kind::Dir,
+            tar::EntryType::Symlink => crate::Kind::Symlink,
+            tar::EntryType::Link => crate::Kind::Hardlink,
+            other => return Err(bad(format!("`{name}` has the unexpected type {other:?}"))),
+        };
+        let mode = h.mode().at(&path)? & 0o7777;
+        let (uid, gid) = (h.uid().at(&path)? as u32, h.gid().at(&path)? as u32);
+        let target = member
+            .link_name()
+            .at(&path)?
+            .map(|t| t.to_string_lossy().into_owned());
+        let (sha, size) = if kind == crate::Kind::File {
+            let (sha, size) = xlfs_util::sha256_reader(&mut member).at(&path)?;
+            (Some(sha), size)
+        } else {
+            (None, 0)
+        };
+        let found = (kind, mode, uid, gid, size, sha.as_deref(), target.as_deref());
+        let expected = (
+            e.kind,
+            e.mode,
+            e.uid,
+            e.gid,
+            e.size,
+            e.sha256.as_deref(),
+            e.target.as_deref(),
+        );
+        if found != expected {
+            return Err(bad(format!(
+                "`{name}` differs from its manifest entry: expected {expected:?}, found {found:?}"
+            )));
+        }
+    }
+    if let Some(missing) = want.keys().next() {
+        return Err(bad(format!(
+            "`{missing}` is in the manifest but not in the artifact"
+        )));
+    }
+    Ok(())
 }
 
 /// Renames a sealed temporary file to `dest`.

@@ -137,7 +137,8 @@ impl App {
         Some(text.lines().map(str::to_string).collect())
     }
 
-    /// Plan `targets` against the state database and the store.
+    /// Plan `targets` against the local store (an artifact there counts as cached, recorded in
+    /// the state database or not; see [`crate::cache::adopt`]), without the shared caches.
     pub fn plan(&self, book: &Book, targets: &[String], db: &StateDb, store: &LocalStore) -> Result<Plan> {
         self.plan_with(book, targets, true, db, store)
     }
@@ -151,9 +152,8 @@ impl App {
         db: &StateDb,
         store: &LocalStore,
     ) -> Result<Plan> {
-        let recorded = db.keys()?;
         let envs = self.envs(book);
-        let in_store = |k: &str| recorded.contains(k) && store.contains(k).unwrap_or(false);
+        let in_store = |k: &str| store.contains(k).unwrap_or(false);
         let prev = |n: &str| db.previous(n);
         Ok(xlfs_plan::plan_with(
             book, targets, runtime, &envs, &prev, &in_store,

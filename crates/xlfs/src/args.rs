@@ -158,6 +158,16 @@ pub enum Command {
         #[arg(long)]
         packages: bool,
     },
+    /// Shared artifact caches on S3-compatible object stores
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// The signing key of this home and the keys it trusts
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Check that this machine can build and boot; list what is missing
     Doctor {
         /// Install what is missing (apt)
@@ -242,6 +252,54 @@ pub enum BookCommand {
     List,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Add a shared cache: `xlfs cache add NAME s3://BUCKET/PREFIX --endpoint URL [--push]`
+    Add {
+        name: String,
+        /// s3://BUCKET/PREFIX
+        url: String,
+        /// The S3-compatible endpoint [default: AWS]
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// The bucket's region
+        #[arg(long)]
+        region: Option<String>,
+        /// Upload what `xlfs build` builds (signed with this home's key)
+        #[arg(long)]
+        push: bool,
+        /// Seconds the cache may take to answer [default: the home's `timeout`, else 5]
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// List the configured caches, the trusted keys and this home's signing key
+    List,
+    /// Remove a cache from this home's configuration (the cache itself is left alone)
+    Remove { name: String },
+    /// Re-check every artifact of a cache: signature, sha256, manifest and contents
+    Verify { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Create this home's signing key (HOME/keys/signing.secret, mode 0600); print its public
+    /// key as NAME:BASE64 and trust it
+    Generate {
+        /// The key's name, written into every signature [default: the host name]
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace an existing key
+        #[arg(long)]
+        force: bool,
+    },
+    /// Trust signatures made with a public key (NAME:BASE64)
+    Trust { key: String },
+    /// Stop trusting the public key named NAME
+    Untrust { name: String },
+    /// Print this home's public key
+    Show,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct BuildArgs {
     pub targets: Vec<String>,
@@ -263,4 +321,7 @@ pub struct BuildArgs {
     /// Build the targets and what building them needs, not their runtime dependencies
     #[arg(long)]
     pub no_runtime: bool,
+    /// Upload the plan's artifacts to every configured cache (not only those with `push = true`)
+    #[arg(long)]
+    pub push: bool,
 }

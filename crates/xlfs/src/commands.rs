@@ -75,6 +75,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         ),
         Command::Guest { command } => crate::guest::run(&app, command),
         Command::Up { profile, jobs } => crate::system::up(&app, &profile, jobs),
+        Command::Cache { command } => crate::cache::cache_command(&app, command),
+        Command::Key { command } => crate::cache::key_command(&app, command),
         Command::Doctor { fix } => {
             let ok = crate::doctor::doctor(fix, &app.home.root, app.global.quiet)?;
             if ok {
@@ -122,14 +124,15 @@ fn print_plan(plan: &Plan) {
     );
     for s in &plan.steps {
         let (status, why) = match &s.status {
-            Status::Cached => ("cached", String::new()),
+            Status::Cached | Status::Remote { .. } => ("cached", String::new()),
             Status::Build { why } => ("build", why.to_string()),
         };
         println!(
-            "  {status:<6} {:<24} {:<14} {:<13} {why}",
+            "  {status:<6} {:<24} {:<14} {:<13} {:<12} {why}",
             s.name,
             s.version,
-            &s.key[..12]
+            &s.key[..12],
+            s.status.origin(),
         );
     }
 }
@@ -138,6 +141,7 @@ fn plan(app: &App, targets: &[String], json: bool) -> Result<i32> {
     let book = app.book()?;
     let (db, store) = (app.db()?, app.store()?);
     let plan = app.plan(&book, targets, &db, &store)?;
+    let plan = crate::cache::Caches::open(app)?.plan(plan);
     if json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
@@ -210,17 +214,28 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
     // are when it starts, not as they were when it began waiting.
     let book = app.book()?;
     let (db, store) = (app.db()?, app.store()?);
+    let caches = crate::cache::Caches::open(app)?;
     let mut plan = app.plan_with(&book, &args.targets, !args.no_runtime, &db, &store)?;
-    // `host` builds run in the pinned toolchain root: create it (once) and plan with its identity.
+    // `host` builds run in the pinned toolchain root: create it (once) and plan with its identity
+    // (the keys looked up in the caches depend on it).
     if plan.to_build().any(|s| s.env == xlfs_book::BuildEnv::Host) {
         app.toolchain(&book)?;
         plan = app.plan_with(&book, &args.targets, !args.no_runtime, &db, &store)?;
     }
+    // Shared caches second: fetch (checked) what they have, then plan again: what could not be
+    // fetched builds here.
+    plan = caches.plan(plan);
+    if plan.to_fetch().next().is_some() {
+        caches.fetch(app, &plan, &store, &db)?;
+        plan = app.plan_with(&book, &args.targets, !args.no_runtime, &db, &store)?;
+    }
+    crate::cache::adopt(&plan, &store, &db)?;
     let to_build = plan.to_build().count();
     if to_build == 0 {
         if !quiet {
             eprintln!("nothing to do: {} package(s), all cached", plan.steps.len());
         }
+        caches.push(&plan, &store, args.push)?;
         return Ok(0);
     }
     fetch_plan(app, &book, &plan, false, 4)?;
@@ -260,7 +275,7 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
         quiet,
         bars: std::io::stderr().is_terminal(),
     };
-    let out = xlfs_build::run::run(ctx, &plan, &opts);
+    let out = xlfs_build::run::run(ctx.clone(), &plan, &opts);
     let cpu: u64 = out.built.iter().map(|b| b.cpu_ms).sum();
     eprintln!(
         "built {}, cached {}, failed {}, skipped {} in {:.1}s (cpu {:.1}s)",
@@ -273,6 +288,9 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
     );
     if !out.skipped.is_empty() {
         eprintln!("not built: {}", out.skipped.join(", "));
+    }
+    if !out.built.is_empty() {
+        caches.push(&plan, &ctx.store, args.push)?;
     }
     if out.interrupted {
         eprintln!("interrupted: run `xlfs build` again to resume");
@@ -289,7 +307,7 @@ fn status(app: &App) -> Result<i32> {
     let (mut built, mut outdated, mut never) = (0, Vec::new(), Vec::new());
     for s in &plan.steps {
         match &s.status {
-            Status::Cached => built += 1,
+            Status::Cached | Status::Remote { .. } => built += 1,
             Status::Build { why } => {
                 if db.latest(&s.name)?.is_some() {
                     outdated.push(format!("{} ({why})", s.name));
@@ -426,7 +444,7 @@ fn why(app: &App, package: &str) -> Result<i32> {
     let (step, db, _store) = current_key(app, package)?;
     let prev = db.latest(package)?;
     match &step.status {
-        Status::Cached => {
+        Status::Cached | Status::Remote { .. } => {
             println!("{package} is cached (key {})", step.key);
             if let Some(b) = db.build(&step.key)? {
                 println!("  built {} (unix time), log {}", b.finished_at, b.log);

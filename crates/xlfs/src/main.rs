@@ -2,6 +2,7 @@
 
 mod app;
 mod args;
+mod cache;
 mod commands;
 mod doctor;
 mod guest;

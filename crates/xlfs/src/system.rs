@@ -599,6 +599,7 @@ pub fn up(app: &App, name: &str, jobs: Option<usize>) -> Result<i32> {
             check: false,
             no_wait: false,
             no_runtime: false,
+            push: false,
         },
     )?;
     if code != 0 {
