@@ -5,6 +5,7 @@
 
 mod book;
 mod diag;
+mod machine;
 pub mod profile;
 mod reader;
 mod recipe;

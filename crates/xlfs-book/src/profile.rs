@@ -22,6 +22,7 @@
 //! ```
 
 use crate::diag::{suggest, BookErrors, Diagnostic, Sink};
+pub use crate::machine::{IfAddress, Interface, Machine, RootPassword, Secret, Serial};
 use crate::reader::{At, Reader};
 use crate::Book;
 use serde::Serialize;
@@ -73,6 +74,18 @@ pub struct Host {
     pub bridge: Option<Bridge>,
     /// Directory of files copied over the root filesystem, relative to the profile file.
     pub overlay: Option<String>,
+    /// The machine configuration (network, time, secrets, console, dom0 size).
+    pub machine: Machine,
+}
+
+impl Host {
+    /// Xen's command line: `xen-cmdline` plus what the machine configuration generates
+    /// (serial console, `dom0_mem=`, `dom0_max_vcpus=`).
+    pub fn xen_command_line(&self) -> String {
+        let mut words: Vec<String> = self.xen_cmdline.split_whitespace().map(str::to_string).collect();
+        words.extend(self.machine.xen_options());
+        words.join(" ")
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -229,7 +242,7 @@ pub fn list_profiles(book_root: &Path) -> Vec<String> {
     v
 }
 
-fn valid_hostname(h: &str) -> bool {
+pub(crate) fn valid_hostname(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|l| {
@@ -334,6 +347,7 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
         linux_cmdline: String::new(),
         bridge: None,
         overlay: None,
+        machine: Machine::default(),
     };
     match top.table(&mut sink, "host") {
         Some(mut h) => {
@@ -347,14 +361,16 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                 .map(|s| s.value)
                 .unwrap_or_default();
             host.packages = packages(&mut sink, &mut h);
-            host.xen_cmdline = h
-                .required_string(
+            // With host.serial, Xen's console comes from there and xen-cmdline may be left out.
+            let xen_cmdline = if h.has("serial") {
+                h.string(&mut sink, "xen-cmdline")
+            } else {
+                h.required_string(
                     &mut sink,
                     "xen-cmdline",
                     "\"console=com1 com1=115200,8n1 dom0_mem=512M\"",
                 )
-                .map(|s| s.value)
-                .unwrap_or_default();
+            };
             host.linux_cmdline = h
                 .string(&mut sink, "linux-cmdline")
                 .map(|s| s.value)
@@ -371,7 +387,12 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                     });
                 }
             }
-            if !host.xen_cmdline.contains("console=") {
+            host.machine = crate::machine::read(&mut sink, &mut h, host.bridge.as_ref());
+            if let Some(x) = &xen_cmdline {
+                crate::machine::check_xen_cmdline(&mut sink, &host.machine, x);
+            }
+            host.xen_cmdline = xen_cmdline.map(|s| s.value).unwrap_or_default();
+            if !host.xen_command_line().contains("console=") && (h.has("serial") || h.has("xen-cmdline")) {
                 sink.error(
                     h.span(),
                     "host.xen-cmdline",
@@ -379,19 +400,18 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                     Some("add console=com1 com1=115200,8n1 for a serial console".into()),
                 );
             }
-            h.finish(
-                &mut sink,
-                &[
-                    "hostname",
-                    "xen",
-                    "kernel",
-                    "packages",
-                    "xen-cmdline",
-                    "linux-cmdline",
-                    "bridge",
-                    "overlay",
-                ],
-            );
+            let mut known = vec![
+                "hostname",
+                "xen",
+                "kernel",
+                "packages",
+                "xen-cmdline",
+                "linux-cmdline",
+                "bridge",
+                "overlay",
+            ];
+            known.extend(crate::machine::KEYS);
+            h.finish(&mut sink, &known);
         }
         None => {
             if !top.has("host") {

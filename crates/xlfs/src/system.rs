@@ -87,7 +87,7 @@ fn machine(profile: &Profile, images: &Images, accel: Accel) -> Machine {
         cpu: "qemu64".into(),
         machine: "pc".into(),
         kernel: images.xen.clone(),
-        append: profile.host.xen_cmdline.clone(),
+        append: profile.host.xen_command_line(),
         initrd: vec![
             (images.kernel.clone(), profile.host.linux_cmdline.clone()),
             (images.initramfs.clone(), String::new()),
