@@ -31,7 +31,8 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
     let _store_lock = store_lock_shared(app, "image")?;
     let (book, profile) = load_profile(app, name)?;
     let (db, store) = (app.db()?, app.store()?);
-    let plan = app.plan(&book, &profile.targets(), &db, &store)?;
+    let march = profile.host.machine.march.as_deref();
+    let plan = app.plan_tuned(&book, &profile.targets(), true, march, &db, &store)?;
     let missing: Vec<&str> = plan.to_build().map(|s| s.name.as_str()).collect();
     if !missing.is_empty() {
         bail!(
@@ -406,8 +407,9 @@ pub fn up(app: &App, name: &str, jobs: Option<usize>) -> Result<i32> {
     let code = crate::commands::build(
         app,
         crate::args::BuildArgs {
-            targets: targets.clone(),
-            profile: None,
+            targets: Vec::new(),
+            // The profile, not just its targets: its host tuning goes into the keys.
+            profile: Some(name.to_string()),
             jobs,
             keep_going: false,
             check: false,
