@@ -6,6 +6,8 @@
 //! plain sh, creates the bridge, and starts the guests marked `autostart`. Guests get an `rcS`
 //! that announces their hostname and kernel on the console, brings up their network, and a shell.
 
+pub mod grub;
+
 use xlfs_book::profile::{Guest, GuestType, Profile};
 
 /// A file to place in a root filesystem.
