@@ -63,6 +63,9 @@ pub struct Bridge {
     pub address: Cidr,
 }
 
+/// The package whose artifact installs GRUB on a host's disk image (`host.disk-image`).
+pub const GRUB_PACKAGE: &str = "grub";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Host {
     pub hostname: String,
@@ -76,6 +79,9 @@ pub struct Host {
     pub overlay: Option<String>,
     /// The machine configuration (network, time, secrets, console, dom0 size).
     pub machine: Machine,
+    /// `disk-image = true`: `xlfs image` also writes a GPT disk with GRUB (raw and qcow2);
+    /// the book's `grub` package is then built too.
+    pub disk_image: bool,
 }
 
 impl Host {
@@ -152,6 +158,9 @@ impl Profile {
     pub fn targets(&self) -> Vec<String> {
         let mut t = vec![self.host.xen.clone(), self.host.kernel.clone()];
         t.extend(self.host.packages.iter().cloned());
+        if self.host.disk_image {
+            t.push(GRUB_PACKAGE.into());
+        }
         for g in &self.guests {
             t.push(g.kernel.clone());
             t.extend(g.packages.iter().cloned());
@@ -212,6 +221,9 @@ impl Profile {
         };
         need("host.xen", &self.host.xen);
         need("host.kernel", &self.host.kernel);
+        if self.host.disk_image {
+            need("host.disk-image", GRUB_PACKAGE);
+        }
         for p in &self.host.packages {
             need("host.packages", p);
         }
@@ -348,6 +360,7 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
         bridge: None,
         overlay: None,
         machine: Machine::default(),
+        disk_image: false,
     };
     match top.table(&mut sink, "host") {
         Some(mut h) => {
@@ -376,6 +389,7 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                 .map(|s| s.value)
                 .unwrap_or_default();
             host.overlay = overlay(&mut sink, &mut h);
+            host.disk_image = h.boolean(&mut sink, "disk-image").unwrap_or(false);
             if let Some(mut b) = h.table(&mut sink, "bridge") {
                 let name = b.required_string(&mut sink, "name", "\"xenbr0\"");
                 let address = cidr(&mut sink, &mut b, "address");
@@ -409,6 +423,7 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                 "linux-cmdline",
                 "bridge",
                 "overlay",
+                "disk-image",
             ];
             known.extend(crate::machine::KEYS);
             h.finish(&mut sink, &known);

@@ -139,3 +139,125 @@ pub fn install_grub_bios(
     f.write_all(&core).at(disk)?;
     f.sync_all().at(disk)
 }
+
+/// Where GRUB's i386-pc files are in the `grub` package's artifact.
+pub const GRUB_PC_DIR: &str = "usr/lib/grub/i386-pc";
+
+/// The modules core.img embeds: enough to read GPT and ext4 and run grub.cfg on a serial
+/// console; the rest load from `/boot/grub/i386-pc` on demand.
+pub const GRUB_BIOS_MODULES: &[&str] = &[
+    "biosdisk",
+    "part_gpt",
+    "ext2",
+    "normal",
+    "configfile",
+    "serial",
+    "terminal",
+    "echo",
+    "test",
+    "loadenv",
+    "multiboot2",
+    "linux",
+    "reboot",
+    "halt",
+];
+
+/// GRUB's core.img for a BIOS boot: `grub-mkimage -O i386-pc` run from the `grub` artifact's
+/// tree `grub`, with `prefix` (e.g. `(hd0,gpt2)/boot/grub`) and `modules` embedded.
+pub fn grub_mkimage(grub: &Path, prefix: &str, modules: &[&str]) -> Result<Vec<u8>, ImageError> {
+    let tool = grub.join("usr/bin/grub-mkimage");
+    let out = tempfile::NamedTempFile::new().at(std::env::temp_dir())?;
+    let o = std::process::Command::new(&tool)
+        .arg("-d")
+        .arg(grub.join(GRUB_PC_DIR))
+        .args(["-O", "i386-pc", "-p", prefix, "-o"])
+        .arg(out.path())
+        .args(modules)
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|e| ImageError::ToolMissing {
+            tool: tool.display().to_string(),
+            source: e,
+        })?;
+    if !o.status.success() {
+        return Err(ImageError::Tool {
+            tool: "grub-mkimage".into(),
+            image: out.path().to_path_buf(),
+            status: o.status.to_string(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        });
+    }
+    std::fs::read(out.path()).at(out.path())
+}
+
+/// Put GRUB's modules and lists (`*.mod`, `*.lst`) from the artifact's tree `grub` into
+/// `boot/grub/i386-pc` of `fs`, where core.img's prefix finds them.
+pub fn add_grub_modules(fs: &mut crate::RootFs, grub: &Path) -> Result<(), ImageError> {
+    let dir = grub.join(GRUB_PC_DIR);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .at(&dir)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()
+        .at(&dir)?;
+    names.retain(|n| n.ends_with(".mod") || n.ends_with(".lst"));
+    names.sort();
+    if !names.iter().any(|n| n == "normal.mod") {
+        return Err(ImageError::unsupported(
+            dir.display().to_string(),
+            "holds no normal.mod: not the i386-pc modules of a GRUB build",
+        ));
+    }
+    fs.add_dir("boot/grub/i386-pc", 0o755, 0, 0)?;
+    for n in names {
+        fs.add_file_from(&format!("boot/grub/i386-pc/{n}"), &dir.join(&n), 0o644, 0, 0)?;
+    }
+    Ok(())
+}
+
+/// A bootable BIOS disk: GPT with a 1 MiB BIOS boot partition (core.img) and the ext4 root
+/// (partition 2) made from `fs`, GRUB installed. `fs` should hold `boot/grub/grub.cfg`; the
+/// modules are added here. Written atomically to `raw`; also converted to `qcow2` if given.
+pub fn write_grub_disk(
+    mut fs: crate::RootFs,
+    grub: &Path,
+    ext4: &crate::Ext4Options,
+    seed: &str,
+    raw: &Path,
+    qcow2: Option<&Path>,
+) -> Result<DiskLayout, ImageError> {
+    use crate::disk::{write_disk, Contents, DiskSpec, PartSpec};
+    add_grub_modules(&mut fs, grub)?;
+    let dir = crate::util::parent_dir(raw);
+    let work = tempfile::Builder::new()
+        .prefix(".xlfs-disk.")
+        .tempdir_in(&dir)
+        .at(&dir)?;
+    let root = work.path().join("root.ext4");
+    crate::write_ext4(&fs, &root, ext4)?;
+    let spec = DiskSpec {
+        partitions: vec![
+            PartSpec {
+                name: "bios-boot".into(),
+                kind: PartType::BiosBoot,
+                contents: Contents::Zeros { mib: 1 },
+            },
+            PartSpec {
+                name: ext4.label.clone(),
+                kind: PartType::LinuxRootX86_64,
+                contents: Contents::File(root),
+            },
+        ],
+        seed: seed.into(),
+    };
+    let disk = work.path().join("disk.img");
+    let layout = write_disk(&spec, &disk)?;
+    let core = grub_mkimage(grub, "(hd0,gpt2)/boot/grub", GRUB_BIOS_MODULES)?;
+    let boot_img_path = grub.join(GRUB_PC_DIR).join("boot.img");
+    let boot_img = std::fs::read(&boot_img_path).at(&boot_img_path)?;
+    install_grub_bios(&disk, &layout, &boot_img, &core)?;
+    if let Some(q) = qcow2 {
+        crate::disk::convert_qcow2(&disk, q)?;
+    }
+    std::fs::rename(&disk, raw).at(raw)?;
+    Ok(layout)
+}

@@ -48,5 +48,8 @@ pub use disk::{
 };
 pub use error::ImageError;
 pub use ext4::{derive_uuid, ext4_cat, read_ext4, write_ext4, Ext4Entry, Ext4Options};
-pub use grub::{install_grub_bios, patch_boot_img, patch_core_img};
+pub use grub::{
+    add_grub_modules, grub_mkimage, install_grub_bios, patch_boot_img, patch_core_img, write_grub_disk,
+    GRUB_BIOS_MODULES, GRUB_PC_DIR,
+};
 pub use rootfs::{FileSource, Node, NodeKind, RootFs};

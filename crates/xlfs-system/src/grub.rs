@@ -26,8 +26,9 @@ pub struct BootFiles {
     /// The dom0 (and plain) Linux kernel, e.g. `/boot/vmlinuz`.
     pub kernel: String,
     pub initrd: Option<String>,
-    /// Linux's `root=`, e.g. `PARTUUID=…` of the root partition.
-    pub root: String,
+    /// Linux's `root=`, e.g. `PARTUUID=…` of the root partition; `None` when the system runs
+    /// from its initramfs.
+    pub root: Option<String>,
 }
 
 /// Seconds a trial boot has to reach multi-user when the profile does not say.
@@ -47,6 +48,32 @@ fn q(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// The start of grub.cfg that picks the entry: `next_entry` once (erased from grubenv before
+/// it boots, `xlfs_trial=1`), else `saved_entry`, else `xen`; `fallback` is the known-good
+/// entry, then plain Linux.
+pub const WATCHDOG_PRELUDE: &str = r#"
+# Boot watchdog: next_entry is tried once; saved_entry is the entry known to boot.
+set default=xen
+set xlfs_trial=0
+if [ -s $prefix/grubenv ]; then
+  load_env
+fi
+if [ -n "${next_entry}" ]; then
+  set default="${next_entry}"
+  set next_entry=
+  save_env next_entry
+  set xlfs_trial=1
+elif [ -n "${saved_entry}" ]; then
+  set default="${saved_entry}"
+fi
+export xlfs_trial
+if [ -n "${saved_entry}" ]; then
+  set fallback="${saved_entry} linux"
+else
+  set fallback=linux
+fi
+"#;
+
 /// `/boot/grub/grub.cfg`.
 pub fn grub_cfg(profile: &Profile, files: &BootFiles) -> String {
     let s = serial(profile);
@@ -60,21 +87,25 @@ pub fn grub_cfg(profile: &Profile, files: &BootFiles) -> String {
     }
     let mut dom0 = words(&profile.host.linux_cmdline);
     dom0.retain(|w| !w.starts_with("console=") && !w.starts_with("root="));
-    let root = format!("root={} rw", files.root);
+    let root: Vec<String> = files.root.iter().map(|r| format!("root={r} rw")).collect();
     // The last console= is /dev/console: the serial one.
     let dom0_line = |extra: &[&str], entry: &str| {
-        let mut l = vec![root.clone(), "console=tty0".into(), "console=hvc0".into()];
+        let mut l = root.clone();
+        l.extend(["console=tty0".to_string(), "console=hvc0".to_string()]);
         l.extend(dom0.iter().cloned());
         l.extend(extra.iter().map(|e| e.to_string()));
         l.push(format!("xlfs.entry={entry}"));
         l.push("xlfs.trial=${xlfs_trial}".into());
         l.join(" ")
     };
-    let plain = format!(
-        "{root} console=tty0 console={},{}n8 xlfs.entry=linux xlfs.trial=${{xlfs_trial}}",
-        s.linux(),
-        s.speed
-    );
+    let mut plain = root.clone();
+    plain.extend([
+        "console=tty0".to_string(),
+        format!("console={},{}n8", s.linux(), s.speed),
+        "xlfs.entry=linux".into(),
+        "xlfs.trial=${xlfs_trial}".into(),
+    ]);
+    let plain = plain.join(" ");
     let mut debug_xen = xen.clone();
     for w in [
         "loglvl=all",
@@ -102,28 +133,7 @@ pub fn grub_cfg(profile: &Profile, files: &BootFiles) -> String {
         s.unit(),
         s.speed
     ));
-    c.push_str(
-        "\n# Boot watchdog: next_entry is tried once; saved_entry is the entry known to boot.\n\
-         set default=xen\n\
-         set xlfs_trial=0\n\
-         if [ -s $prefix/grubenv ]; then\n\
-         \x20 load_env\n\
-         fi\n\
-         if [ -n \"${next_entry}\" ]; then\n\
-         \x20 set default=\"${next_entry}\"\n\
-         \x20 set next_entry=\n\
-         \x20 save_env next_entry\n\
-         \x20 set xlfs_trial=1\n\
-         elif [ -n \"${saved_entry}\" ]; then\n\
-         \x20 set default=\"${saved_entry}\"\n\
-         fi\n\
-         export xlfs_trial\n\
-         if [ -n \"${saved_entry}\" ]; then\n\
-         \x20 set fallback=\"${saved_entry} linux\"\n\
-         else\n\
-         \x20 set fallback=linux\n\
-         fi\n",
-    );
+    c.push_str(WATCHDOG_PRELUDE);
     let initrd_module = files
         .initrd
         .as_ref()

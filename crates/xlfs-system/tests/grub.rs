@@ -10,7 +10,7 @@ fn files() -> BootFiles {
         xen: "/boot/xen.gz".into(),
         kernel: "/boot/vmlinuz".into(),
         initrd: Some("/boot/initrd.img".into()),
-        root: "PARTUUID=0B2F1E6A-1C4D-4A9B-8E3F-0123456789AB".into(),
+        root: Some("PARTUUID=0B2F1E6A-1C4D-4A9B-8E3F-0123456789AB".into()),
     }
 }
 
@@ -79,6 +79,7 @@ fn grub_cfg_follows_the_machine_configuration() {
     assert!(d.is_empty(), "{d:?}");
     let mut f = files();
     f.initrd = None;
+    f.root = None;
     let cfg = grub_cfg(&p.unwrap(), &f);
     assert!(cfg.contains("serial --unit=1 --speed=57600 "), "{cfg}");
     let xen = entry(&cfg, "xen");
@@ -86,8 +87,12 @@ fn grub_cfg_follows_the_machine_configuration() {
         "multiboot2 '/boot/xen.gz' loglvl=all console=com2,vga com2=57600,8n1 dom0_mem=768M,max:768M dom0_max_vcpus=2 vga=text-80x25\n"
     ), "{xen}");
     assert!(
-        xen.contains("console=tty0 console=hvc0 quiet xlfs.entry=xen"),
+        xen.contains("module2 '/boot/vmlinuz' console=tty0 console=hvc0 quiet xlfs.entry=xen"),
         "{xen}"
+    );
+    assert!(
+        entry(&cfg, "linux").contains("linux '/boot/vmlinuz' console=tty0 console=ttyS1,57600n8"),
+        "{cfg}"
     );
     assert!(!xen.contains("module2 --nounzip"), "{xen}");
     assert!(entry(&cfg, "linux").contains("console=ttyS1,57600n8"), "{cfg}");
