@@ -170,8 +170,8 @@ fn qcow2_holds_the_same_disk() {
 fn fake_boot_img() -> Vec<u8> {
     let mut b = vec![0xC3u8; 512];
     b[0x64] = 0xff;
-    b[0x66] = 0x75; // jnz
-    b[0x67] = 0x02;
+    b[0x66] = 0xeb; // jmp 3f
+    b[0x67] = 0x05;
     b[0x1b8..0x1fe].fill(0);
     b[510] = 0x55;
     b[511] = 0xAA;
