@@ -114,7 +114,7 @@ fn disk_image(profile: &Profile, images: &Images, grub: &std::path::Path, epoch:
         "  disk image: {} and {} ({} MiB, GPT {}, GRUB for BIOS)",
         raw.display(),
         qcow2.display(),
-        layout.sectors * xlfs_image::SECTOR >> 20,
+        (layout.sectors * xlfs_image::SECTOR) >> 20,
         layout.guid
     );
     Ok(())
