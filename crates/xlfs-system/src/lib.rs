@@ -7,6 +7,7 @@
 //! that announces their hostname and kernel on the console, brings up their network, and a shell.
 
 pub mod grub;
+pub mod machine;
 
 use xlfs_book::profile::{Guest, GuestType, Profile};
 
