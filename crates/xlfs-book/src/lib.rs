@@ -6,6 +6,7 @@
 mod book;
 mod diag;
 pub mod guest;
+mod machine;
 pub mod profile;
 mod reader;
 mod recipe;

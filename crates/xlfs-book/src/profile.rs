@@ -23,6 +23,7 @@
 
 use crate::diag::{suggest, BookErrors, Diagnostic, Sink};
 use crate::guest::{GuestTemplate, SettingValue};
+pub use crate::machine::{IfAddress, Interface, Machine, RootPassword, Secret, Serial};
 use crate::reader::{At, Reader};
 use crate::Book;
 use serde::Serialize;
@@ -64,6 +65,9 @@ pub struct Bridge {
     pub address: Cidr,
 }
 
+/// The package whose artifact installs GRUB on a host's disk image (`host.disk-image`).
+pub const GRUB_PACKAGE: &str = "grub";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Host {
     pub hostname: String,
@@ -75,6 +79,21 @@ pub struct Host {
     pub bridge: Option<Bridge>,
     /// Directory of files copied over the root filesystem, relative to the profile file.
     pub overlay: Option<String>,
+    /// The machine configuration (network, time, secrets, console, dom0 size).
+    pub machine: Machine,
+    /// `disk-image = true`: `xlfs image` also writes a GPT disk with GRUB (raw and qcow2);
+    /// the book's `grub` package is then built too.
+    pub disk_image: bool,
+}
+
+impl Host {
+    /// Xen's command line: `xen-cmdline` plus what the machine configuration generates
+    /// (serial console, `dom0_mem=`, `dom0_max_vcpus=`).
+    pub fn xen_command_line(&self) -> String {
+        let mut words: Vec<String> = self.xen_cmdline.split_whitespace().map(str::to_string).collect();
+        words.extend(self.machine.xen_options());
+        words.join(" ")
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -197,6 +216,9 @@ impl Profile {
     pub fn targets(&self) -> Vec<String> {
         let mut t = vec![self.host.xen.clone(), self.host.kernel.clone()];
         t.extend(self.host.packages.iter().cloned());
+        if self.host.disk_image {
+            t.push(GRUB_PACKAGE.into());
+        }
         for g in &self.guests {
             t.push(g.kernel.clone());
             t.extend(g.packages.iter().cloned());
@@ -326,6 +348,9 @@ impl Profile {
         };
         need("host.xen", &self.host.xen);
         need("host.kernel", &self.host.kernel);
+        if self.host.disk_image {
+            need("host.disk-image", GRUB_PACKAGE);
+        }
         for p in &self.host.packages {
             need("host.packages", p);
         }
@@ -356,7 +381,7 @@ pub fn list_profiles(book_root: &Path) -> Vec<String> {
     v
 }
 
-fn valid_hostname(h: &str) -> bool {
+pub(crate) fn valid_hostname(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
         && h.split('.').all(|l| {
@@ -461,6 +486,8 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
         linux_cmdline: String::new(),
         bridge: None,
         overlay: None,
+        machine: Machine::default(),
+        disk_image: false,
     };
     match top.table(&mut sink, "host") {
         Some(mut h) => {
@@ -474,19 +501,22 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                 .map(|s| s.value)
                 .unwrap_or_default();
             host.packages = packages(&mut sink, &mut h);
-            host.xen_cmdline = h
-                .required_string(
+            // With host.serial, Xen's console comes from there and xen-cmdline may be left out.
+            let xen_cmdline = if h.has("serial") {
+                h.string(&mut sink, "xen-cmdline")
+            } else {
+                h.required_string(
                     &mut sink,
                     "xen-cmdline",
                     "\"console=com1 com1=115200,8n1 dom0_mem=512M\"",
                 )
-                .map(|s| s.value)
-                .unwrap_or_default();
+            };
             host.linux_cmdline = h
                 .string(&mut sink, "linux-cmdline")
                 .map(|s| s.value)
                 .unwrap_or_default();
             host.overlay = overlay(&mut sink, &mut h);
+            host.disk_image = h.boolean(&mut sink, "disk-image").unwrap_or(false);
             if let Some(mut b) = h.table(&mut sink, "bridge") {
                 let name = b.required_string(&mut sink, "name", "\"xenbr0\"");
                 let address = cidr(&mut sink, &mut b, "address");
@@ -498,7 +528,12 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                     });
                 }
             }
-            if !host.xen_cmdline.contains("console=") {
+            host.machine = crate::machine::read(&mut sink, &mut h, host.bridge.as_ref());
+            if let Some(x) = &xen_cmdline {
+                crate::machine::check_xen_cmdline(&mut sink, &host.machine, x);
+            }
+            host.xen_cmdline = xen_cmdline.map(|s| s.value).unwrap_or_default();
+            if !host.xen_command_line().contains("console=") && (h.has("serial") || h.has("xen-cmdline")) {
                 sink.error(
                     h.span(),
                     "host.xen-cmdline",
@@ -506,19 +541,19 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                     Some("add console=com1 com1=115200,8n1 for a serial console".into()),
                 );
             }
-            h.finish(
-                &mut sink,
-                &[
-                    "hostname",
-                    "xen",
-                    "kernel",
-                    "packages",
-                    "xen-cmdline",
-                    "linux-cmdline",
-                    "bridge",
-                    "overlay",
-                ],
-            );
+            let mut known = vec![
+                "hostname",
+                "xen",
+                "kernel",
+                "packages",
+                "xen-cmdline",
+                "linux-cmdline",
+                "bridge",
+                "overlay",
+                "disk-image",
+            ];
+            known.extend(crate::machine::KEYS);
+            h.finish(&mut sink, &known);
         }
         None => {
             if !top.has("host") {

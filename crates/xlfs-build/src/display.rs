@@ -184,6 +184,7 @@ mod tests {
                 sources: String::new(),
                 deps: Default::default(),
                 env: String::new(),
+                march: None,
             },
         }
     }

@@ -327,7 +327,7 @@ fn run(
     let workdir = workdir.trim_end_matches('/').to_string();
     let script_path = dir.join("steps.sh");
     std::fs::write(&script_path, script(r, &workdir, ctx.run_checks)).map_err(|e| e.to_string())?;
-    let env = environment(ctx, r);
+    let env = environment(ctx, r, step.inputs.march.as_deref());
     let ids = IdMap::for_current_user()?;
     let toolchain_root = match r.env {
         xlfs_book::BuildEnv::Host => Some(host_toolchain(ctx, step)?),
@@ -638,8 +638,13 @@ fn judge_tests(suite: &xlfs_book::TestSuite, workdir: &Path, log: &mut Log) -> R
 }
 
 /// The complete environment of a build: fixed paths, nothing inherited from the caller.
-fn environment(ctx: &Ctx, r: &Recipe) -> Vec<(String, String)> {
+/// `march` (a tuned host's CPU, part of the key) is added to the default flags.
+fn environment(ctx: &Ctx, r: &Recipe, march: Option<&str>) -> Vec<(String, String)> {
     let host = r.env == xlfs_book::BuildEnv::Host;
+    let cflags = match march {
+        Some(m) => format!("{DEFAULT_CFLAGS} -march={m}"),
+        None => DEFAULT_CFLAGS.to_string(),
+    };
     let mut env: Vec<(String, String)> = vec![
         ("HOME".into(), "/tmp".into()),
         ("TERM".into(), "dumb".into()),
@@ -660,8 +665,8 @@ fn environment(ctx: &Ctx, r: &Recipe) -> Vec<(String, String)> {
         // Compiled files must not record where they were built (the contamination check's
         // `buildpaths`): __FILE__ and friends say `./pkg-1.0/x.c`, and without `-g` there is no
         // debug information naming the build directory. A recipe may set its own flags.
-        ("CFLAGS".into(), DEFAULT_CFLAGS.into()),
-        ("CXXFLAGS".into(), DEFAULT_CFLAGS.into()),
+        ("CFLAGS".into(), cflags.clone()),
+        ("CXXFLAGS".into(), cflags),
     ];
     if host {
         env.extend([

@@ -434,6 +434,7 @@ mod tests {
                 sources: String::new(),
                 deps: Default::default(),
                 env: String::new(),
+                march: None,
             },
             artifact_sha256: String::new(),
             artifact_size: 0,

@@ -171,6 +171,7 @@ mod tests {
                 sources: String::new(),
                 deps: Default::default(),
                 env: String::new(),
+                march: None,
             },
             artifact_sha256: p.sha256.clone(),
             artifact_size: p.size,

@@ -36,6 +36,10 @@ pub struct Inputs {
     /// Packages in the build root → their keys.
     pub deps: BTreeMap<String, String>,
     pub env: String,
+    /// The target CPU (`-march=`) of a profile's host, when it sets one (`host.march`). Absent,
+    /// it adds nothing to the key, so untuned keys stay what they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub march: Option<String>,
 }
 
 impl Inputs {
@@ -48,6 +52,9 @@ impl Inputs {
         ));
         for (name, key) in &self.deps {
             h.update(format!("dep {name} {key}\n"));
+        }
+        if let Some(m) = &self.march {
+            h.update(format!("march {m}\n"));
         }
         hex::encode(h.finalize())
     }
@@ -261,6 +268,20 @@ pub fn plan_with(
     previous: &dyn Fn(&str) -> Option<Previous>,
     in_store: &dyn Fn(&str) -> bool,
 ) -> Result<Plan, PlanError> {
+    plan_tuned(book, targets, runtime, envs, None, previous, in_store)
+}
+
+/// Like [`plan_with`], for a host tuned to a CPU: `march` (a profile's `host.march`) goes into
+/// every planned package's key and build flags.
+pub fn plan_tuned(
+    book: &Book,
+    targets: &[String],
+    runtime: bool,
+    envs: &EnvIds,
+    march: Option<&str>,
+    previous: &dyn Fn(&str) -> Option<Previous>,
+    in_store: &dyn Fn(&str) -> bool,
+) -> Result<Plan, PlanError> {
     let unknown = book.unknown(targets);
     if !unknown.is_empty() {
         return Err(PlanError::UnknownTargets(unknown));
@@ -338,6 +359,7 @@ pub fn plan_with(
                 .map(|d| (d.clone(), keys[d.as_str()].clone()))
                 .collect(),
             env: env_identity(envs.get(r.env), book.config.source_date_epoch),
+            march: march.map(str::to_string),
         };
         let key = inputs.key();
         let status = if in_store(&key) {
@@ -374,7 +396,7 @@ pub fn reason(inputs: &Inputs, key: &str, prev: Option<Previous>) -> Reason {
         Reason::RecipeChanged
     } else if p.sources != inputs.sources {
         Reason::SourceChanged
-    } else if p.env != inputs.env {
+    } else if p.env != inputs.env || p.march != inputs.march {
         Reason::EnvironmentChanged
     } else if p.deps != inputs.deps {
         let mut changed: Vec<String> = inputs

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 use xlfs_book::{Book, BookFile};
-use xlfs_plan::{plan, EnvIds, Previous, Reason, Status};
+use xlfs_plan::{plan, plan_tuned, EnvIds, Inputs, Previous, Reason, Status};
 
 const SHA: &str = "60dd315c07f616887caa029408308a018ace66e3d142726a97db164b3b8f69fb";
 
@@ -379,4 +379,48 @@ fn artifacts_in_a_shared_cache_count_as_cached_and_say_where_they_come_from() {
         json["steps"][1]["status"],
         serde_json::json!({"status": "remote", "cache": "team"})
     );
+}
+
+#[test]
+fn a_hosts_march_is_part_of_every_key_and_absent_changes_nothing() {
+    let b = sample("true");
+    let plain = plan(&b, &[], &envs(), &|_| None, &|_| false).unwrap();
+    let none = plan_tuned(&b, &[], true, &envs(), None, &|_| None, &|_| false).unwrap();
+    let v3 = plan_tuned(&b, &[], true, &envs(), Some("x86-64-v3"), &|_| None, &|_| false).unwrap();
+    let v2 = plan_tuned(&b, &[], true, &envs(), Some("x86-64-v2"), &|_| None, &|_| false).unwrap();
+    for s in &plain.steps {
+        assert_eq!(none.get(&s.name).unwrap().key, s.key);
+        assert_ne!(v3.get(&s.name).unwrap().key, s.key);
+        assert_ne!(v3.get(&s.name).unwrap().key, v2.get(&s.name).unwrap().key);
+        assert_eq!(
+            v3.get(&s.name).unwrap().inputs.march.as_deref(),
+            Some("x86-64-v3")
+        );
+    }
+    // Tuning an untuned build is a change of environment.
+    let prev = |n: &str| {
+        plain.get(n).map(|s| Previous {
+            key: s.key.clone(),
+            inputs: s.inputs.clone(),
+        })
+    };
+    let t = plan_tuned(&b, &[], true, &envs(), Some("x86-64-v3"), &prev, &|_| false).unwrap();
+    assert_eq!(
+        t.get("libc").unwrap().status,
+        Status::Build {
+            why: Reason::EnvironmentChanged
+        }
+    );
+
+    // The untuned key is the v1 formula, byte for byte, and inputs recorded before `march`
+    // existed still read.
+    let old = r#"{"recipe":"r","sources":"s","deps":{"a":"k"},"env":"e"}"#;
+    let inputs: Inputs = serde_json::from_str(old).unwrap();
+    assert_eq!(inputs.march, None);
+    assert_eq!(serde_json::to_string(&inputs).unwrap(), old);
+    use sha2::Digest;
+    let v1 = hex::encode(sha2::Sha256::digest(
+        b"xlfs-key-v1\nrecipe r\nsources s\nenv e\ndep a k\n",
+    ));
+    assert_eq!(inputs.key(), v1);
 }

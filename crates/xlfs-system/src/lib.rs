@@ -6,6 +6,9 @@
 //! plain sh, creates the bridge, and starts the guests marked `autostart`. Guests get an `rcS`
 //! that announces their hostname and kernel on the console, brings up their network, and a shell.
 
+pub mod grub;
+pub mod machine;
+
 use xlfs_book::guest::{GuestTemplate, Ready};
 use xlfs_book::profile::{Guest, GuestType, Profile};
 use xlfs_book::Diagnostic;

@@ -152,11 +152,24 @@ impl App {
         db: &StateDb,
         store: &LocalStore,
     ) -> Result<Plan> {
+        self.plan_tuned(book, targets, runtime, None, db, store)
+    }
+
+    /// `march`: a profile's `host.march`, in every key and every build's CFLAGS.
+    pub fn plan_tuned(
+        &self,
+        book: &Book,
+        targets: &[String],
+        runtime: bool,
+        march: Option<&str>,
+        db: &StateDb,
+        store: &LocalStore,
+    ) -> Result<Plan> {
         let envs = self.envs(book);
         let in_store = |k: &str| store.contains(k).unwrap_or(false);
         let prev = |n: &str| db.previous(n);
-        Ok(xlfs_plan::plan_with(
-            book, targets, runtime, &envs, &prev, &in_store,
+        Ok(xlfs_plan::plan_tuned(
+            book, targets, runtime, &envs, march, &prev, &in_store,
         )?)
     }
 }

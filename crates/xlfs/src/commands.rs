@@ -21,10 +21,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             profile,
             json,
         } => {
+            let mut march = None;
             if let Some(p) = profile {
-                targets.extend(app.profile(&p)?.1.targets());
+                let profile = app.profile(&p)?.1;
+                targets.extend(profile.targets());
+                march = profile.host.machine.march;
             }
-            plan(&app, &targets, json)
+            plan(&app, &targets, march.as_deref(), json)
         }
         Command::Fetch {
             targets,
@@ -137,10 +140,10 @@ fn print_plan(plan: &Plan) {
     }
 }
 
-fn plan(app: &App, targets: &[String], json: bool) -> Result<i32> {
+fn plan(app: &App, targets: &[String], march: Option<&str>, json: bool) -> Result<i32> {
     let book = app.book()?;
     let (db, store) = (app.db()?, app.store()?);
-    let plan = app.plan(&book, targets, &db, &store)?;
+    let plan = app.plan_tuned(&book, targets, true, march, &db, &store)?;
     let plan = crate::cache::Caches::open(app)?.plan(plan);
     if json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -198,9 +201,12 @@ pub(crate) fn fetch(app: &App, targets: &[String], runtime: bool, parallel: usiz
 }
 
 pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
+    // A profile's host tuning (`host.march`) goes into the keys of everything it builds.
+    let mut march = None;
     if let Some(p) = args.profile.take() {
         let (_, profile) = app.profile(&p)?;
         args.targets.extend(profile.targets());
+        march = profile.host.machine.march.clone();
     }
     app.prepare_home()?;
     let quiet = app.global.quiet;
@@ -215,19 +221,40 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
     let book = app.book()?;
     let (db, store) = (app.db()?, app.store()?);
     let caches = crate::cache::Caches::open(app)?;
-    let mut plan = app.plan_with(&book, &args.targets, !args.no_runtime, &db, &store)?;
+    let mut plan = app.plan_tuned(
+        &book,
+        &args.targets,
+        !args.no_runtime,
+        march.as_deref(),
+        &db,
+        &store,
+    )?;
     // `host` builds run in the pinned toolchain root: create it (once) and plan with its identity
     // (the keys looked up in the caches depend on it).
     if plan.to_build().any(|s| s.env == xlfs_book::BuildEnv::Host) {
         app.toolchain(&book)?;
-        plan = app.plan_with(&book, &args.targets, !args.no_runtime, &db, &store)?;
+        plan = app.plan_tuned(
+            &book,
+            &args.targets,
+            !args.no_runtime,
+            march.as_deref(),
+            &db,
+            &store,
+        )?;
     }
     // Shared caches second: fetch (checked) what they have, then plan again: what could not be
     // fetched builds here.
     plan = caches.plan(plan);
     if plan.to_fetch().next().is_some() {
         caches.fetch(app, &plan, &store, &db)?;
-        plan = app.plan_with(&book, &args.targets, !args.no_runtime, &db, &store)?;
+        plan = app.plan_tuned(
+            &book,
+            &args.targets,
+            !args.no_runtime,
+            march.as_deref(),
+            &db,
+            &store,
+        )?;
     }
     crate::cache::adopt(&plan, &store, &db)?;
     let to_build = plan.to_build().count();

@@ -31,7 +31,8 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
     let _store_lock = store_lock_shared(app, "image")?;
     let (book, profile) = load_profile(app, name)?;
     let (db, store) = (app.db()?, app.store()?);
-    let plan = app.plan(&book, &profile.targets(), &db, &store)?;
+    let march = profile.host.machine.march.as_deref();
+    let plan = app.plan_tuned(&book, &profile.targets(), true, march, &db, &store)?;
     let missing: Vec<&str> = plan.to_build().map(|s| s.name.as_str()).collect();
     if !missing.is_empty() {
         bail!(
@@ -64,7 +65,59 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
     };
     let out = images_dir(app, name);
     std::fs::create_dir_all(out.parent().expect("images dir has a parent"))?;
-    xlfs_assemble::assemble(&artifacts, &profile, &out, book.config.source_date_epoch)
+    let images = xlfs_assemble::assemble(&artifacts, &profile, &out, book.config.source_date_epoch)?;
+    if profile.host.disk_image {
+        let grub = plan
+            .get(xlfs_book::profile::GRUB_PACKAGE)
+            .context("the plan of a disk-image profile has grub")?;
+        let grub = store
+            .tree(&grub.key)
+            .with_context(|| format!("cannot unpack the grub artifact {}", grub.key))?;
+        disk_image(&profile, &images, &grub, book.config.source_date_epoch)?;
+    }
+    Ok(images)
+}
+
+/// `host-disk.img` and `host-disk.qcow2` next to the other images: a GPT disk whose ext4
+/// partition 2 holds `/boot` (Xen, the dom0 kernel and initramfs, GRUB's modules, grub.cfg and
+/// grubenv), GRUB installed for BIOS by xlfs itself. dom0 runs from its initramfs, as when
+/// QEMU loads the files directly.
+fn disk_image(profile: &Profile, images: &Images, grub: &std::path::Path, epoch: u64) -> Result<()> {
+    use xlfs_image::RootFs;
+    let mut fs = RootFs::new();
+    fs.add_file_from("boot/xen", &images.xen, 0o644, 0, 0)?;
+    fs.add_file_from("boot/vmlinuz", &images.kernel, 0o644, 0, 0)?;
+    fs.add_file_from("boot/initramfs.cpio.gz", &images.initramfs, 0o644, 0, 0)?;
+    let files = xlfs_system::grub::BootFiles {
+        xen: "/boot/xen".into(),
+        kernel: "/boot/vmlinuz".into(),
+        initrd: Some("/boot/initramfs.cpio.gz".into()),
+        root: None,
+    };
+    let cfg = xlfs_system::grub::grub_cfg(profile, &files);
+    fs.add_file("boot/grub/grub.cfg", cfg.into_bytes(), 0o644, 0, 0)?;
+    let env = xlfs_system::grub::grubenv(&[("saved_entry", "xen")]);
+    fs.add_file("boot/grub/grubenv", env, 0o644, 0, 0)?;
+    let opts = xlfs_image::Ext4Options {
+        label: "xlfs-boot".into(),
+        uuid: xlfs_image::derive_uuid(&format!("{} disk uuid", profile.name)),
+        hash_seed: xlfs_image::derive_uuid(&format!("{} disk hash_seed", profile.name)),
+        mtime: epoch,
+        ..Default::default()
+    };
+    let raw = images.dir.join("host-disk.img");
+    let qcow2 = images.dir.join("host-disk.qcow2");
+    let seed = format!("xlfs {} host disk", profile.name);
+    let layout = xlfs_image::write_grub_disk(fs, grub, &opts, &seed, &raw, Some(&qcow2))
+        .with_context(|| format!("cannot write the disk image {}", raw.display()))?;
+    println!(
+        "  disk image: {} and {} ({} MiB, GPT {}, GRUB for BIOS)",
+        raw.display(),
+        qcow2.display(),
+        (layout.sectors * xlfs_image::SECTOR) >> 20,
+        layout.guid
+    );
+    Ok(())
 }
 
 pub fn print_images(images: &Images) {
@@ -179,7 +232,7 @@ fn machine_with(profile: &Profile, images: &Images, accel: Accel, fwd: &[Forward
         cpu: "qemu64".into(),
         machine: "pc".into(),
         kernel: images.xen.clone(),
-        append: profile.host.xen_cmdline.clone(),
+        append: profile.host.xen_command_line(),
         initrd: vec![
             (images.kernel.clone(), linux_cmdline.trim().to_string()),
             (images.initramfs.clone(), String::new()),
@@ -592,8 +645,9 @@ pub fn up(app: &App, name: &str, jobs: Option<usize>) -> Result<i32> {
     let code = crate::commands::build(
         app,
         crate::args::BuildArgs {
-            targets: targets.clone(),
-            profile: None,
+            targets: Vec::new(),
+            // The profile, not just its targets: its host tuning goes into the keys.
+            profile: Some(name.to_string()),
             jobs,
             keep_going: false,
             check: false,

@@ -1,0 +1,256 @@
+//! GPT disk images checked by independent tools (`sgdisk -v`, `sfdisk --json`, `qemu-img`),
+//! and GRUB's boot.img/core.img patching on crafted images.
+
+use std::path::Path;
+use std::process::Command;
+
+use xlfs_image::{
+    convert_qcow2, install_grub_bios, patch_boot_img, patch_core_img, write_disk, write_ext4, Contents,
+    DiskSpec, Ext4Options, PartSpec, PartType, RootFs,
+};
+
+fn run(cmd: &str, args: &[&str]) -> (bool, String) {
+    let o = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e} (scripts/host-packages.txt installs it)"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), text)
+}
+
+/// A disk with a 1 MiB BIOS boot partition, a root file system and a 2 MiB ESP.
+fn sample(dir: &Path) -> (DiskSpec, std::path::PathBuf) {
+    let mut fs = RootFs::new();
+    fs.add_dir("boot", 0o755, 0, 0).unwrap();
+    fs.add_file("boot/hello", b"hello\n".to_vec(), 0o644, 0, 0)
+        .unwrap();
+    let root = dir.join("root.ext4");
+    let opts = Ext4Options {
+        size_mib: 5,
+        mtime: 1_700_000_000,
+        ..Ext4Options::default()
+    };
+    write_ext4(&fs, &root, &opts).unwrap();
+    let spec = DiskSpec {
+        partitions: vec![
+            PartSpec {
+                name: "bios-boot".into(),
+                kind: PartType::BiosBoot,
+                contents: Contents::Zeros { mib: 1 },
+            },
+            PartSpec {
+                name: "xlfs-root".into(),
+                kind: PartType::LinuxRootX86_64,
+                contents: Contents::File(root.clone()),
+            },
+            PartSpec {
+                name: "esp".into(),
+                kind: PartType::Esp,
+                contents: Contents::Zeros { mib: 2 },
+            },
+        ],
+        seed: "test disk".into(),
+    };
+    (spec, root)
+}
+
+/// `sgdisk -v` found nothing wrong: no problems, and no caution or warning about a header or
+/// table it had to regenerate from the other copy.
+fn sgdisk_verifies(disk: &Path) -> (bool, String) {
+    let (ok, out) = run("sgdisk", &["-v", disk.to_str().unwrap()]);
+    let clean =
+        ok && out.contains("No problems found") && !out.contains("Caution") && !out.contains("Warning");
+    (clean, out)
+}
+
+#[test]
+fn gpt_layout_is_what_sgdisk_and_sfdisk_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, root) = sample(dir.path());
+    let disk = dir.path().join("disk.img");
+    let layout = write_disk(&spec, &disk).unwrap();
+    // 1 MiB before, 1 + 5 + 2 MiB of partitions, 1 MiB after.
+    assert_eq!(layout.sectors, 10 * 2048);
+    assert_eq!(std::fs::metadata(&disk).unwrap().len(), 10 << 20);
+    let starts: Vec<(u64, u64)> = layout
+        .partitions
+        .iter()
+        .map(|p| (p.first_lba, p.last_lba))
+        .collect();
+    assert_eq!(starts, [(2048, 4095), (4096, 14335), (14336, 18431)]);
+
+    // sgdisk checks the protective MBR, both headers, both entry arrays and their CRC32s.
+    let (clean, out) = sgdisk_verifies(&disk);
+    assert!(clean, "{out}");
+
+    let (ok, out) = run("sfdisk", &["--json", disk.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let t: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let t = &t["partitiontable"];
+    assert_eq!(t["label"], "gpt");
+    assert_eq!(t["id"], layout.guid.as_str());
+    assert_eq!(t["firstlba"], 34);
+    assert_eq!(t["lastlba"], layout.sectors - 34);
+    let parts = t["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 3);
+    for (p, l) in parts.iter().zip(&layout.partitions) {
+        assert_eq!(p["start"], l.first_lba);
+        assert_eq!(p["size"], l.sectors());
+        assert_eq!(p["type"], l.kind.guid());
+        assert_eq!(p["uuid"], l.guid.as_str());
+        assert_eq!(p["name"], l.name.as_str());
+    }
+
+    // The root partition holds the ext4 image, byte for byte.
+    let bytes = std::fs::read(&disk).unwrap();
+    let ext4 = std::fs::read(&root).unwrap();
+    let at = (layout.partitions[1].first_lba * 512) as usize;
+    assert!(bytes[at..at + ext4.len()] == ext4[..]);
+
+    // Same inputs, same bytes.
+    let again = dir.path().join("again.img");
+    write_disk(&spec, &again).unwrap();
+    assert!(std::fs::read(&again).unwrap() == bytes);
+
+    // The check can fail: a flipped bit in the primary entries, or a lost backup header.
+    let mut broken = bytes.clone();
+    broken[2 * 512 + 40] ^= 1;
+    std::fs::write(&again, &broken).unwrap();
+    let (clean, out) = sgdisk_verifies(&again);
+    assert!(!clean, "{out}");
+    let mut broken = bytes.clone();
+    let n = broken.len();
+    broken[n - 512..].fill(0);
+    std::fs::write(&again, &broken).unwrap();
+    let (clean, out) = sgdisk_verifies(&again);
+    assert!(!clean, "{out}");
+}
+
+#[test]
+fn qcow2_holds_the_same_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, _) = sample(dir.path());
+    let raw = dir.path().join("disk.img");
+    let qcow = dir.path().join("disk.qcow2");
+    write_disk(&spec, &raw).unwrap();
+    convert_qcow2(&raw, &qcow).unwrap();
+    let (ok, out) = run("qemu-img", &["info", "--output=json", qcow.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(info["format"], "qcow2");
+    assert_eq!(info["virtual-size"], 10 << 20);
+    let (ok, out) = run(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "qcow2",
+            raw.to_str().unwrap(),
+            qcow.to_str().unwrap(),
+        ],
+    );
+    assert!(ok && out.contains("Images are identical"), "{out}");
+    // A missing input names the tool and the file.
+    let err = convert_qcow2(&dir.path().join("none.img"), &qcow)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("qemu-img convert failed on") && err.contains("none.img"),
+        "{err}"
+    );
+}
+
+/// A boot.img as GRUB builds it: code, boot drive 0xff, the drive-check `jmp`, signature.
+fn fake_boot_img() -> Vec<u8> {
+    let mut b = vec![0xC3u8; 512];
+    b[0x64] = 0xff;
+    b[0x66] = 0xeb; // jmp 3f
+    b[0x67] = 0x05;
+    b[0x1b8..0x1fe].fill(0);
+    b[510] = 0x55;
+    b[511] = 0xAA;
+    b
+}
+
+/// A core.img as grub-mkimage writes it: diskboot's sector with a block list of `rest` sectors,
+/// then `rest` sectors (the last one short).
+fn fake_core_img(rest: usize) -> Vec<u8> {
+    let mut c = vec![0xABu8; 512 + rest * 512 - 100];
+    c[0x1e8..0x1f4].fill(0);
+    c[0x1f4..0x1fc].copy_from_slice(&2u64.to_le_bytes());
+    c[0x1fc..0x1fe].copy_from_slice(&(rest as u16).to_le_bytes());
+    c[0x1fe..0x200].copy_from_slice(&0x820u16.to_le_bytes());
+    c
+}
+
+#[test]
+fn grub_bios_install_patches_boot_and_core_and_keeps_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, _) = sample(dir.path());
+    let disk = dir.path().join("disk.img");
+    let layout = write_disk(&spec, &disk).unwrap();
+    let before = std::fs::read(&disk).unwrap();
+    let core = fake_core_img(60);
+    install_grub_bios(&disk, &layout, &fake_boot_img(), &core).unwrap();
+    let after = std::fs::read(&disk).unwrap();
+
+    let mbr = &after[..512];
+    assert_eq!(
+        &mbr[0x5c..0x64],
+        &2048u64.to_le_bytes(),
+        "kernel sector = BIOS boot partition"
+    );
+    assert_eq!(&mbr[0x66..0x68], &[0x90, 0x90], "drive check off");
+    assert_eq!(mbr[0x64], 0xff);
+    assert_eq!(
+        &mbr[0x1b8..0x200],
+        &before[0x1b8..0x200],
+        "partition table and signature kept"
+    );
+    assert_eq!(mbr[0], 0xC3, "boot code");
+    let core_at = 2048 * 512;
+    assert_eq!(
+        &after[core_at + 0x1f4..core_at + 0x1fc],
+        &2049u64.to_le_bytes(),
+        "block list start"
+    );
+    assert_eq!(&after[core_at + 0x1fc..core_at + 0x200], &[60, 0, 0x20, 0x08]);
+    assert_eq!(&after[core_at + 512..core_at + core.len()], &core[512..]);
+    assert!(
+        after[core_at + core.len()..core_at + 61 * 512]
+            .iter()
+            .all(|b| *b == 0),
+        "padded"
+    );
+    // Everything else is untouched, and the GPT still verifies.
+    assert_eq!(&after[512..core_at], &before[512..core_at]);
+    assert_eq!(&after[core_at + 61 * 512..], &before[core_at + 61 * 512..]);
+    let (clean, out) = sgdisk_verifies(&disk);
+    assert!(clean, "{out}");
+
+    // Wrong inputs are refused with the reason.
+    let err = patch_boot_img(&[0; 512], &before[..512], 2048)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("boot.img: is 512 bytes without the 55 AA signature"),
+        "{err}"
+    );
+    let mut bad = fake_core_img(3);
+    bad[0x1fc] = 7;
+    let err = patch_core_img(&bad, 2048).unwrap_err().to_string();
+    assert!(
+        err.contains("block list says 7 sectors at segment 0x820, but the image has 3"),
+        "{err}"
+    );
+    let err = install_grub_bios(&disk, &layout, &fake_boot_img(), &fake_core_img(2100))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("but the BIOS boot partition holds 1048576"), "{err}");
+}
