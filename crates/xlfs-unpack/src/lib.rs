@@ -558,7 +558,11 @@ impl<'a> Extractor<'a> {
 
     fn extract<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let raw_path = entry.path().map_err(|e| self.corrupt(e))?.into_owned();
+        // Old (V7) archives have no directory type: a member whose type byte is NUL and whose
+        // name ends in `/` is a directory (GNU tar reads it so; sendmail's tarball is one).
+        let v7_dir = entry.header().as_old().linkflag[0] == 0 && entry.path_bytes().ends_with(b"/");
         let kind = match entry.header().entry_type() {
+            tar::EntryType::Regular if v7_dir => Kind::Dir,
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => Kind::File,
             tar::EntryType::Directory => Kind::Dir,
             tar::EntryType::Symlink => Kind::Symlink,

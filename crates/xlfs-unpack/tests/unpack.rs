@@ -541,3 +541,38 @@ fn missing_destination_parent_is_created() {
     assert_eq!(fs::read(dest.join("a")).unwrap(), b"x");
     assert_eq!(listing(&s.out().join("deep/er")), vec!["dest"]);
 }
+
+#[test]
+fn old_v7_directories_are_directories() {
+    // V7 tar (sendmail's release tarball): no type byte, a directory is a name ending in `/`.
+    let s = Scratch::new();
+    let mut t = Tar::new();
+    t.raw("pkg-1.0/", EntryType::Regular, 0o755, "", b"")
+        .file("pkg-1.0/Makefile", 0o644, b"all:\n");
+    let mut bytes = t.bytes();
+    bytes[156] = 0; // the first header's type flag: NUL, not '0'
+    let sum: u32 = bytes[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    bytes[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let archive = s.input().join("v7.tar");
+    fs::write(&archive, bytes).unwrap();
+    unpack(&archive, &s.dest()).unwrap();
+    assert!(s.dest().join("pkg-1.0").is_dir());
+    assert_eq!(fs::read(s.dest().join("pkg-1.0/Makefile")).unwrap(), b"all:\n");
+    // A type-'0' member named with a trailing slash is still refused as a file, not a directory.
+    let s = Scratch::new();
+    let archive = Tar::new()
+        .raw("odd/", EntryType::Regular, 0o644, "", b"")
+        .file("odd/x", 0o644, b"x")
+        .write(&s.input(), "typed", Comp::None);
+    assert!(unpack(&archive, &s.dest()).is_err());
+}
