@@ -38,14 +38,14 @@ const SERVICES: &[(&str, &[&str])] = &[
     ("apr", &[]),
     ("apr-util", &["apr", "expat"]),
     ("httpd", &["apr", "apr-util", "pcre2", "expat"]),
-    ("postgresql", &["zlib"]),
-    ("php", &["postgresql", "zlib", "oniguruma", "pcre2"]),
+    ("postgresql", &["zlib-quick"]),
+    ("php", &["postgresql", "zlib-quick", "oniguruma", "pcre2"]),
     // mail
-    ("postfix", &["openssl", "lmdb", "pcre2"]),
-    ("dovecot", &["openssl", "zlib"]),
-    ("opendkim", &["openssl", "libmilter"]),
+    ("postfix", &["openssl-guest", "lmdb", "pcre2"]),
+    ("dovecot", &["openssl-guest", "zlib-quick"]),
+    ("opendkim", &["openssl-guest", "libmilter"]),
     // dns
-    ("bind", &["libuv", "openssl", "liburcu", "libcap"]),
+    ("bind", &["libuv", "openssl-guest", "liburcu", "libcap-guest"]),
 ];
 
 /// Each template's packages and their runtime closure (without what every image has: glibc and
@@ -61,7 +61,7 @@ const TEMPLATES: &[(&str, &[&str], &[&str])] = &[
             "pcre2",
             "expat",
             "postgresql",
-            "zlib",
+            "zlib-quick",
             "php",
             "oniguruma",
         ],
@@ -71,13 +71,19 @@ const TEMPLATES: &[(&str, &[&str], &[&str])] = &[
         &["postfix", "dovecot", "opendkim"],
         // libmilter is linked statically into opendkim: a build dependency only.
         &[
-            "postfix", "openssl", "lmdb", "pcre2", "dovecot", "zlib", "opendkim",
+            "postfix",
+            "openssl-guest",
+            "lmdb",
+            "pcre2",
+            "dovecot",
+            "zlib-quick",
+            "opendkim",
         ],
     ),
     (
         "dns",
         &["bind"],
-        &["bind", "libuv", "openssl", "liburcu", "libcap"],
+        &["bind", "libuv", "openssl-guest", "liburcu", "libcap-guest"],
     ),
 ];
 
@@ -107,7 +113,7 @@ fn each_service_builds_with_its_libraries_as_recipes_of_their_own() {
 #[test]
 fn each_template_closure_is_its_services_and_their_libraries() {
     let b = book();
-    let base = set(&["glibc", "filesystem"]);
+    let base = set(&["glibc-quick", "filesystem"]);
     for (template, pkgs, closure) in TEMPLATES {
         let pkgs: Vec<String> = pkgs.iter().map(|s| s.to_string()).collect();
         let got: BTreeSet<String> = runtime_closure(&b, &pkgs)
