@@ -156,24 +156,14 @@ impl Book {
                 config = c;
                 diags.extend(d);
             } else if first.as_deref() == Some("templates") {
-                let name = f
-                    .path
-                    .file_stem()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .to_string();
+                let name = stem(&f.path);
                 let (t, d) = parse_template(&f.path, &name, &f.text);
                 diags.extend(d);
                 if let Some(t) = t {
                     templates.insert(name, t);
                 }
             } else if first.as_deref() == Some(crate::guest::GUESTS_DIR) && f.path.components().count() == 2 {
-                let name = f
-                    .path
-                    .file_stem()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .to_string();
+                let name = stem(&f.path);
                 let (t, d) = crate::guest::parse_guest_template(&f.path, &name, &f.text);
                 diags.extend(d);
                 if let Some(t) = t {
@@ -605,6 +595,11 @@ fn unreadable(e: &std::io::Error) -> &'static str {
     } else {
         "cannot be read"
     }
+}
+
+/// A file's name without its extension.
+fn stem(path: &Path) -> String {
+    path.file_stem().unwrap_or_default().to_string_lossy().to_string()
 }
 
 /// A named environment's packages come first in the build dependencies.

@@ -24,7 +24,7 @@ pub struct GenFile {
     pub gid: u32,
 }
 
-fn file(path: &str, content: String, mode: u32) -> GenFile {
+pub(crate) fn file(path: &str, content: String, mode: u32) -> GenFile {
     GenFile {
         path: path.to_string(),
         content,

@@ -3,18 +3,8 @@
 //! (`/etc/localtime`, a link into zoneinfo) and the root password (a line of `/etc/shadow`, see
 //! [`shadow_root_line`]) are applied at assembly, where the zoneinfo and `/etc/shadow` are.
 
-use crate::GenFile;
+use crate::{file, GenFile};
 use xlfs_book::profile::{IfAddress, Profile, RootPassword};
-
-fn file(path: &str, content: String, mode: u32) -> GenFile {
-    GenFile {
-        path: path.to_string(),
-        content,
-        mode,
-        uid: 0,
-        gid: 0,
-    }
-}
 
 /// The generated files; empty for a profile without machine configuration (only what it sets).
 pub fn machine_files(profile: &Profile) -> Vec<GenFile> {

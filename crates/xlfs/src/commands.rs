@@ -221,40 +221,29 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
     let book = app.book()?;
     let (db, store) = (app.db()?, app.store()?);
     let caches = crate::cache::Caches::open(app)?;
-    let mut plan = app.plan_tuned(
-        &book,
-        &args.targets,
-        !args.no_runtime,
-        march.as_deref(),
-        &db,
-        &store,
-    )?;
-    // `host` builds run in the pinned toolchain root: create it (once) and plan with its identity
-    // (the keys looked up in the caches depend on it).
-    if plan.to_build().any(|s| s.env == xlfs_book::BuildEnv::Host) {
-        app.toolchain(&book)?;
-        plan = app.plan_tuned(
+    let replan = || {
+        app.plan_tuned(
             &book,
             &args.targets,
             !args.no_runtime,
             march.as_deref(),
             &db,
             &store,
-        )?;
+        )
+    };
+    let mut plan = replan()?;
+    // `host` builds run in the pinned toolchain root: create it (once) and plan with its identity
+    // (the keys looked up in the caches depend on it).
+    if plan.to_build().any(|s| s.env == xlfs_book::BuildEnv::Host) {
+        app.toolchain(&book)?;
+        plan = replan()?;
     }
     // Shared caches second: fetch (checked) what they have, then plan again: what could not be
     // fetched builds here.
     plan = caches.plan(plan);
     if plan.to_fetch().next().is_some() {
         caches.fetch(app, &plan, &store, &db)?;
-        plan = app.plan_tuned(
-            &book,
-            &args.targets,
-            !args.no_runtime,
-            march.as_deref(),
-            &db,
-            &store,
-        )?;
+        plan = replan()?;
     }
     crate::cache::adopt(&plan, &store, &db)?;
     let to_build = plan.to_build().count();
