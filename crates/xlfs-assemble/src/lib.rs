@@ -37,6 +37,10 @@ pub struct Images {
     pub guest_images: Option<PathBuf>,
     /// File name → size in bytes and sha256.
     pub files: BTreeMap<String, (u64, String)>,
+    /// The audit of dom0's root file system (see `xlfs_image::audit`): unresolved interpreters
+    /// and libraries, build-machine paths, setuid files, Python, X11, compilers, size.
+    #[serde(default)]
+    pub dom0_audit: Option<xlfs_image::audit::Audit>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -378,6 +382,8 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
     if fs.get("init").is_none() {
         fs.add_symlink("init", "usr/sbin/init")?;
     }
+    // What no file of an image may hold: the sandbox's fixed build paths.
+    let dom0_audit = xlfs_image::audit::audit(&fs, &["/build/src/", "/sysroot/", "/destdir/"]);
     let initramfs = tmp.join("dom0.cpio.gz");
     xlfs_image::write_cpio(&fs, &initramfs, epoch, true).context("writing the dom0 initramfs")?;
     let host_ext4 = tmp.join("dom0.ext4");
@@ -414,6 +420,7 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
         guests,
         guest_images,
         files,
+        dom0_audit: Some(dom0_audit),
     };
     std::fs::write(tmp.join("images.json"), serde_json::to_string_pretty(&images)?)?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))

@@ -212,6 +212,13 @@ fn a_profile_assembles_into_images_that_read_back_right() {
         "the uncompressed xen, not xen.gz"
     );
     assert_eq!(images.kernel_version, "1.0");
+    // The audit of dom0's files is part of the images' description: the recipe's setuid su
+    // is counted, and it reads back from images.json.
+    let audit = images.dom0_audit.as_ref().expect("dom0 is audited");
+    assert!(audit.setuid.contains(&"usr/bin/su".to_string()), "{audit:?}");
+    assert!(audit.bytes > 0);
+    let again = xlfs_assemble::Images::load(&out).unwrap();
+    assert_eq!(again.dom0_audit.as_ref(), Some(audit));
 
     // The dom0 initramfs.
     let cpio = xlfs_image::read_cpio(&images.initramfs).unwrap();

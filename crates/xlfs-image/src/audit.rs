@@ -14,7 +14,7 @@ use crate::rootfs::{FileSource, NodeKind, RootFs};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What the audit found.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Audit {
     /// `path: problem` for every unresolved interpreter or library.
     pub unresolved: Vec<String>,

@@ -129,6 +129,12 @@ pub fn print_images(images: &Images) {
             &sha[..16]
         );
     }
+    if let Some(a) = &images.dom0_audit {
+        println!("dom0 audit: {}", a.summary());
+        for p in a.unresolved.iter().chain(&a.build_paths).take(20) {
+            println!("  {p}");
+        }
+    }
 }
 
 /// A port of the build machine forwarded by QEMU's user-mode network to a guest's TCP port.
