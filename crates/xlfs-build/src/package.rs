@@ -139,6 +139,9 @@ pub fn script(r: &Recipe, workdir: &str, run_checks: bool) -> String {
                  printf '==> xlfs: check exited with status %s; the results are judged against [build.tests] allow\\n' \"$status\"\n",
                 text.trim_end()
             ));
+        } else if step == "check" {
+            // In a subshell: a test suite that changes directory must not move the install.
+            s.push_str(&format!("(\n{}\n)\n", text.trim_end()));
         } else {
             s.push_str(&format!("{}\n", text.trim_end()));
         }

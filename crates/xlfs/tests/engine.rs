@@ -114,6 +114,27 @@ fn a_test_suite_fails_the_build_only_for_failures_outside_its_allowlist() {
 }
 
 #[test]
+fn a_check_step_runs_apart_and_still_fails_the_build() {
+    let w = World::new();
+    w.greet_and_hello(&[]);
+    let lib = std::fs::read_to_string(w.book().join("libgreet.toml")).unwrap();
+    // A check that changes directory: the install step still runs in the source directory.
+    w.write_recipe(
+        "libgreet",
+        &format!("{lib}steps.check = \"mkdir -p t && cd t && test ! -e Makefile\"\n"),
+    );
+    let out = w.ok(&["build", "libgreet", "--check"]);
+    assert!(out.contains("built 1"), "{out}");
+    // A failing check (no [build.tests]) fails the build.
+    w.write_recipe(
+        "libgreet",
+        &format!("{lib}steps.check = \"cd t 2>/dev/null; false\"\n"),
+    );
+    let out = w.fails(&["build", "libgreet", "--check"]);
+    assert!(out.contains("FAILED libgreet"), "{out}");
+}
+
+#[test]
 fn rebuild_compare_finds_identical_and_differing_artifacts() {
     let w = World::new();
     w.greet_and_hello(&["libgreet"]);
