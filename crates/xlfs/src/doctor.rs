@@ -72,11 +72,31 @@ pub fn doctor(fix: bool, home: &Path, quiet: bool) -> Result<bool> {
             println!("{s}");
         }
     };
-    if unsafe { libc::geteuid() } != 0 {
-        println!("  MISSING root: builds run in mount and pid namespaces; run xlfs as root");
-        ok = false;
-    } else {
-        say("  ok      running as root (namespaces for the build sandbox)");
+    // Root, or an ordinary user with subordinate ids and newuidmap/newgidmap (see README).
+    match xlfs_sandbox::IdMap::for_current_user() {
+        Ok(ids) if !ids.helper => {
+            say("  ok      running as root (builds run as root of their own user namespace)")
+        }
+        Ok(ids) => {
+            let helpers = ["newuidmap", "newgidmap"];
+            let absent: Vec<&str> = helpers.iter().copied().filter(|h| !present(h)).collect();
+            if absent.is_empty() {
+                say(&format!(
+                    "  ok      ordinary user with subordinate ids {}.. (newuidmap, newgidmap)",
+                    ids.uids.get(1).map(|e| e.outside).unwrap_or_default()
+                ));
+            } else {
+                println!(
+                    "  MISSING {}: an ordinary user's builds map their ids with them; install the package uidmap (as root)",
+                    absent.join(", ")
+                );
+                ok = false;
+            }
+        }
+        Err(e) => {
+            println!("  MISSING subordinate ids: {e}");
+            ok = false;
+        }
     }
     let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if fs.contains("overlay") {

@@ -157,6 +157,14 @@ fn an_ordinary_user_builds_collects_garbage_and_rebuilds() {
     let w = World::new();
     w.greet_and_hello(&["libgreet"]);
     let user = User::new(&w);
+    // The doctor knows an ordinary user with subordinate ids is ready (not "run as root").
+    let doctor = user.run(&w, &["doctor"]);
+    let text = text(&doctor);
+    assert!(
+        text.contains("ok      ordinary user with subordinate ids"),
+        "{text}"
+    );
+    assert!(!text.contains("MISSING subordinate"), "{text}");
 
     // Real C packages, one linking the other from its build root, as the user.
     let out = user.ok(&w, &["build", "hello", "--check"]);
