@@ -179,13 +179,7 @@ mod tests {
                 why: xlfs_plan::Reason::New,
             },
             build_root: vec![],
-            inputs: xlfs_plan::Inputs {
-                recipe: String::new(),
-                sources: String::new(),
-                deps: Default::default(),
-                env: String::new(),
-                march: None,
-            },
+            inputs: xlfs_plan::Inputs::default(),
         }
     }
 

@@ -29,7 +29,7 @@ impl EnvIds {
 }
 
 /// What went into a key, kept with each build so that `why` can tell what changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inputs {
     pub recipe: String,
     pub sources: String,

@@ -240,6 +240,25 @@ impl LocalStore {
         Ok(path)
     }
 
+    /// Puts the artifact stored under `key` into the store `to` as hard links (copies across
+    /// file systems), manifest first; objects are immutable, so both stores may share them.
+    pub fn link_to(&self, to: &LocalStore, key: &str) -> Result<(), StoreError> {
+        validate_key(key)?;
+        fs::create_dir_all(to.object_dir(key)).at(&to.object_dir(key))?;
+        for (from, dest) in [
+            (self.manifest_file(key), to.manifest_file(key)),
+            (self.artifact_file(key), to.artifact_file(key)),
+        ] {
+            if fs::hard_link(&from, &dest).is_err() {
+                fs::copy(&from, &dest).at(&dest)?;
+            }
+        }
+        if !to.contains(key)? {
+            return Err(StoreError::NotFound { key: key.into() });
+        }
+        Ok(())
+    }
+
     /// The checksum and size recorded for the artifact under `key`, together
     /// with its manifest (e.g. to upload it to another store).
     pub fn packed(&self, key: &str) -> Result<Packed, StoreError> {

@@ -61,14 +61,16 @@ impl Caches {
         self.list.is_empty()
     }
 
-    /// One warning per cache and process.
-    fn warn(&self, cache: &S3Cache, e: &StoreError) {
-        let first = self
-            .warned
+    /// Whether this is the first warning about `cache` in this process (one warning each).
+    fn first_warning(&self, cache: &S3Cache) -> bool {
+        self.warned
             .lock()
             .map(|mut w| w.insert(cache.name().to_string()))
-            .unwrap_or(true);
-        if first {
+            .unwrap_or(true)
+    }
+
+    fn warn(&self, cache: &S3Cache, e: &StoreError) {
+        if self.first_warning(cache) {
             eprintln!(
                 "warning: cache {} is unavailable, going on without it: {e}",
                 cache.describe()
@@ -85,12 +87,7 @@ impl Caches {
                 break;
             }
             if !cache.trusts_any() {
-                let first = self
-                    .warned
-                    .lock()
-                    .map(|mut w| w.insert(cache.name().to_string()))
-                    .unwrap_or(true);
-                if first {
+                if self.first_warning(cache) {
                     eprintln!(
                         "warning: cache {} not used for fetching: no trusted keys (`xlfs key trust NAME:KEY`)",
                         cache.name()

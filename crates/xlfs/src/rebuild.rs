@@ -6,7 +6,7 @@
 use crate::app::App;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
-use xlfs_store::{ArtifactStore, LocalStore};
+use xlfs_store::LocalStore;
 
 /// What a comparison found for one package.
 #[derive(Debug, PartialEq, Eq)]
@@ -72,7 +72,9 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool) -
     let scratch = guard.path().to_path_buf();
     let scratch_store = LocalStore::open(scratch.join("store")).context("cannot create the scratch store")?;
     for key in &deps {
-        link_object(&store, &scratch_store, key)?;
+        store
+            .link_to(&scratch_store, key)
+            .with_context(|| format!("cannot link {key} into the scratch store"))?;
     }
     db.copy_to(&scratch.join("state.db"))
         .context("cannot copy the state database into the scratch home")?;
@@ -154,28 +156,6 @@ fn compare(old: &xlfs_store::Packed, new: &xlfs_store::Packed) -> Verdict {
         return Verdict::Differs(vec!["(the archive bytes: same files, different packing)".into()]);
     }
     Verdict::Differs(paths)
-}
-
-/// Hard-link (or copy, across file systems) one stored artifact into another store.
-fn link_object(from: &LocalStore, to: &LocalStore, key: &str) -> Result<()> {
-    let sub = &key[..2];
-    let (src, dst) = (
-        from.root().join("objects").join(sub),
-        to.root().join("objects").join(sub),
-    );
-    std::fs::create_dir_all(&dst).with_context(|| format!("cannot create {}", dst.display()))?;
-    for suffix in [".manifest.json", ".tar.zst"] {
-        let name = format!("{key}{suffix}");
-        let (a, b) = (src.join(&name), dst.join(&name));
-        if std::fs::hard_link(&a, &b).is_err() {
-            std::fs::copy(&a, &b)
-                .with_context(|| format!("cannot copy {} to {}", a.display(), b.display()))?;
-        }
-    }
-    if !to.contains(key)? {
-        bail!("{key}: not a complete artifact after linking");
-    }
-    Ok(())
 }
 
 #[cfg(test)]
