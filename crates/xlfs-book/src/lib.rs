@@ -6,6 +6,7 @@
 mod book;
 mod diag;
 pub mod guest;
+pub mod lint;
 mod machine;
 pub mod profile;
 mod reader;

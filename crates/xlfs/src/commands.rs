@@ -94,11 +94,19 @@ fn book(app: &App, cmd: BookCommand) -> Result<i32> {
     match cmd {
         BookCommand::Check => match xlfs_book::Book::load(&app.book_dir()) {
             Ok(b) => {
+                let warnings = xlfs_book::lint::lint_book(&b.root, b.recipes.values());
+                for w in &warnings {
+                    println!("warning: {w}");
+                }
                 println!(
-                    "{}: {} recipes, {} templates, no problems",
+                    "{}: {} recipes, {} templates, no problems{}",
                     app.book_dir().display(),
                     b.recipes.len(),
-                    b.templates.len()
+                    b.templates.len(),
+                    match warnings.len() {
+                        0 => String::new(),
+                        n => format!(", {n} warning{}", if n == 1 { "" } else { "s" }),
+                    }
                 );
                 Ok(0)
             }
