@@ -6,6 +6,12 @@
 //! 4. CPU utilisation of a `-j2` build of 20 independent small packages (target ≥ 90 %);
 //! 5. (`cache`) a shared cache on a real S3 server (SeaweedFS): a second home getting all of a
 //!    12-package book from the cache, against building it cold; the bytes transferred.
+//! 6. (`quick-cache`, only when named: it builds the quick profile cold, an hour or more on 2
+//!    cores) the same with the real book: home A runs `xlfs up quick` from an empty store and
+//!    pushes; home B, empty too, runs `xlfs up quick` from the cache; both include the images and
+//!    the boot check. Sources and the pinned toolchain root are shared (not part of either time):
+//!    `XLFS_BENCH_SOURCES` (default /var/cache/xlfs-bench/sources) and `XLFS_BENCH_QUICK_TOOLCHAINS`
+//!    (default /var/cache/xlfs-bench/quick-toolchains).
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -336,15 +342,6 @@ fn bench_cache() {
         out_b.contains("nothing to do"),
         "home B built something:\n{out_b}"
     );
-    // "pushed 12 artifact(s) to cache bench (38.2 KiB sent) in 0.3s": the last parentheses.
-    let amount = |text: &str, what: &str| {
-        text.lines()
-            .find(|l| l.starts_with(what))
-            .and_then(|l| l.rsplit_once('('))
-            .and_then(|(_, r)| r.split_once(')'))
-            .map(|(a, _)| a.to_string())
-            .unwrap_or_else(|| "?".into())
-    };
     println!(
         "shared cache, 12 pkgs:  cold build {:.1} s, from the cache {:.1} s: {:.1}x faster; pushed {}, fetched {}",
         cold.as_secs_f64(),
@@ -356,9 +353,102 @@ fn bench_cache() {
     server.stop();
 }
 
+/// `amount(text, "pushed ")`: the last parentheses of the first line starting with `what`, as in
+/// "pushed 12 artifact(s) to cache bench (38.2 KiB sent) in 0.3s".
+fn amount(text: &str, what: &str) -> String {
+    text.lines()
+        .find(|l| l.trim_start().starts_with(what))
+        .and_then(|l| l.rsplit_once('('))
+        .and_then(|(_, r)| r.split_once(')'))
+        .map(|(a, _)| a.to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn bench_quick_cache() {
+    let mut server = xlfs_cache::seaweed::Server::start().expect("SeaweedFS (scripts/host-deps.sh test)");
+    let env_dir = |var: &str, default: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(default))
+    };
+    let sources = env_dir("XLFS_BENCH_SOURCES", "/var/cache/xlfs-bench/sources");
+    let toolchains = env_dir(
+        "XLFS_BENCH_QUICK_TOOLCHAINS",
+        "/var/cache/xlfs-bench/quick-toolchains",
+    );
+    let book = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../book");
+    // Images and builds are large: next to the other long-lived scratch data, not in /tmp.
+    let scratch = tempfile::tempdir_in("/var/tmp").expect("scratch dir");
+    let url = "s3://xlfs-bench/quick";
+    let run = |home: &Path, args: &[&str]| -> (Duration, Duration, String) {
+        let (t, cpu) = (Instant::now(), children_cpu());
+        let out = Command::new(xlfs_exe())
+            .arg("--book")
+            .arg(&book)
+            .arg("--home")
+            .arg(home)
+            .arg("--sources")
+            .arg(&sources)
+            .arg("--toolchains")
+            .arg(&toolchains)
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", xlfs_cache::seaweed::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", xlfs_cache::seaweed::SECRET_KEY)
+            .output()
+            .expect("run xlfs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "xlfs {args:?} failed:\n{text}");
+        (t.elapsed(), children_cpu() - cpu, text)
+    };
+    let (a, b) = (scratch.path().join("home-a"), scratch.path().join("home-b"));
+    // Outside the timings: the downloads and the toolchain root, which both homes share.
+    run(&a, &["fetch", "filesystem", "busybox", "xen", "xen-tools", "linux"]);
+    run(&a, &["toolchain"]);
+    let (_, _, key) = run(&a, &["key", "generate", "--name", "bench-a"]);
+    let key = key
+        .lines()
+        .rfind(|l| l.starts_with("bench-a:"))
+        .expect("public key")
+        .to_string();
+    let endpoint = server.endpoint();
+    run(
+        &a,
+        &["cache", "add", "bench", url, "--endpoint", &endpoint, "--push"],
+    );
+    run(&b, &["cache", "add", "bench", url, "--endpoint", &endpoint]);
+    run(&b, &["key", "trust", &key]);
+    let (cold, cold_cpu, out_a) = run(&a, &["up", "quick", "-j2"]);
+    let (warm, warm_cpu, out_b) = run(&b, &["up", "quick", "-j2"]);
+    assert!(
+        !out_b.lines().any(|l| l.trim_start().starts_with("done ")),
+        "home B built something:\n{out_b}"
+    );
+    println!(
+        "quick from the cache:   cold `up quick` {:.0} s (cpu {:.0} s), from the cache {:.0} s (cpu {:.0} s): {:.1}x faster; pushed {}, fetched {}",
+        cold.as_secs_f64(),
+        cold_cpu.as_secs_f64(),
+        warm.as_secs_f64(),
+        warm_cpu.as_secs_f64(),
+        cold.as_secs_f64() / warm.as_secs_f64().max(0.001),
+        amount(&out_a, "pushed "),
+        amount(&out_b, "fetched ")
+    );
+    server.stop();
+}
+
 fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
     let want = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
+    if only.iter().any(|o| o == "quick-cache") {
+        bench_quick_cache();
+        if only.len() == 1 {
+            return;
+        }
+    }
     println!(
         "xlfs benchmarks ({} cores)",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
