@@ -4,6 +4,9 @@
 //! Everything is written to a fresh `.tmp-*` directory next to `OUT` (one per run) and swapped
 //! with `OUT` at the end, so a failure never leaves a set of images that looks complete.
 
+pub mod closure;
+pub mod exclude;
+
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
