@@ -4,7 +4,9 @@
 //! Everything is written to a fresh `.tmp-*` directory next to `OUT` (one per run) and swapped
 //! with `OUT` at the end, so a failure never leaves a set of images that looks complete.
 
+pub mod budget;
 pub mod closure;
+pub mod debug;
 pub mod exclude;
 
 use anyhow::{anyhow, bail, Context, Result};
