@@ -4,6 +4,12 @@
 //! Everything is written to a fresh `.tmp-*` directory next to `OUT` (one per run) and swapped
 //! with `OUT` at the end, so a failure never leaves a set of images that looks complete.
 
+pub mod budget;
+pub mod closure;
+pub mod debug;
+pub mod exclude;
+pub mod sysv;
+
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -41,7 +47,27 @@ pub struct Images {
     /// and libraries, build-machine paths, setuid files, Python, X11, compilers, size.
     #[serde(default)]
     pub dom0_audit: Option<xlfs_image::audit::Audit>,
+    /// A SysV host (`init = "sysv"`): its GPT disk, raw and qcow2 (dom0 runs from it; `initramfs`
+    /// and `host_ext4` are then empty).
+    #[serde(default)]
+    pub disk: Option<PathBuf>,
+    #[serde(default)]
+    pub disk_qcow2: Option<PathBuf>,
+    /// The debug information split off the root file system (`debug.tar.zst`).
+    #[serde(default)]
+    pub debug: Option<PathBuf>,
+    #[serde(default)]
+    pub debug_split: Option<debug::DebugSplit>,
+    /// The packages of dom0's root file system and why each is there (SysV hosts).
+    #[serde(default)]
+    pub packages: BTreeMap<String, String>,
+    /// The GUID of the root partition (`root=PARTUUID=`).
+    #[serde(default)]
+    pub root_partuuid: Option<String>,
 }
+
+/// What no file of an image may hold: the sandbox's fixed build paths.
+pub const BUILD_PATHS: [&str; 3] = ["/build/src/", "/sysroot/", "/destdir/"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GuestImages {
@@ -74,6 +100,12 @@ impl Images {
             &mut images.initramfs,
             &mut images.host_ext4,
         ] {
+            here(p);
+        }
+        for p in [&mut images.disk, &mut images.disk_qcow2, &mut images.debug]
+            .into_iter()
+            .flatten()
+        {
             here(p);
         }
         for g in &mut images.guests {
@@ -246,38 +278,27 @@ fn add_overlay(fs: &mut RootFs, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn add_console_nodes(fs: &mut RootFs) -> Result<()> {
-    fs.add_dir("dev", 0o755, 0, 0)?;
-    fs.add_device("dev/console", 'c', 5, 1, 0o600)?;
-    fs.add_device("dev/null", 'c', 1, 3, 0o666)?;
-    Ok(())
+/// The guests' disks and xl.cfg files, written to `tmp`.
+pub(crate) struct Guests {
+    /// Each guest's kernel file name (`vmlinuz-VERSION`), in the profile's order.
+    pub guest_kernels: Vec<String>,
+    pub guests: Vec<GuestImages>,
+    /// Where each guest kernel is in the store, and its file name.
+    pub kernel_files: Vec<(PathBuf, String)>,
+    /// The file-backed guest disks, as `NAME.img`.
+    pub images_fs: RootFs,
+    pub images_mib: u64,
 }
 
-/// Assemble `profile` into `out`. Everything is written to a fresh directory of this run's own
-/// next to `out` (so concurrent runs never share one), which then replaces `out` in one step
-/// (`renameat2(RENAME_EXCHANGE)`, then the old images are deleted): `out` is always either the
-/// old or the new complete set.
-pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Result<Images> {
-    let parent = out.parent().context("the images directory has no parent")?;
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let stem = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let guard = xlfs_util::TempDirGuard::new_in(parent, &stem)
-        .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
-    let tmp = guard.path().to_path_buf();
+/// Each guest's root file system (`guest-NAME.ext4`), xl.cfg and LVM script, in `tmp`.
+pub(crate) fn build_guests(
+    a: &Artifacts,
+    profile: &Profile,
+    tmp: &Path,
+    out: &Path,
+    epoch: u64,
+) -> Result<Guests> {
     let book = a.book;
-
-    // Xen and the dom0 kernel.
-    let (xen_src, _) = a.boot_file(&profile.host.xen, "xen")?;
-    let xen = tmp.join("xen");
-    std::fs::copy(&xen_src, &xen).with_context(|| format!("copying {}", xen_src.display()))?;
-    let (kernel_src, kernel_file) = a.boot_file(&profile.host.kernel, "vmlinuz")?;
-    let kernel = tmp.join("vmlinuz");
-    std::fs::copy(&kernel_src, &kernel)?;
-
-    // Guest disks and the guest kernels dom0 needs.
     let mut guest_kernels = Vec::new();
     let mut guests = Vec::new();
     let mut kernel_files = Vec::new();
@@ -342,6 +363,72 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
             lvm_script,
         });
     }
+    Ok(Guests {
+        guest_kernels,
+        guests,
+        kernel_files,
+        images_fs,
+        images_mib,
+    })
+}
+
+fn add_console_nodes(fs: &mut RootFs) -> Result<()> {
+    fs.add_dir("dev", 0o755, 0, 0)?;
+    fs.add_device("dev/console", 'c', 5, 1, 0o600)?;
+    fs.add_device("dev/null", 'c', 1, 3, 0o666)?;
+    Ok(())
+}
+
+/// Assemble `profile` into `out`. Everything is written to a fresh directory of this run's own
+/// next to `out` (so concurrent runs never share one), which then replaces `out` in one step
+/// (`renameat2(RENAME_EXCHANGE)`, then the old images are deleted): `out` is always either the
+/// old or the new complete set.
+pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Result<Images> {
+    assemble_with(a, profile, out, epoch, None)
+}
+
+/// [`assemble`], for any profile: a SysV host (`init = "sysv"`) needs `sysv`, what its disk is
+/// made with ([`sysv::assemble_sysv`]).
+pub fn assemble_with(
+    a: &Artifacts,
+    profile: &Profile,
+    out: &Path,
+    epoch: u64,
+    sysv: Option<&sysv::SysvInputs>,
+) -> Result<Images> {
+    let parent = out.parent().context("the images directory has no parent")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let stem = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let guard = xlfs_util::TempDirGuard::new_in(parent, &stem)
+        .with_context(|| format!("cannot create a directory in {}", parent.display()))?;
+    let tmp = guard.path().to_path_buf();
+    let book = a.book;
+    if profile.host.init == xlfs_book::profile::Init::Sysv {
+        let inputs =
+            sysv.context("a SysV host's disk needs the grub artifact (xlfs_assemble::sysv::SysvInputs)")?;
+        let images = sysv::assemble_sysv(a, profile, inputs, &tmp, out, epoch)?;
+        return finish(images, &tmp, out, guard);
+    }
+
+    // Xen and the dom0 kernel.
+    let (xen_src, _) = a.boot_file(&profile.host.xen, "xen")?;
+    let xen = tmp.join("xen");
+    std::fs::copy(&xen_src, &xen).with_context(|| format!("copying {}", xen_src.display()))?;
+    let (kernel_src, kernel_file) = a.boot_file(&profile.host.kernel, "vmlinuz")?;
+    let kernel = tmp.join("vmlinuz");
+    std::fs::copy(&kernel_src, &kernel)?;
+
+    // Guest disks and the guest kernels dom0 needs.
+    let Guests {
+        guest_kernels,
+        guests,
+        kernel_files,
+        images_fs,
+        images_mib,
+    } = build_guests(a, profile, &tmp, out, epoch)?;
     // dom0's disk of file-backed guest disks (under QEMU; a real host keeps them on its root).
     let guest_images = if !images_fs.is_empty() {
         let path = tmp.join(GUEST_IMAGES_FILE);
@@ -383,7 +470,7 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
         fs.add_symlink("init", "usr/sbin/init")?;
     }
     // What no file of an image may hold: the sandbox's fixed build paths.
-    let dom0_audit = xlfs_image::audit::audit(&fs, &["/build/src/", "/sysroot/", "/destdir/"]);
+    let dom0_audit = xlfs_image::audit::audit(&fs, &BUILD_PATHS);
     let initramfs = tmp.join("dom0.cpio.gz");
     xlfs_image::write_cpio(&fs, &initramfs, epoch, true).context("writing the dom0 initramfs")?;
     let host_ext4 = tmp.join("dom0.ext4");
@@ -421,11 +508,22 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
         guest_images,
         files,
         dom0_audit: Some(dom0_audit),
+        disk: None,
+        disk_qcow2: None,
+        debug: None,
+        debug_split: None,
+        packages: BTreeMap::new(),
+        root_partuuid: None,
     };
+    finish(images, &tmp, out, guard)
+}
+
+/// Write images.json and move the finished directory `tmp` to `out`.
+fn finish(images: Images, tmp: &Path, out: &Path, guard: xlfs_util::TempDirGuard) -> Result<Images> {
     std::fs::write(tmp.join("images.json"), serde_json::to_string_pretty(&images)?)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+    std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755))
         .with_context(|| format!("cannot set the mode of {}", tmp.display()))?;
-    xlfs_util::replace_dir(&tmp, out)
+    xlfs_util::replace_dir(tmp, out)
         .with_context(|| format!("cannot move the images to {}", out.display()))?;
     drop(guard);
     Ok(images)

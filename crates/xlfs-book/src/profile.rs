@@ -84,6 +84,80 @@ pub struct Host {
     /// `disk-image = true`: `xlfs image` also writes a GPT disk with GRUB (raw and qcow2);
     /// the book's `grub` package is then built too.
     pub disk_image: bool,
+    /// How dom0 runs: from a BusyBox initramfs (`init = "busybox"`, the quick profile), or
+    /// from its disk with SysV init and the LFS boot scripts (`init = "sysv"`).
+    pub init: Init,
+    /// What the image keeps that a host image leaves out by default (`keep = [...]`).
+    pub keep: Vec<Keep>,
+    /// `[host.budget]`: the image's limits. With a budget the audit is fatal.
+    pub budget: Option<Budget>,
+}
+
+/// How dom0 runs.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// BusyBox init from an initramfs, configured by a generated `rcS`.
+    #[default]
+    Busybox,
+    /// SysV init on an ext4 root on the disk: the LFS boot scripts, `/etc/inittab` with a serial
+    /// getty, `xencommons` and `xendomains`; needs `disk-image = true`.
+    Sysv,
+}
+
+/// A class of files left out of a host image unless the profile keeps it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Keep {
+    /// C headers, pkg-config and CMake files, aclocal macros.
+    Headers,
+    /// Static libraries, libtool archives, object files.
+    Static,
+    /// Manual pages, info, documentation, locales' message catalogues.
+    Docs,
+    /// Compilers, assemblers, linkers and build tools (gcc's programs, binutils, make...).
+    Compilers,
+    /// Debug information stays in the files (else it goes to `debug.tar.zst` next to the image).
+    Debug,
+}
+
+impl Keep {
+    pub const ALL: [(&'static str, Keep); 5] = [
+        ("headers", Keep::Headers),
+        ("static", Keep::Static),
+        ("docs", Keep::Docs),
+        ("compilers", Keep::Compilers),
+        ("debug", Keep::Debug),
+    ];
+}
+
+/// `[host.budget]`: what dom0's root file system may hold. Every interpreter and needed
+/// library must resolve and no file may hold a build-machine path, whatever the numbers.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Budget {
+    /// `root-size`: MiB of regular files.
+    pub root_size_mib: u64,
+    /// `setuid`: files with the setuid or setgid bit.
+    pub setuid: usize,
+    /// `python = true` allows Python.
+    pub python: bool,
+    /// `x11 = true` allows X11 client libraries.
+    pub x11: bool,
+    /// `compilers = true` allows compilers (also allowed by `keep = ["compilers"]`).
+    pub compilers: bool,
+}
+
+impl Default for Budget {
+    /// The budget of a headless Xen host.
+    fn default() -> Budget {
+        Budget {
+            root_size_mib: 150,
+            setuid: 3,
+            python: false,
+            x11: false,
+            compilers: false,
+        }
+    }
 }
 
 impl Host {
@@ -195,6 +269,11 @@ pub struct BootSettings {
     pub accel: AccelChoice,
     /// Overall budget for `boot --check`, seconds.
     pub timeout_s: u64,
+    /// `check-credentials = true`: `xlfs image` puts this home's boot-check key
+    /// (`HOME/keys/boot-check/`, made once) into root's `authorized_keys` and its console
+    /// password into `/etc/shadow`, so that `xlfs boot --check` can log in on the console and
+    /// over SSH. For the QEMU check; a deployed host sets it to false.
+    pub check_credentials: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -488,6 +567,9 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
         overlay: None,
         machine: Machine::default(),
         disk_image: false,
+        init: Init::Busybox,
+        keep: Vec::new(),
+        budget: None,
     };
     match top.table(&mut sink, "host") {
         Some(mut h) => {
@@ -517,6 +599,64 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                 .unwrap_or_default();
             host.overlay = overlay(&mut sink, &mut h);
             host.disk_image = h.boolean(&mut sink, "disk-image").unwrap_or(false);
+            if let Some(i) = h.string(&mut sink, "init") {
+                match i.value.as_str() {
+                    "busybox" => host.init = Init::Busybox,
+                    "sysv" => host.init = Init::Sysv,
+                    other => sink.error(
+                        i.span.clone(),
+                        h.field("init"),
+                        format!("unknown init `{other}`"),
+                        Some(
+                            "use \"sysv\" (root on the disk, LFS boot scripts) or \"busybox\" (initramfs)"
+                                .into(),
+                        ),
+                    ),
+                }
+                if host.init == Init::Sysv && !host.disk_image {
+                    sink.error(
+                        i.span,
+                        h.field("init"),
+                        "a SysV host runs from its disk, but the profile writes none",
+                        Some("add `disk-image = true` to [host]".into()),
+                    );
+                }
+            }
+            for k in h.string_list(&mut sink, "keep").unwrap_or_default() {
+                match Keep::ALL.iter().find(|(n, _)| *n == k.value) {
+                    Some((_, c)) => host.keep.push(*c),
+                    None => sink.error(
+                        k.span,
+                        h.field("keep"),
+                        format!("unknown class of files `{}`", k.value),
+                        Some(format!(
+                            "use some of: {}",
+                            Keep::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                        )),
+                    ),
+                }
+            }
+            host.keep.sort();
+            host.keep.dedup();
+            if let Some(mut b) = h.table(&mut sink, "budget") {
+                let d = Budget::default();
+                host.budget = Some(Budget {
+                    root_size_mib: number(
+                        &mut sink,
+                        &mut b,
+                        "root-size",
+                        d.root_size_mib as u32,
+                        8,
+                        1 << 20,
+                        " MiB",
+                    ) as u64,
+                    setuid: number(&mut sink, &mut b, "setuid", d.setuid as u32, 0, 10000, "") as usize,
+                    python: b.boolean(&mut sink, "python").unwrap_or(false),
+                    x11: b.boolean(&mut sink, "x11").unwrap_or(false),
+                    compilers: b.boolean(&mut sink, "compilers").unwrap_or(false),
+                });
+                b.finish(&mut sink, &["root-size", "setuid", "python", "x11", "compilers"]);
+            }
             if let Some(mut b) = h.table(&mut sink, "bridge") {
                 let name = b.required_string(&mut sink, "name", "\"xenbr0\"");
                 let address = cidr(&mut sink, &mut b, "address");
@@ -551,6 +691,9 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                 "bridge",
                 "overlay",
                 "disk-image",
+                "init",
+                "keep",
+                "budget",
             ];
             known.extend(crate::machine::KEYS);
             h.finish(&mut sink, &known);
@@ -851,11 +994,13 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
         cpus: 2,
         accel: AccelChoice::Auto,
         timeout_s: 600,
+        check_credentials: false,
     };
     if let Some(mut b) = top.table(&mut sink, "boot") {
         boot.memory_mib = number(&mut sink, &mut b, "memory", 2048, 256, 1 << 20, " MiB");
         boot.cpus = number(&mut sink, &mut b, "cpus", 2, 1, 64, "");
         boot.timeout_s = number(&mut sink, &mut b, "timeout", 600, 10, 86400, " seconds") as u64;
+        boot.check_credentials = b.boolean(&mut sink, "check-credentials").unwrap_or(false);
         if let Some(a) = b.string(&mut sink, "accel") {
             boot.accel = match a.value.as_str() {
                 "auto" => AccelChoice::Auto,
@@ -872,7 +1017,10 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                 }
             };
         }
-        b.finish(&mut sink, &["memory", "cpus", "accel", "timeout"]);
+        b.finish(
+            &mut sink,
+            &["memory", "cpus", "accel", "timeout", "check-credentials"],
+        );
     }
     let guest_mem: u32 = guests.iter().map(|g| g.memory_mib).sum();
     if guest_mem + 256 > boot.memory_mib {

@@ -133,6 +133,12 @@ fn size_in_sectors(contents: &Contents) -> Result<u64, ImageError> {
 }
 
 /// The layout `spec` gets (reads only the sizes of the content files).
+/// The GUID of partition `number` (from 1) of a disk written with `seed`: known before the
+/// disk is written, e.g. for the root's `PARTUUID=` in `/etc/fstab` and on the kernel's line.
+pub fn partition_guid(seed: &str, number: u32) -> String {
+    crate::derive_uuid(&format!("{seed} partition {number}")).to_uppercase()
+}
+
 pub fn layout(spec: &DiskSpec) -> Result<DiskLayout, ImageError> {
     if spec.partitions.is_empty() || spec.partitions.len() as u64 > ENTRIES {
         return Err(ImageError::unsupported(
@@ -157,7 +163,7 @@ pub fn layout(spec: &DiskSpec) -> Result<DiskLayout, ImageError> {
             number: i as u32 + 1,
             name: p.name.clone(),
             kind: p.kind,
-            guid: crate::derive_uuid(&format!("{} partition {}", spec.seed, i + 1)).to_uppercase(),
+            guid: partition_guid(&spec.seed, i as u32 + 1),
             first_lba: next,
             last_lba: next + sectors - 1,
         });

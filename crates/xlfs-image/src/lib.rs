@@ -44,8 +44,8 @@ mod util;
 pub mod audit;
 pub use cpio::{read_cpio, write_cpio, CpioEntry};
 pub use disk::{
-    convert_qcow2, guid_bytes, layout, write_disk, Contents, DiskLayout, DiskSpec, PartLayout, PartSpec,
-    PartType, SECTOR,
+    convert_qcow2, guid_bytes, layout, partition_guid, write_disk, Contents, DiskLayout, DiskSpec,
+    PartLayout, PartSpec, PartType, SECTOR,
 };
 pub use error::ImageError;
 pub use ext4::{derive_uuid, ext4_cat, read_ext4, write_ext4, Ext4Entry, Ext4Options};

@@ -8,6 +8,7 @@
 
 pub mod grub;
 pub mod machine;
+pub mod sysv;
 
 use xlfs_book::guest::{GuestTemplate, Ready};
 use xlfs_book::profile::{Guest, GuestType, Profile};

@@ -32,61 +32,42 @@ pub fn machine_files(profile: &Profile) -> Vec<GenFile> {
         }
         out.push(file("etc/resolv.conf", r, 0o644));
     }
-    let gateway = m.gateway.map(|g| format!("GATEWAY={g}\n")).unwrap_or_default();
-    if let Some(b) = &h.bridge {
-        let ports: Vec<&str> = m
-            .interfaces
-            .iter()
-            .filter(|i| i.bridge.as_deref() == Some(&b.name))
-            .map(|i| i.name.as_str())
-            .collect();
-        // Only a bridge with ports is the host's uplink; the gateway goes where it is reachable.
-        let gw = if m.gateway.is_some_and(|g| {
-            b.address.same_network(&xlfs_book::profile::Cidr {
-                addr: g,
-                prefix: b.address.prefix,
+    // /etc/sysconfig/ifconfig.NAME as the xlfs `network` boot script reads them (bridges
+    // first, then the interfaces, each `TYPE`, `BRIDGE`, `ADDRESS`, `GATEWAY`, `DHCP`); the
+    // gateway goes where it is reachable.
+    let gateway_for = |c: &xlfs_book::profile::Cidr| {
+        m.gateway
+            .filter(|g| {
+                c.same_network(&xlfs_book::profile::Cidr {
+                    addr: *g,
+                    prefix: c.prefix,
+                })
             })
-        }) {
-            gateway.as_str()
-        } else {
-            ""
-        };
-        if !ports.is_empty() {
-            out.push(file(
-                &format!("etc/sysconfig/ifconfig.{}", b.name),
-                format!(
-                    "ONBOOT=yes\nIFACE={}\nSERVICE=\"bridge ipv4-static\"\nIP={}\nPREFIX={}\n{gw}BRIDGE_PORTS=\"{}\"\nSTP=no\n",
-                    b.name,
-                    b.address.addr,
-                    b.address.prefix,
-                    ports.join(" ")
-                ),
-                0o644,
-            ));
-        }
+            .map(|g| format!("GATEWAY={g}\n"))
+            .unwrap_or_default()
+    };
+    if let Some(b) = h.bridge.as_ref().filter(|b| {
+        m.interfaces
+            .iter()
+            .any(|i| i.bridge.as_deref() == Some(b.name.as_str()))
+    }) {
+        // A bridge with ports (a SysV host makes its bridge also without: see `sysv`).
+        out.push(file(
+            &format!("etc/sysconfig/ifconfig.{}", b.name),
+            format!("TYPE=bridge\nADDRESS={}\n{}", b.address, gateway_for(&b.address)),
+            0o644,
+        ));
     }
     for i in &m.interfaces {
-        let body = match &i.address {
-            IfAddress::Static(c) => {
-                let gw = if m.gateway.is_some_and(|g| {
-                    c.same_network(&xlfs_book::profile::Cidr {
-                        addr: g,
-                        prefix: c.prefix,
-                    })
-                }) {
-                    gateway.as_str()
-                } else {
-                    ""
-                };
-                format!(
-                    "ONBOOT=yes\nIFACE={}\nSERVICE=ipv4-static\nIP={}\nPREFIX={}\n{gw}",
-                    i.name, c.addr, c.prefix
-                )
-            }
-            IfAddress::Dhcp => format!("ONBOOT=yes\nIFACE={}\nSERVICE=dhcpcd\n", i.name),
-            // A bridge port: brought up by the bridge's service.
-            IfAddress::None => continue,
-        };
+        let mut body = String::from("TYPE=ethernet\n");
+        if let Some(br) = &i.bridge {
+            body.push_str(&format!("BRIDGE={br}\n"));
+        }
+        match &i.address {
+            IfAddress::Static(c) => body.push_str(&format!("ADDRESS={c}\n{}", gateway_for(c))),
+            IfAddress::Dhcp => body.push_str("DHCP=yes\n"),
+            IfAddress::None => {}
+        }
         out.push(file(&format!("etc/sysconfig/ifconfig.{}", i.name), body, 0o644));
     }
     if let Some(l) = &m.locale {

@@ -145,9 +145,9 @@ pub enum Command {
         #[command(subcommand)]
         command: GuestCommand,
     },
-    /// The main job: doctor, fetch, build, images and boot check of a profile
+    /// The main job: doctor, fetch, build, images and boot check of a profile (default: host)
     Up {
-        #[arg(default_value = "quick")]
+        #[arg(default_value = "host")]
         profile: String,
         #[arg(long, short)]
         jobs: Option<usize>,

@@ -6,6 +6,7 @@ mod cache;
 mod commands;
 mod doctor;
 mod guest;
+mod host;
 mod rebuild;
 mod system;
 

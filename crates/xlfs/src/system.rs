@@ -65,6 +65,29 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
     };
     let out = images_dir(app, name);
     std::fs::create_dir_all(out.parent().expect("images dir has a parent"))?;
+    if profile.host.init == xlfs_book::profile::Init::Sysv {
+        // dom0 runs from its GRUB disk: the assembly writes it.
+        let grub = plan
+            .get(xlfs_book::profile::GRUB_PACKAGE)
+            .context("the plan of a disk-image profile has grub")?;
+        let grub = store
+            .tree(&grub.key)
+            .with_context(|| format!("cannot unpack the grub artifact {}", grub.key))?;
+        let inputs = crate::host::sysv_inputs(app, &book, &profile, &grub)?;
+        if inputs.credentials.is_some() {
+            println!(
+                "  the image holds this home's boot-check key and console password ({}); set [boot] check-credentials = false for a host you deploy",
+                crate::host::credentials_dir(app).display()
+            );
+        }
+        return xlfs_assemble::assemble_with(
+            &artifacts,
+            &profile,
+            &out,
+            book.config.source_date_epoch,
+            Some(&inputs),
+        );
+    }
     let images = xlfs_assemble::assemble(&artifacts, &profile, &out, book.config.source_date_epoch)?;
     if profile.host.disk_image {
         let grub = plan
@@ -129,6 +152,21 @@ pub fn print_images(images: &Images) {
             &sha[..16]
         );
     }
+    if let Some(d) = &images.debug_split {
+        println!(
+            "debug information of {} files split off ({}) into {}",
+            d.files.len(),
+            xlfs_build::run::human_bytes(d.saved),
+            images
+                .debug
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "nothing".into())
+        );
+    }
+    if !images.packages.is_empty() {
+        println!("dom0's root file system: {} packages", images.packages.len());
+    }
     if let Some(a) = &images.dom0_audit {
         println!("dom0 audit: {}", a.summary());
         for p in a.unresolved.iter().chain(&a.build_paths).take(20) {
@@ -173,7 +211,7 @@ pub fn forwards(profile: &Profile, guests: &[&xlfs_book::profile::Guest]) -> Res
 /// QEMU's user-mode network on the host's bridge: its network is the bridge's, its own
 /// addresses the highest free ones (so no guest's address is taken), and each forward a
 /// `hostfwd`. dom0 puts the card on the bridge (`xlfs.uplink=eth0`).
-fn uplink_args(profile: &Profile, fwd: &[Forward]) -> Vec<String> {
+pub(crate) fn uplink_args(profile: &Profile, fwd: &[Forward]) -> Vec<String> {
     let Some(b) = &profile.host.bridge else {
         return Vec::new();
     };
@@ -411,6 +449,13 @@ pub fn boot_check_guests(
     let _store_lock = store_lock_shared(app, "boot")?;
     let (_book, profile) = load_profile(app, name)?;
     let images = Images::load(&images_dir(app, name))?;
+    if images.disk.is_some() && profile.host.init == xlfs_book::profile::Init::Sysv {
+        if only.is_some() {
+            bail!("`xlfs guest check` boots initramfs hosts; for `{name}` run `xlfs boot {name} --check`");
+        }
+        let (accel, reason) = accel(&profile, forced);
+        return crate::host::boot_check(app, &profile, &images, accel, &reason);
+    }
     for g in &profile.guests {
         if !images.guests.iter().any(|i| i.name == g.name) {
             bail!(
@@ -602,7 +647,7 @@ pub fn boot_check_guests(
 }
 
 /// Detach from a guest console with xenconsole's escape character, Ctrl-].
-fn leave_guest_console(con: &mut Console, host: &str) -> Result<()> {
+pub(crate) fn leave_guest_console(con: &mut Console, host: &str) -> Result<()> {
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(500));
         con.send("\x1d")?;
@@ -624,7 +669,12 @@ pub fn boot_interactive(app: &App, name: &str, forced: Option<&str>) -> Result<i
     let images = Images::load(&images_dir(app, name))?;
     let (accel, reason) = accel(&profile, forced);
     eprintln!("booting `{name}` under QEMU with {accel:?}: {reason}; quit with Ctrl-A X");
-    let status = xlfs_boot::interactive(&machine(&profile, &images, accel))?;
+    let m = if profile.host.init == xlfs_book::profile::Init::Sysv {
+        crate::host::machine(&profile, &images, accel, &[])?
+    } else {
+        machine(&profile, &images, accel)
+    };
+    let status = xlfs_boot::interactive(&m)?;
     Ok(status.code().unwrap_or(1))
 }
 
