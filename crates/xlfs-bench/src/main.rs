@@ -406,7 +406,10 @@ fn bench_quick_cache() {
     };
     let (a, b) = (scratch.path().join("home-a"), scratch.path().join("home-b"));
     // Outside the timings: the downloads and the toolchain root, which both homes share.
-    run(&a, &["fetch", "filesystem", "busybox", "xen", "xen-tools", "linux"]);
+    run(
+        &a,
+        &["fetch", "filesystem", "busybox", "xen", "xen-tools", "linux"],
+    );
     run(&a, &["toolchain"]);
     let (_, _, key) = run(&a, &["key", "generate", "--name", "bench-a"]);
     let key = key

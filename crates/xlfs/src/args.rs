@@ -145,9 +145,10 @@ pub enum Command {
         #[command(subcommand)]
         command: GuestCommand,
     },
-    /// The main job: doctor, fetch, build, images and boot check of a profile (default: host)
+    /// The main job: doctor, fetch, build, images and boot check of a profile (default: quick;
+    /// `host` is the LFS system, which becomes the default once its boot check has passed)
     Up {
-        #[arg(default_value = "host")]
+        #[arg(default_value = "quick")]
         profile: String,
         #[arg(long, short)]
         jobs: Option<usize>,
