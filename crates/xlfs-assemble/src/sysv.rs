@@ -206,7 +206,7 @@ pub fn assemble_sysv(
         }
         fs.add_symlink("etc/localtime", &format!("/{zone}"))?;
     }
-    set_ntp_servers(&mut fs, &h.machine.ntp)?;
+    set_chrony_conf(&mut fs, &h.machine.ntp)?;
     set_root_password(&mut fs, profile)?;
     if fs.get("root/.ssh/authorized_keys").is_some() {
         fs.add_dir("root", 0o700, 0, 0)?;
@@ -364,25 +364,31 @@ pub fn assemble_sysv(
     })
 }
 
-/// `/etc/chrony.conf`'s servers from the machine configuration (its `pool`/`server` lines
-/// replaced), when both are there.
-fn set_ntp_servers(fs: &mut RootFs, ntp: &[String]) -> Result<()> {
+/// `/etc/chrony.conf`, when the image has one: the machine configuration's NTP servers in place
+/// of its `pool`/`server` lines, and a client only whatever the package wrote: `port 0` (no
+/// NTP server socket) and `cmdport 0` (chronyc over the Unix socket, no UDP port 323), so that
+/// only sshd listens.
+fn set_chrony_conf(fs: &mut RootFs, ntp: &[String]) -> Result<()> {
     let path = "etc/chrony.conf";
     let Some(bytes) = file_bytes(fs, path)? else {
         return Ok(());
     };
-    if ntp.is_empty() {
-        return Ok(());
-    }
     let text = String::from_utf8(bytes).map_err(|_| anyhow!("/{path} is not text"))?;
+    let (mode, uid, gid) = fs
+        .get(path)
+        .map(|n| (n.mode, n.uid, n.gid))
+        .unwrap_or((0o644, 0, 0));
+    let servers: String = ntp.iter().map(|s| format!("server {s} iburst\n")).collect();
     let mut out = String::new();
-    let mut placed = false;
+    let mut placed = ntp.is_empty();
     for line in text.lines() {
-        if line.starts_with("pool ") || line.starts_with("server ") {
+        let directive = line.split_whitespace().next().unwrap_or("");
+        if matches!(directive, "port" | "cmdport") {
+            continue;
+        }
+        if !ntp.is_empty() && matches!(directive, "pool" | "server") {
             if !placed {
-                for s in ntp {
-                    out.push_str(&format!("server {s} iburst\n"));
-                }
+                out.push_str(&servers);
                 placed = true;
             }
             continue;
@@ -391,11 +397,12 @@ fn set_ntp_servers(fs: &mut RootFs, ntp: &[String]) -> Result<()> {
         out.push('\n');
     }
     if !placed {
-        for s in ntp {
-            out.push_str(&format!("server {s} iburst\n"));
-        }
+        out.push_str(&servers);
     }
-    fs.add_file(path, out.into_bytes(), 0o644, 0, 0)?;
+    out.push_str(
+        "# xlfs: a client only (no NTP server port, chronyc over the Unix socket only).\nport 0\ncmdport 0\n",
+    );
+    fs.add_file(path, out.into_bytes(), mode, uid, gid)?;
     Ok(())
 }
 
