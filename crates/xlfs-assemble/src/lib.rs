@@ -53,6 +53,10 @@ pub struct Images {
     pub disk: Option<PathBuf>,
     #[serde(default)]
     pub disk_qcow2: Option<PathBuf>,
+    /// The boot check's disk (`host-check.qcow2`): `disk` with the check credentials, a qcow2
+    /// whose backing file is `disk`; what `xlfs boot PROFILE --check` boots.
+    #[serde(default)]
+    pub check_disk: Option<PathBuf>,
     /// The debug information split off the root file system (`debug.tar.zst`).
     #[serde(default)]
     pub debug: Option<PathBuf>,
@@ -102,9 +106,14 @@ impl Images {
         ] {
             here(p);
         }
-        for p in [&mut images.disk, &mut images.disk_qcow2, &mut images.debug]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut images.disk,
+            &mut images.disk_qcow2,
+            &mut images.check_disk,
+            &mut images.debug,
+        ]
+        .into_iter()
+        .flatten()
         {
             here(p);
         }
@@ -510,6 +519,7 @@ pub fn assemble_with(
         dom0_audit: Some(dom0_audit),
         disk: None,
         disk_qcow2: None,
+        check_disk: None,
         debug: None,
         debug_split: None,
         packages: BTreeMap::new(),

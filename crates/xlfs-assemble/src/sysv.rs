@@ -5,7 +5,10 @@
 //! ([`crate::debug`]), the generated configuration ([`xlfs_system::sysv`]), the guests' disks in
 //! `/var/lib/xen/images`, and `/boot` (Xen, the kernel, GRUB). The audit is fatal under
 //! `[host.budget]` ([`crate::budget`]). Written as `host-disk.img` (raw) and `host-disk.qcow2`,
-//! without loop devices or root.
+//! without loop devices or root. That disk holds only the profile's credentials (`[host]
+//! ssh-keys`, `root-password`); the boot check's key and console password go into
+//! `host-check.qcow2` alone, a copy-on-write variant of `host-disk.img` that only
+//! `xlfs boot PROFILE --check` boots.
 
 use crate::closure::{closure, ElfExtra, PackageInfo, Selection};
 use crate::{add_generated, build_guests, file_bytes, Artifacts, Guests, Images};
@@ -20,8 +23,12 @@ use xlfs_store::{ArtifactStore, Kind, Manifest};
 pub const DISK_RAW: &str = "host-disk.img";
 pub const DISK_QCOW2: &str = "host-disk.qcow2";
 pub const DEBUG_TARBALL: &str = "debug.tar.zst";
+/// The boot check's disk: `host-disk.img` plus the check credentials (its backing file, so the
+/// two stay in one directory).
+pub const CHECK_DISK: &str = "host-check.qcow2";
 
-/// Credentials for `xlfs boot --check` (`[boot] check-credentials`): added to the image.
+/// Credentials for `xlfs boot --check` (`[boot] check-credentials`): written into the check
+/// disk ([`CHECK_DISK`]) only, never into the deliverable disk.
 #[derive(Debug, Clone)]
 pub struct CheckCredentials {
     /// One `authorized_keys` line.
@@ -199,14 +206,11 @@ pub fn assemble_sysv(
         }
         fs.add_symlink("etc/localtime", &format!("/{zone}"))?;
     }
-    set_ntp_servers(&mut fs, &h.machine.ntp)?;
-    set_root_password(&mut fs, profile, inputs.credentials.as_ref())?;
-    if let Some(c) = &inputs.credentials {
-        let mut keys = String::from_utf8(file_bytes(&fs, "root/.ssh/authorized_keys")?.unwrap_or_default())?;
-        keys.push_str(&format!("{}\n", c.public_key.trim()));
+    set_chrony_conf(&mut fs, &h.machine.ntp)?;
+    set_root_password(&mut fs, profile)?;
+    if fs.get("root/.ssh/authorized_keys").is_some() {
         fs.add_dir("root", 0o700, 0, 0)?;
         fs.add_dir("root/.ssh", 0o700, 0, 0)?;
-        fs.add_file("root/.ssh/authorized_keys", keys.into_bytes(), 0o600, 0, 0)?;
     }
     for (src, file) in &kernel_files {
         fs.add_file_from(&xlfs_system::guest_kernel_path(file), src, 0o644, 0, 0)?;
@@ -303,6 +307,11 @@ pub fn assemble_sysv(
         hash_seed: xlfs_image::derive_uuid(&format!("{} root hash_seed", profile.name)),
         mtime: epoch,
     };
+    let check_edits = inputs
+        .credentials
+        .as_ref()
+        .map(|c| check_edits(&fs, c))
+        .transpose()?;
     let raw = tmp.join(DISK_RAW);
     let qcow2 = tmp.join(DISK_QCOW2);
     let layout = xlfs_image::write_grub_disk(fs, inputs.grub, &opts, &disk_seed(profile), &raw, Some(&qcow2))
@@ -311,6 +320,15 @@ pub fn assemble_sysv(
         layout.partitions.get(1).map(|p| p.guid.as_str()),
         Some(partuuid.as_str())
     );
+    let check_disk = match &check_edits {
+        Some(edits) => {
+            let path = tmp.join(CHECK_DISK);
+            xlfs_image::write_disk_variant(&raw, &layout, 2, edits, epoch, &path)
+                .with_context(|| format!("cannot write the boot check's disk {}", path.display()))?;
+            Some(out.join(CHECK_DISK))
+        }
+        None => None,
+    };
 
     let version = |pkg: &str| a.book.get(pkg).map(|r| r.version.clone()).unwrap_or_default();
     let mut files = BTreeMap::new();
@@ -335,6 +353,7 @@ pub fn assemble_sysv(
         dom0_audit: Some(audit),
         disk: Some(out.join(DISK_RAW)),
         disk_qcow2: Some(out.join(DISK_QCOW2)),
+        check_disk,
         debug: debug_split
             .as_ref()
             .filter(|d| !d.files.is_empty())
@@ -345,25 +364,31 @@ pub fn assemble_sysv(
     })
 }
 
-/// `/etc/chrony.conf`'s servers from the machine configuration (its `pool`/`server` lines
-/// replaced), when both are there.
-fn set_ntp_servers(fs: &mut RootFs, ntp: &[String]) -> Result<()> {
+/// `/etc/chrony.conf`, when the image has one: the machine configuration's NTP servers in place
+/// of its `pool`/`server` lines, and a client only whatever the package wrote: `port 0` (no
+/// NTP server socket) and `cmdport 0` (chronyc over the Unix socket, no UDP port 323), so that
+/// only sshd listens.
+fn set_chrony_conf(fs: &mut RootFs, ntp: &[String]) -> Result<()> {
     let path = "etc/chrony.conf";
     let Some(bytes) = file_bytes(fs, path)? else {
         return Ok(());
     };
-    if ntp.is_empty() {
-        return Ok(());
-    }
     let text = String::from_utf8(bytes).map_err(|_| anyhow!("/{path} is not text"))?;
+    let (mode, uid, gid) = fs
+        .get(path)
+        .map(|n| (n.mode, n.uid, n.gid))
+        .unwrap_or((0o644, 0, 0));
+    let servers: String = ntp.iter().map(|s| format!("server {s} iburst\n")).collect();
     let mut out = String::new();
-    let mut placed = false;
+    let mut placed = ntp.is_empty();
     for line in text.lines() {
-        if line.starts_with("pool ") || line.starts_with("server ") {
+        let directive = line.split_whitespace().next().unwrap_or("");
+        if matches!(directive, "port" | "cmdport") {
+            continue;
+        }
+        if !ntp.is_empty() && matches!(directive, "pool" | "server") {
             if !placed {
-                for s in ntp {
-                    out.push_str(&format!("server {s} iburst\n"));
-                }
+                out.push_str(&servers);
                 placed = true;
             }
             continue;
@@ -372,22 +397,17 @@ fn set_ntp_servers(fs: &mut RootFs, ntp: &[String]) -> Result<()> {
         out.push('\n');
     }
     if !placed {
-        for s in ntp {
-            out.push_str(&format!("server {s} iburst\n"));
-        }
+        out.push_str(&servers);
     }
-    fs.add_file(path, out.into_bytes(), 0o644, 0, 0)?;
+    out.push_str(
+        "# xlfs: a client only (no NTP server port, chronyc over the Unix socket only).\nport 0\ncmdport 0\n",
+    );
+    fs.add_file(path, out.into_bytes(), mode, uid, gid)?;
     Ok(())
 }
 
-/// root's line of `/etc/shadow`: the check credentials' hash, else the machine configuration's
-/// `root-password`, else as the packages left it.
-fn set_root_password(fs: &mut RootFs, profile: &Profile, creds: Option<&CheckCredentials>) -> Result<()> {
-    let line = match creds {
-        Some(c) => Some(format!("root:{}:19723:0:99999:7:::", c.password_hash)),
-        None => xlfs_system::machine::shadow_root_line(profile),
-    };
-    let Some(line) = line else { return Ok(()) };
+/// `/etc/shadow` with root's line replaced by `line`.
+fn with_root_line(fs: &RootFs, line: &str) -> Result<Vec<u8>> {
     let text = String::from_utf8(file_bytes(fs, "etc/shadow")?.unwrap_or_default())
         .map_err(|_| anyhow!("/etc/shadow is not text"))?;
     let mut out = format!("{line}\n");
@@ -395,6 +415,40 @@ fn set_root_password(fs: &mut RootFs, profile: &Profile, creds: Option<&CheckCre
         out.push_str(l);
         out.push('\n');
     }
-    fs.add_file("etc/shadow", out.into_bytes(), 0o600, 0, 0)?;
+    Ok(out.into_bytes())
+}
+
+/// root's line of `/etc/shadow`: the machine configuration's `root-password`, else as the
+/// packages left it.
+fn set_root_password(fs: &mut RootFs, profile: &Profile) -> Result<()> {
+    let Some(line) = xlfs_system::machine::shadow_root_line(profile) else {
+        return Ok(());
+    };
+    let shadow = with_root_line(fs, &line)?;
+    fs.add_file("etc/shadow", shadow, 0o600, 0, 0)?;
     Ok(())
+}
+
+/// What the check disk changes in the root file system `fs`: root's password (the console
+/// password's hash) in `/etc/shadow`, and the check key after the profile's keys in root's
+/// `authorized_keys`.
+pub fn check_edits(fs: &RootFs, c: &CheckCredentials) -> Result<RootFs> {
+    let mut edits = RootFs::new();
+    let shadow = with_root_line(fs, &format!("root:{}:19723:0:99999:7:::", c.password_hash))?;
+    let (mode, uid, gid) = fs
+        .get("etc/shadow")
+        .map(|n| (n.mode, n.uid, n.gid))
+        .unwrap_or((0o600, 0, 0));
+    edits.add_dir("etc", 0o755, 0, 0)?;
+    edits.add_file("etc/shadow", shadow, mode, uid, gid)?;
+    let mut keys = String::from_utf8(file_bytes(fs, "root/.ssh/authorized_keys")?.unwrap_or_default())
+        .map_err(|_| anyhow!("/root/.ssh/authorized_keys is not text"))?;
+    if !keys.is_empty() && !keys.ends_with('\n') {
+        keys.push('\n');
+    }
+    keys.push_str(&format!("{}\n", c.public_key.trim()));
+    edits.add_dir("root", 0o700, 0, 0)?;
+    edits.add_dir("root/.ssh", 0o700, 0, 0)?;
+    edits.add_file("root/.ssh/authorized_keys", keys.into_bytes(), 0o600, 0, 0)?;
+    Ok(edits)
 }

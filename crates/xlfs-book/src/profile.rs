@@ -269,10 +269,11 @@ pub struct BootSettings {
     pub accel: AccelChoice,
     /// Overall budget for `boot --check`, seconds.
     pub timeout_s: u64,
-    /// `check-credentials = true`: `xlfs image` puts this home's boot-check key
-    /// (`HOME/keys/boot-check/`, made once) into root's `authorized_keys` and its console
-    /// password into `/etc/shadow`, so that `xlfs boot --check` can log in on the console and
-    /// over SSH. For the QEMU check; a deployed host sets it to false.
+    /// `check-credentials = true`: `xlfs image` also writes the boot check's disk
+    /// (`host-check.qcow2`, a copy-on-write variant of the deliverable disk) with this home's
+    /// boot-check key (`HOME/keys/boot-check/`, made once) in root's `authorized_keys` and its
+    /// console password in `/etc/shadow`, so that `xlfs boot --check` can log in on the console
+    /// and over SSH. The deliverable disk never holds them.
     pub check_credentials: bool,
 }
 

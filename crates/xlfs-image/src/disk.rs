@@ -295,3 +295,152 @@ pub fn convert_qcow2(raw: &Path, out: &Path) -> Result<(), ImageError> {
     }
     tmp.finish()
 }
+
+/// Copy `src` to `dst` leaving holes where `src` has 1 MiB runs of zeros (a written disk is
+/// mostly holes).
+fn sparse_copy(src: &Path, dst: &Path) -> Result<(), ImageError> {
+    const CHUNK: usize = 1 << 20;
+    let mut r = File::open(src).at(src)?;
+    let len = r.metadata().at(src)?.len();
+    let mut w = File::create(dst).at(dst)?;
+    w.set_len(len).at(dst)?;
+    let mut buf = vec![0u8; CHUNK];
+    let zeros = vec![0u8; CHUNK];
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(CHUNK as u64) as usize;
+        r.read_exact(&mut buf[..n]).at(src)?;
+        // A slice comparison (memcmp), fast also in unoptimised builds.
+        if buf[..n] != zeros[..n] {
+            w.seek(SeekFrom::Start(at)).at(dst)?;
+            w.write_all(&buf[..n]).at(dst)?;
+        }
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// A variant of the raw disk `base` (written by [`write_disk`] or
+/// [`crate::write_grub_disk`], with `layout`): `edits` put into the ext4 file system of
+/// partition `partition` (1-based) as [`crate::ext4_put`] does, written as the qcow2 `out`
+/// whose backing file is `base`, so that it holds only the clusters that differ (`qemu-img
+/// convert -B`). `base` is not changed. `out` must be in `base`'s directory: the backing file
+/// is named by its file name alone, so the pair can be moved together.
+pub fn write_disk_variant(
+    base: &Path,
+    layout: &DiskLayout,
+    partition: u32,
+    edits: &crate::RootFs,
+    mtime: u64,
+    out: &Path,
+) -> Result<(), ImageError> {
+    let dir = crate::util::parent_dir(out);
+    let same_dir = std::fs::canonicalize(&dir).at(&dir)?
+        == std::fs::canonicalize(crate::util::parent_dir(base)).at(base)?;
+    let name = base.file_name().map(|n| n.to_string_lossy().into_owned());
+    let Some(name) = name.filter(|_| same_dir) else {
+        return Err(ImageError::unsupported(
+            out.display().to_string(),
+            format!(
+                "a disk variant goes into the directory of its base {}",
+                base.display()
+            ),
+        ));
+    };
+    let part = layout
+        .partitions
+        .iter()
+        .find(|p| p.number == partition)
+        .ok_or_else(|| {
+            ImageError::unsupported(
+                base.display().to_string(),
+                format!("the disk has no partition {partition}"),
+            )
+        })?;
+    let work = tempfile::Builder::new()
+        .prefix(".xlfs-variant.")
+        .tempdir_in(&dir)
+        .at(&dir)?;
+    let copy = work.path().join("variant.img");
+    sparse_copy(base, &copy)?;
+    crate::ext4_put(&copy, part.first_lba * SECTOR, edits, mtime)?;
+    // The clusters that differ, as runs; the qcow2 gets only those (`qemu-io write -s`).
+    let runs = differing_runs(base, &copy)?;
+    let tmp = TempOutput::new(out)?;
+    let mut create = Command::new("qemu-img");
+    create
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(&name)
+        .arg(tmp.path());
+    tool(&mut create, "qemu-img create", base)?;
+    for (k, batch) in runs.chunks(200).enumerate() {
+        // Chunks named relative to the work directory: qemu-io splits its commands on spaces.
+        let mut io = Command::new("qemu-io");
+        io.current_dir(work.path()).args(["-f", "qcow2"]);
+        let mut r = File::open(&copy).at(&copy)?;
+        for (j, (at, len)) in batch.iter().enumerate() {
+            let chunk_name = format!("run-{k}-{j}");
+            let chunk = work.path().join(&chunk_name);
+            let mut bytes = vec![0u8; *len as usize];
+            r.seek(SeekFrom::Start(*at)).at(&copy)?;
+            r.read_exact(&mut bytes).at(&copy)?;
+            std::fs::write(&chunk, &bytes).at(&chunk)?;
+            io.arg("-c").arg(format!("write -q -s {chunk_name} {at} {len}"));
+        }
+        io.arg(std::fs::canonicalize(tmp.path()).at(tmp.path())?);
+        tool(&mut io, "qemu-io write", &copy)?;
+    }
+    tmp.finish()
+}
+
+/// Run a QEMU tool; its failure names the image.
+fn tool(cmd: &mut Command, what: &str, image: &Path) -> Result<(), ImageError> {
+    let o = cmd.output().map_err(|e| ImageError::ToolMissing {
+        tool: format!("{what} (Debian package qemu-utils)"),
+        source: e,
+    })?;
+    // qemu-io reports a failed command on stdout and still exits 0.
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    if !o.status.success() || stdout.contains("failed") {
+        return Err(ImageError::Tool {
+            tool: what.into(),
+            image: image.to_path_buf(),
+            status: o.status.to_string(),
+            stderr: format!("{}{stdout}", String::from_utf8_lossy(&o.stderr)),
+        });
+    }
+    Ok(())
+}
+
+/// The byte ranges (offset, length) where `b` differs from `a` (files of one size), in
+/// 64 KiB clusters (qcow2's), adjacent ones merged up to 16 MiB.
+fn differing_runs(a: &Path, b: &Path) -> Result<Vec<(u64, u64)>, ImageError> {
+    const CLUSTER: usize = 64 << 10;
+    const MAX_RUN: u64 = 16 << 20;
+    let mut fa = std::io::BufReader::with_capacity(1 << 20, File::open(a).at(a)?);
+    let mut fb = std::io::BufReader::with_capacity(1 << 20, File::open(b).at(b)?);
+    let len = std::fs::metadata(a).at(a)?.len();
+    if std::fs::metadata(b).at(b)?.len() != len {
+        return Err(ImageError::malformed(
+            b,
+            "disk variant",
+            "its size differs from the base's",
+        ));
+    }
+    let (mut xa, mut xb) = (vec![0u8; CLUSTER], vec![0u8; CLUSTER]);
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(CLUSTER as u64) as usize;
+        fa.read_exact(&mut xa[..n]).at(a)?;
+        fb.read_exact(&mut xb[..n]).at(b)?;
+        if xa[..n] != xb[..n] {
+            match runs.last_mut() {
+                Some((s, l)) if *s + *l == at && *l < MAX_RUN => *l += n as u64,
+                _ => runs.push((at, n as u64)),
+            }
+        }
+        at += n as u64;
+    }
+    Ok(runs)
+}

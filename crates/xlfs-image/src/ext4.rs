@@ -759,6 +759,139 @@ pub fn read_ext4(image: &Path) -> Result<Vec<Ext4Entry>, ImageError> {
     Ok(entries)
 }
 
+/// Put the directories and regular files of `edits` into the ext4 file system that starts
+/// `offset` bytes into `image` (0 for an ext4 image, a partition's first byte for a disk),
+/// in place, with `debugfs -w`: a regular file replaces the file of that path, a directory is
+/// made when it is missing (an existing one keeps its attributes), each with the mode, owner
+/// and time stamps (`mtime`) of `edits`. Anything else in `edits` (links, devices) and a file
+/// where the image has a directory, or the reverse, is an error. `e2fsck -fn` checks the
+/// result. For a variant of an image that differs in a few files (see
+/// [`crate::write_disk_variant`]) without writing it again.
+pub fn ext4_put(image: &Path, offset: u64, edits: &RootFs, mtime: u64) -> Result<(), ImageError> {
+    validate_options(&Ext4Options {
+        mtime,
+        ..Ext4Options::default()
+    })?;
+    if image.to_string_lossy().contains('?') {
+        return Err(ImageError::unsupported(
+            image.display().to_string(),
+            "a `?` in the file name (e2fsprogs reads options after it)",
+        ));
+    }
+    let target = if offset == 0 {
+        image.to_path_buf()
+    } else {
+        PathBuf::from(format!("{}?offset={offset}", image.display()))
+    };
+    let stamp = mtime.to_string();
+    let nodes: Vec<(&str, &crate::rootfs::Node)> = edits.iter().collect();
+    // What the image has at each path: `stat` prints nothing on stdout for a missing one.
+    let mut query = String::new();
+    for (path, _) in &nodes {
+        let _ = writeln!(query, "stat {}", quote(&format!("/{path}")));
+    }
+    let output = e2fs_command("debugfs", &stamp)
+        .arg("-f")
+        .arg("-")
+        .arg(&target)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            std::io::Write::write_all(c.stdin.as_mut().expect("piped stdin"), query.as_bytes())?;
+            drop(c.stdin.take());
+            c.wait_with_output()
+        })
+        .map_err(|e| tool_missing("debugfs", e))?;
+    check_status("debugfs", image, &output, false)?;
+    let sections = split_sections(&output.stdout);
+    if sections.len() != nodes.len() {
+        return Err(ImageError::malformed(
+            image,
+            "debugfs output",
+            format!("{} stat sections for {} paths", sections.len(), nodes.len()),
+        ));
+    }
+    let work = tempfile::Builder::new()
+        .prefix(".xlfs-ext4-put-")
+        .tempdir_in(parent_dir(image))
+        .at(parent_dir(image))?;
+    let mut script = String::new();
+    let mut changed = Vec::new();
+    for (k, ((path, node), section)) in nodes.iter().zip(sections).enumerate() {
+        let text = String::from_utf8_lossy(section);
+        let first = text.lines().next().unwrap_or("");
+        let (is_dir, is_file) = (first.contains("Type: directory"), first.contains("Type: regular"));
+        let exists = !text.trim().is_empty();
+        let (parent, name) = match path.rfind('/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => ("", *path),
+        };
+        let clash = |what: &str| ImageError::NotADirectory {
+            path: path.to_string(),
+            reason: format!("the image has {what} there"),
+        };
+        let _ = writeln!(script, "cd {}", quote(&format!("/{parent}")));
+        match &node.kind {
+            NodeKind::Dir if is_dir => continue,
+            NodeKind::Dir if exists => return Err(clash("something else than a directory")),
+            NodeKind::Dir => {
+                let _ = writeln!(script, "mkdir {}", quote(name));
+            }
+            NodeKind::File { source } => {
+                if exists && !is_file {
+                    return Err(clash("something else than a regular file"));
+                }
+                let staged = work.path().join(k.to_string());
+                match source {
+                    FileSource::Bytes(b) => fs::write(&staged, b).at(&staged)?,
+                    FileSource::Path(p) => {
+                        fs::copy(p, &staged).at(p)?;
+                    }
+                }
+                if exists {
+                    let _ = writeln!(script, "rm {}", quote(name));
+                }
+                let _ = writeln!(
+                    script,
+                    "write {} {}",
+                    quote(&staged.to_string_lossy()),
+                    quote(name)
+                );
+            }
+            _ => {
+                return Err(ImageError::unsupported(
+                    path.to_string(),
+                    "ext4_put writes directories and regular files only",
+                ))
+            }
+        }
+        changed.push((*path, *node));
+    }
+    let _ = writeln!(script, "cd /");
+    for (path, node) in &changed {
+        let p = quote(&format!("/{path}"));
+        let _ = writeln!(script, "sif {p} uid {}", node.uid);
+        let _ = writeln!(script, "sif {p} gid {}", node.gid);
+        let _ = writeln!(script, "sif {p} mode 0{:o}", node.st_mode());
+        for field in ["atime", "mtime", "ctime"] {
+            let _ = writeln!(script, "sif {p} {field} {mtime}");
+            let _ = writeln!(script, "sif {p} {field}_extra 0");
+        }
+    }
+    // `write` prints "Allocated inode: N" on stdout, not an error.
+    run_debugfs(&target, &script, true, &stamp)?;
+    let output = e2fs_command("e2fsck", &stamp)
+        .arg("-fn")
+        .arg(&target)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| tool_missing("e2fsck", e))?;
+    check_status("e2fsck", image, &output, true)?;
+    Ok(())
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }

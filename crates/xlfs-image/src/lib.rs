@@ -44,11 +44,11 @@ mod util;
 pub mod audit;
 pub use cpio::{read_cpio, write_cpio, CpioEntry};
 pub use disk::{
-    convert_qcow2, guid_bytes, layout, partition_guid, write_disk, Contents, DiskLayout, DiskSpec,
-    PartLayout, PartSpec, PartType, SECTOR,
+    convert_qcow2, guid_bytes, layout, partition_guid, write_disk, write_disk_variant, Contents, DiskLayout,
+    DiskSpec, PartLayout, PartSpec, PartType, SECTOR,
 };
 pub use error::ImageError;
-pub use ext4::{derive_uuid, ext4_cat, read_ext4, write_ext4, Ext4Entry, Ext4Options};
+pub use ext4::{derive_uuid, ext4_cat, ext4_put, read_ext4, write_ext4, Ext4Entry, Ext4Options};
 pub use grub::{
     add_grub_modules, grub_mkimage, install_grub_bios, patch_boot_img, patch_core_img, write_grub_disk,
     GRUB_BIOS_MODULES, GRUB_PC_DIR,

@@ -254,3 +254,157 @@ fn grub_bios_install_patches_boot_and_core_and_keeps_the_table() {
         .to_string();
     assert!(err.contains("but the BIOS boot partition holds 1048576"), "{err}");
 }
+
+/// The ext4 file system of partition `n` of a (raw or qcow2) disk, as a file of its own.
+fn partition_of(disk: &Path, format: &str, layout: &xlfs_image::DiskLayout, n: usize, out: &Path) {
+    let raw = out.with_extension("whole");
+    let (ok, text) = run(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            format,
+            "-O",
+            "raw",
+            disk.to_str().unwrap(),
+            raw.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{text}");
+    let bytes = std::fs::read(&raw).unwrap();
+    let p = &layout.partitions[n - 1];
+    std::fs::write(
+        out,
+        &bytes[(p.first_lba * 512) as usize..((p.last_lba + 1) * 512) as usize],
+    )
+    .unwrap();
+}
+
+/// A variant of a disk with a few files put into its root: a qcow2 over the unchanged raw disk
+/// holding only what differs, with the new files, modes and owners; moved with its base it
+/// still opens; a clash of a file with a directory is refused.
+#[test]
+fn a_disk_variant_differs_in_its_files_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fs = RootFs::new();
+    fs.add_dir("root", 0o700, 0, 0).unwrap();
+    fs.add_file("etc/shadow", b"root:!:1::::::\n".to_vec(), 0o600, 0, 0)
+        .unwrap();
+    fs.add_file("usr/bin/big", vec![7u8; 3 << 20], 0o755, 0, 0)
+        .unwrap();
+    let root = dir.path().join("root.ext4");
+    let opts = Ext4Options {
+        size_mib: 24,
+        mtime: 1_700_000_000,
+        ..Ext4Options::default()
+    };
+    write_ext4(&fs, &root, &opts).unwrap();
+    let spec = DiskSpec {
+        partitions: vec![
+            PartSpec {
+                name: "bios-boot".into(),
+                kind: PartType::BiosBoot,
+                contents: Contents::Zeros { mib: 1 },
+            },
+            PartSpec {
+                name: "root".into(),
+                kind: PartType::LinuxRootX86_64,
+                contents: Contents::File(root),
+            },
+        ],
+        seed: "variant test".into(),
+    };
+    // A space in the directory: qemu-io's commands are split on spaces.
+    let out = dir.path().join("my images");
+    std::fs::create_dir(&out).unwrap();
+    let base = out.join("disk.img");
+    let layout = write_disk(&spec, &base).unwrap();
+    let before = std::fs::read(&base).unwrap();
+
+    let mut edits = RootFs::new();
+    edits
+        .add_file("etc/shadow", b"root:$6$salt$hash:1::::::\n".to_vec(), 0o600, 0, 0)
+        .unwrap();
+    edits.add_dir("root", 0o755, 0, 0).unwrap();
+    edits.add_dir("root/.ssh", 0o700, 0, 0).unwrap();
+    edits
+        .add_file(
+            "root/.ssh/authorized_keys",
+            b"ssh-ed25519 AAAA check\n".to_vec(),
+            0o600,
+            0,
+            0,
+        )
+        .unwrap();
+    let variant = out.join("check.qcow2");
+    xlfs_image::write_disk_variant(&base, &layout, 2, &edits, 1_700_000_000, &variant).unwrap();
+    assert!(
+        std::fs::read(&base).unwrap() == before,
+        "the base disk is unchanged"
+    );
+    let (ok, info) = run("qemu-img", &["info", "--output=json", variant.to_str().unwrap()]);
+    assert!(ok, "{info}");
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["backing-filename"], "disk.img", "{info}");
+    assert_eq!(info["backing-filename-format"], "raw");
+    let stored = std::fs::metadata(&variant).unwrap().len();
+    let (_, map) = run("qemu-img", &["map", variant.to_str().unwrap()]);
+    assert!(
+        stored < 2 << 20,
+        "the variant holds only what differs: {stored} bytes\n{map}"
+    );
+
+    // Moved together, the pair still opens: the variant's root has the edits, the base not.
+    let moved = dir.path().join("moved");
+    std::fs::rename(&out, &moved).unwrap();
+    let ext = dir.path().join("variant.ext4");
+    partition_of(&moved.join("check.qcow2"), "qcow2", &layout, 2, &ext);
+    assert_eq!(
+        xlfs_image::ext4_cat(&ext, "root/.ssh/authorized_keys").unwrap(),
+        b"ssh-ed25519 AAAA check\n"
+    );
+    assert_eq!(
+        xlfs_image::ext4_cat(&ext, "etc/shadow").unwrap(),
+        b"root:$6$salt$hash:1::::::\n"
+    );
+    assert_eq!(xlfs_image::ext4_cat(&ext, "usr/bin/big").unwrap().len(), 3 << 20);
+    let listing = xlfs_image::read_ext4(&ext).unwrap();
+    let get = |p: &str| listing.iter().find(|e| e.path == p).unwrap();
+    assert_eq!(
+        get("root").mode & 0o7777,
+        0o700,
+        "an existing directory keeps its mode"
+    );
+    assert_eq!(get("root/.ssh").mode & 0o7777, 0o700);
+    let keys = get("root/.ssh/authorized_keys");
+    assert_eq!((keys.mode & 0o7777, keys.uid, keys.gid), (0o600, 0, 0));
+    let base_ext = dir.path().join("base.ext4");
+    partition_of(&moved.join("disk.img"), "raw", &layout, 2, &base_ext);
+    let base_listing = xlfs_image::read_ext4(&base_ext).unwrap();
+    assert!(base_listing.iter().all(|e| !e.path.starts_with("root/.ssh")));
+    assert_eq!(
+        xlfs_image::ext4_cat(&base_ext, "etc/shadow").unwrap(),
+        b"root:!:1::::::\n"
+    );
+
+    // A file where the disk has a directory is refused, and nothing is written.
+    let mut bad = RootFs::new();
+    bad.add_file("root", b"x".to_vec(), 0o644, 0, 0).unwrap();
+    let err = xlfs_image::write_disk_variant(
+        &moved.join("disk.img"),
+        &layout,
+        2,
+        &bad,
+        1,
+        &moved.join("bad.qcow2"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("root") && err.contains("regular file"), "{err}");
+    assert!(!moved.join("bad.qcow2").exists());
+    // A variant elsewhere than its base is refused.
+    let err = xlfs_image::write_disk_variant(&moved.join("disk.img"), &layout, 2, &edits, 1, &ext)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("directory of its base"), "{err}");
+}

@@ -120,18 +120,31 @@ pub fn sysv_inputs<'a>(
     })
 }
 
-/// The QEMU machine of a SysV host: its disk (qcow2, `-snapshot`: a check never changes it), the
-/// user-mode network on the bridge with `fwd` forwarded.
+/// The QEMU machine of a SysV host: its disk (qcow2, `-snapshot`: a boot never changes it), the
+/// user-mode network on the bridge with `fwd` forwarded. With `check`, the boot check's disk
+/// (the deliverable disk plus this home's check credentials), else the deliverable disk.
 pub fn machine(
     profile: &Profile,
     images: &Images,
     accel: Accel,
     fwd: &[crate::system::Forward],
+    check: bool,
 ) -> Result<Machine> {
-    let disk = images
-        .disk_qcow2
-        .clone()
-        .context("these images have no disk; run `xlfs image PROFILE`")?;
+    let disk = if check {
+        images.check_disk.clone().with_context(|| {
+            format!(
+                "the images of `{0}` have no boot-check disk ({1}); set [boot] check-credentials = true in {2} and run `xlfs image {0}`",
+                profile.name,
+                xlfs_assemble::sysv::CHECK_DISK,
+                profile.path.display()
+            )
+        })?
+    } else {
+        images
+            .disk_qcow2
+            .clone()
+            .context("these images have no disk; run `xlfs image PROFILE`")?
+    };
     let mut extra = crate::system::uplink_args(profile, fwd);
     extra.push("-snapshot".into());
     Ok(Machine {
@@ -181,7 +194,7 @@ fn wait(
     Ok(())
 }
 
-/// A check run on the build machine (retried until its timeout).
+/// A check run on the build machine (retried until its timeout); its output.
 fn from_build_machine(
     con: &Console,
     what: &str,
@@ -189,7 +202,7 @@ fn from_build_machine(
     expect: &str,
     secs: u64,
     marks: &mut Vec<(String, Duration)>,
-) -> Result<()> {
+) -> Result<String> {
     let check = Check {
         name: what.into(),
         send: Some(cmd),
@@ -207,6 +220,151 @@ fn from_build_machine(
     }
     println!("  ok  {what} ({:.1}s)", con.elapsed().as_secs_f64());
     marks.push((what.into(), con.elapsed()));
+    Ok(out)
+}
+
+/// The verdict of a pure check on a command's output: a failure names what was expected and
+/// shows the output and the console.
+fn judge(
+    con: &Console,
+    what: &str,
+    out: &str,
+    verdict: std::result::Result<(), String>,
+    marks: &mut Vec<(String, Duration)>,
+) -> Result<()> {
+    if let Err(e) = verdict {
+        bail!(
+            "check failed: {what}\n  {e}\n  the output:\n{}\n  the console, last lines:\n{}",
+            indent(out),
+            indent(&con.tail(40))
+        );
+    }
+    println!("  ok  {what} ({:.1}s)", con.elapsed().as_secs_f64());
+    marks.push((what.into(), con.elapsed()));
+    Ok(())
+}
+
+/// `ss -Hltun` (TCP listening, UDP unconnected sockets, numeric) shows sshd on TCP port 22 and
+/// nothing else, on any address (loopback included: a daemon that listens there is still
+/// one too many).
+pub fn only_sshd_listens(ss: &str) -> std::result::Result<(), String> {
+    let mut sshd = false;
+    let mut others = Vec::new();
+    for line in ss.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // Netid State Recv-Q Send-Q Local:Port Peer:Port [Process]; other lines are not
+        // sockets (the end marker, kernel messages on the console).
+        let Some(net) = f.first().filter(|n| matches!(**n, "tcp" | "udp")) else {
+            continue;
+        };
+        let Some(local) = f.get(4) else {
+            others.push(format!("an unreadable line `{line}`"));
+            continue;
+        };
+        let port = local.rsplit(':').next().unwrap_or("");
+        if *net == "tcp" && port == "22" {
+            sshd = true;
+        } else {
+            others.push(format!("{net} {local}"));
+        }
+    }
+    match (sshd, others.is_empty()) {
+        (true, true) => Ok(()),
+        (false, _) => Err(format!(
+            "expected sshd on TCP port 22, and it is not listening{}",
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!("; listening instead: {}", others.join(", "))
+            }
+        )),
+        (true, false) => Err(format!(
+            "expected only sshd (TCP 22) listening, but also: {}",
+            others.join(", ")
+        )),
+    }
+}
+
+/// `xl info` names the hypervisor's version, which starts with `xen_version` (the recipe's,
+/// without `+...`).
+pub fn xl_info_check(info: &str, xen_version: &str) -> std::result::Result<(), String> {
+    let field = |name: &str| {
+        info.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == name).then(|| v.trim().to_string())
+        })
+    };
+    let Some(v) = field("xen_version") else {
+        return Err("expected a `xen_version` line from `xl info`".into());
+    };
+    if !v.starts_with(xen_version) {
+        return Err(format!(
+            "expected Xen {xen_version}, `xl info` says xen_version {v}"
+        ));
+    }
+    if field("xen_caps").is_none_or(|c| c.is_empty()) {
+        return Err("expected the hypervisor's capabilities (`xen_caps`) from `xl info`".into());
+    }
+    Ok(())
+}
+
+/// `ip -o link show dev BR` says the bridge is up with a carrier (a port is up), and
+/// `ip -o addr show dev BR` gives it `address` (`10.0.0.1/24`).
+pub fn bridge_check(link: &str, addr: &str, address: &str) -> std::result::Result<(), String> {
+    let flags = link
+        .split_once('<')
+        .and_then(|(_, r)| r.split_once('>'))
+        .map(|(f, _)| f.split(',').collect::<Vec<_>>())
+        .ok_or_else(|| {
+            format!(
+                "expected the link's flags (<...>) from `ip -o link`, got `{}`",
+                link.trim()
+            )
+        })?;
+    for f in ["UP", "LOWER_UP"] {
+        if !flags.contains(&f) {
+            return Err(format!(
+                "expected the bridge's flags to include {f} (up, with a port that has a carrier), got <{}>",
+                flags.join(",")
+            ));
+        }
+    }
+    let has = addr.lines().any(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.windows(2).any(|p| p[0] == "inet" && p[1] == address)
+    });
+    if !has {
+        return Err(format!(
+            "expected the address {address} on the bridge (`inet {address}`)"
+        ));
+    }
+    Ok(())
+}
+
+/// The output of a password-only `ssh` login (with `; echo "ssh exit $?"`): refused (exit 255,
+/// `Permission denied`), and the methods the server still offers are public keys only.
+pub fn password_refused(out: &str) -> std::result::Result<(), String> {
+    let exit = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ssh exit "))
+        .ok_or("expected the exit status of ssh (`ssh exit N`)")?;
+    if exit != "255" {
+        return Err(format!(
+            "expected ssh to fail (exit 255) without a key; it exited {exit}: a password login worked or ssh could not run"
+        ));
+    }
+    let methods = out
+        .split_once("Permission denied (")
+        .and_then(|(_, r)| r.split_once(')'))
+        .map(|(m, _)| m)
+        .ok_or("expected `Permission denied (METHODS)` from sshd; it did not answer as sshd")?;
+    let offered: Vec<&str> = methods.split(',').map(str::trim).collect();
+    if offered != ["publickey"] {
+        return Err(format!(
+            "expected sshd to offer public keys only, it offers: {}; fix: PasswordAuthentication no and KbdInteractiveAuthentication no in sshd_config",
+            offered.join(", ")
+        ));
+    }
     Ok(())
 }
 
@@ -245,7 +403,7 @@ pub fn boot_check(
         port: 22,
     }];
     println!("booting `{name}` from its disk under QEMU with {accel:?}: {reason}");
-    let m = machine(profile, images, accel, &fwd)?;
+    let m = machine(profile, images, accel, &fwd, true)?;
     let log = app.home.root.join("logs").join(format!("boot-{name}.log"));
     let mut con = Console::spawn(&m, &log)?;
     let mut marks = Vec::new();
@@ -339,21 +497,39 @@ pub fn boot_check(
         xlfs_system::sysv::LFS_RELEASE,
         &mut marks,
     )?;
-    must(
+    let out = must(
         &mut con,
-        "Xen is running (`xl info`)",
+        "`xl info` answers",
         "xl info",
         "xen_version",
         &mut marks,
     )?;
-    must(
+    judge(
+        &con,
+        &format!("Xen {xen_major} is running (`xl info`)"),
+        &out,
+        xl_info_check(&out, &xen_major),
+        &mut marks,
+    )?;
+    let link = must(
         &mut con,
+        &format!("the bridge {} exists", bridge.name),
+        &format!("ip -o link show dev {}", bridge.name),
+        &bridge.name,
+        &mut marks,
+    )?;
+    let addr = must(
+        &mut con,
+        &format!("the bridge {} has addresses", bridge.name),
+        &format!("ip -o addr show dev {}", bridge.name),
+        &bridge.name,
+        &mut marks,
+    )?;
+    judge(
+        &con,
         &format!("the bridge {} is up with {}", bridge.name, bridge.address),
-        &format!(
-            "ip -o addr show dev {0} && ip -o link show dev {0} | grep -v DOWN",
-            bridge.name
-        ),
-        &bridge.address.to_string(),
+        &format!("{link}\n{addr}"),
+        bridge_check(&link, &addr, &bridge.address.to_string()),
         &mut marks,
     )?;
     must(
@@ -364,11 +540,18 @@ pub fn boot_check(
         "CLEAN",
         &mut marks,
     )?;
-    must(
+    let out = must(
         &mut con,
-        "only sshd listens (TCP)",
-        "p=$(ss -Htln | awk '{print $4}' | grep -v ':22$'); echo \"$p\"; [ -z \"$p\" ] && echo ONLY-SSHD",
-        "ONLY-SSHD",
+        "`ss` lists the listening sockets",
+        "ss -Hltun; echo SS-DONE",
+        "SS-DONE",
+        &mut marks,
+    )?;
+    judge(
+        &con,
+        "only sshd listens (TCP and UDP)",
+        &out,
+        only_sshd_listens(&out),
         &mut marks,
     )?;
     let ssh = |extra: &str, cmd: &str| {
@@ -388,9 +571,9 @@ pub fn boot_check(
         180,
         &mut marks,
     )?;
-    from_build_machine(
+    let out = from_build_machine(
         &con,
-        "sshd refuses a password login",
+        "sshd answers a password login",
         format!(
             "{} 2>&1; echo \"ssh exit $?\"",
             ssh(
@@ -398,8 +581,15 @@ pub fn boot_check(
                 "true"
             )
         ),
-        "Permission denied (publickey).",
+        "Permission denied (",
         60,
+        &mut marks,
+    )?;
+    judge(
+        &con,
+        "sshd refuses a password login (it offers public keys only)",
+        &out,
+        password_refused(&out),
         &mut marks,
     )?;
     for g in &profile.guests {
@@ -455,4 +645,148 @@ pub fn boot_check(
         marks,
         log,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ss -Hltun` of a host whose chronyd still has its command port (323) on loopback.
+    const SS_CHRONY_CMDPORT: &str = "\
+udp   UNCONN 0      0          127.0.0.1:323        0.0.0.0:*          
+udp   UNCONN 0      0              [::1]:323           [::]:*          
+tcp   LISTEN 0      128          0.0.0.0:22         0.0.0.0:*          
+tcp   LISTEN 0      128             [::]:22            [::]:*          
+SS-DONE
+";
+
+    #[test]
+    fn only_sshd_listening_covers_udp_and_loopback() {
+        let clean = "tcp   LISTEN 0      128          0.0.0.0:22         0.0.0.0:*\n\
+                     tcp   LISTEN 0      128             [::]:22            [::]:*\nSS-DONE\n";
+        assert_eq!(only_sshd_listens(clean), Ok(()));
+        // A kernel message on the console between the lines is not a socket.
+        let noisy = format!("[  812.402114] xenbr0: port 2(vif1.0) entered forwarding state\n{clean}");
+        assert_eq!(only_sshd_listens(&noisy), Ok(()));
+        let e = only_sshd_listens(SS_CHRONY_CMDPORT).unwrap_err();
+        assert!(
+            e.contains("udp 127.0.0.1:323") && e.contains("udp [::1]:323"),
+            "{e}"
+        );
+        // chronyd as an NTP server, a DHCP client on an interface, another TCP daemon.
+        for (line, named) in [
+            (
+                "udp   UNCONN 0      0            0.0.0.0:123        0.0.0.0:*",
+                "udp 0.0.0.0:123",
+            ),
+            (
+                "udp   UNCONN 0      0       0.0.0.0%eth0:68         0.0.0.0:*",
+                "udp 0.0.0.0%eth0:68",
+            ),
+            (
+                "tcp   LISTEN 0      64                 *:111              *:*",
+                "tcp *:111",
+            ),
+            // UDP port 22 is not sshd.
+            (
+                "udp   UNCONN 0      0            0.0.0.0:22         0.0.0.0:*",
+                "udp 0.0.0.0:22",
+            ),
+        ] {
+            let e = only_sshd_listens(&format!("{clean}{line}\n")).unwrap_err();
+            assert!(e.contains(named), "{line}: {e}");
+        }
+        // No sshd at all is a failure too, even with nothing else listening.
+        let e = only_sshd_listens("SS-DONE\n").unwrap_err();
+        assert!(e.contains("not listening"), "{e}");
+        let e = only_sshd_listens("tcp   LISTEN 0      128\n").unwrap_err();
+        assert!(e.contains("unreadable"), "{e}");
+    }
+
+    const XL_INFO: &str = "\
+host                   : xlfs-host
+release                : 6.12.41
+version                : #1 SMP PREEMPT_DYNAMIC Tue Jan  2 00:00:00 UTC 2024
+machine                : x86_64
+nr_cpus                : 2
+xen_major              : 4
+xen_minor              : 19
+xen_extra              : .1
+xen_version            : 4.19.1
+xen_caps               : xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64 
+xen_scheduler          : credit2
+xen_commandline        : placeholder dom0_mem=1024M,max:1024M dom0_max_vcpus=2 console=com1,vga com1=115200,8n1
+cc_compiler            : gcc (GCC) 15.2.0
+";
+
+    #[test]
+    fn xl_info_names_the_built_xen() {
+        assert_eq!(xl_info_check(XL_INFO, "4.19.1"), Ok(()));
+        assert_eq!(xl_info_check(XL_INFO, "4.19"), Ok(()));
+        let e = xl_info_check(XL_INFO, "4.20.0").unwrap_err();
+        assert!(e.contains("4.20.0") && e.contains("4.19.1"), "{e}");
+        let e = xl_info_check(
+            "libxl: error: libxl.c:102:libxl_ctx_alloc: cannot open libxc handle\n",
+            "4.19",
+        )
+        .unwrap_err();
+        assert!(e.contains("xen_version"), "{e}");
+        let no_caps = XL_INFO.replace(
+            "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64 ",
+            "",
+        );
+        assert!(xl_info_check(&no_caps, "4.19").unwrap_err().contains("xen_caps"));
+    }
+
+    #[test]
+    fn the_bridge_is_up_with_a_carrier_and_its_address() {
+        let up = "5: xenbr0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT group default qlen 1000\\    link/ether 52:54:00:12:34:56 brd ff:ff:ff:ff:ff:ff\n";
+        let addr = "5: xenbr0    inet 10.0.0.1/24 brd 10.0.0.255 scope global xenbr0\\       valid_lft forever preferred_lft forever\n\
+                    5: xenbr0    inet6 fe80::5054:ff:fe12:3456/64 scope link \\       valid_lft forever preferred_lft forever\n";
+        assert_eq!(bridge_check(up, addr, "10.0.0.1/24"), Ok(()));
+        // Up, but no port has a carrier (eth0 not enslaved): no LOWER_UP.
+        let no_carrier = "5: xenbr0: <NO-CARRIER,BROADCAST,MULTICAST,UP> mtu 1500 qdisc noqueue state DOWN mode DEFAULT group default qlen 1000\\    link/ether 52:54:00:12:34:56 brd ff:ff:ff:ff:ff:ff\n";
+        assert!(bridge_check(no_carrier, addr, "10.0.0.1/24")
+            .unwrap_err()
+            .contains("LOWER_UP"));
+        let down = "5: xenbr0: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN mode DEFAULT group default qlen 1000\n";
+        assert!(bridge_check(down, addr, "10.0.0.1/24")
+            .unwrap_err()
+            .contains("UP"));
+        // Another address, or the right one with another prefix, is not the profile's.
+        assert!(bridge_check(up, addr, "10.0.0.2/24")
+            .unwrap_err()
+            .contains("10.0.0.2/24"));
+        assert!(bridge_check(up, &addr.replace("/24", "/16"), "10.0.0.1/24").is_err());
+        assert!(bridge_check("Device \"xenbr0\" does not exist.\n", addr, "10.0.0.1/24").is_err());
+    }
+
+    #[test]
+    fn a_password_login_is_refused_with_public_keys_offered_only() {
+        assert_eq!(
+            password_refused("root@127.0.0.1: Permission denied (publickey).\nssh exit 255\n"),
+            Ok(())
+        );
+        let e = password_refused(
+            "root@127.0.0.1: Permission denied (publickey,password,keyboard-interactive).\nssh exit 255\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("password") && e.contains("PasswordAuthentication no"),
+            "{e}"
+        );
+        let e = password_refused(
+            "root@127.0.0.1: Permission denied (publickey,keyboard-interactive).\nssh exit 255\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("keyboard-interactive"), "{e}");
+        // Not sshd refusing: the port is closed.
+        let e =
+            password_refused("ssh: connect to host 127.0.0.1 port 40022: Connection refused\nssh exit 255\n")
+                .unwrap_err();
+        assert!(e.contains("Permission denied"), "{e}");
+        // Logged in without a key.
+        assert!(password_refused("ssh exit 0\n").unwrap_err().contains("exited 0"));
+        assert!(password_refused("").is_err());
+    }
 }

@@ -76,8 +76,10 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
         let inputs = crate::host::sysv_inputs(app, &book, &profile, &grub)?;
         if inputs.credentials.is_some() {
             println!(
-                "  the image holds this home's boot-check key and console password ({}); set [boot] check-credentials = false for a host you deploy",
-                crate::host::credentials_dir(app).display()
+                "  {} (for `xlfs boot {name} --check` only) holds this home's boot-check key and console password ({}); {} holds only the profile's",
+                xlfs_assemble::sysv::CHECK_DISK,
+                crate::host::credentials_dir(app).display(),
+                xlfs_assemble::sysv::DISK_RAW,
             );
         }
         return xlfs_assemble::assemble_with(
@@ -670,7 +672,7 @@ pub fn boot_interactive(app: &App, name: &str, forced: Option<&str>) -> Result<i
     let (accel, reason) = accel(&profile, forced);
     eprintln!("booting `{name}` under QEMU with {accel:?}: {reason}; quit with Ctrl-A X");
     let m = if profile.host.init == xlfs_book::profile::Init::Sysv {
-        crate::host::machine(&profile, &images, accel, &[])?
+        crate::host::machine(&profile, &images, accel, &[], false)?
     } else {
         machine(&profile, &images, accel)
     };
