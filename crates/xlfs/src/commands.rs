@@ -259,6 +259,7 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
         .max(1);
+    let cc = cc_options(app, &book, &args.cc, jobs)?;
     let ctx = Arc::new(xlfs_build::Ctx {
         home: app.home.clone(),
         book,
@@ -270,6 +271,7 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
         sandbox_exe: std::env::current_exe().context("cannot find the xlfs binary")?,
         cancel: AtomicBool::new(false),
         running: Mutex::new(Vec::new()),
+        cc,
     });
     {
         let ctx = ctx.clone();
@@ -652,4 +654,83 @@ fn report(app: &App, json: bool, html: Option<&std::path::Path>) -> Result<i32> 
         print!("{}", rep.table());
     }
     Ok(0)
+}
+
+/// ccache and icecream for a build run (`--ccache`, `--icecc`): the tools root (created once),
+/// and icecream only when its scheduler answers; its slots beyond `-j` become the remote pool.
+fn cc_options(
+    app: &App,
+    book: &xlfs_book::Book,
+    args: &crate::args::CcArgs,
+    jobs: usize,
+) -> Result<xlfs_build::cctools::CcOptions> {
+    use xlfs_build::cctools;
+    if !args.ccache && !args.icecc {
+        return Ok(Default::default());
+    }
+    let quiet = app.global.quiet;
+    let spec = &book.config.build_tools;
+    let tools = match cctools::load(&app.home.toolchains, spec) {
+        Some(t) => t,
+        None => {
+            let mirror = app.fetcher().mirrors().debian_base.clone().context(
+                "no Debian mirror for the build tools root: none in /etc/apt; pass --debian-mirror URL",
+            )?;
+            cctools::ensure(&app.home.toolchains, spec, &mirror, &|m| {
+                if !quiet {
+                    eprintln!("{m}")
+                }
+            })
+            .map_err(anyhow::Error::msg)?
+        }
+    };
+    let mut icecc = None;
+    if args.icecc {
+        let socket = args
+            .icecc_socket
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("/var/run/icecc/iceccd.socket"));
+        let scheduler = args
+            .icecc_scheduler
+            .clone()
+            .or_else(|| std::env::var("ICECC_SCHEDULER").ok())
+            .unwrap_or_else(|| "localhost".into());
+        let addr = if scheduler.contains(':') {
+            scheduler.clone()
+        } else {
+            format!("{scheduler}:8766")
+        };
+        use std::os::unix::fs::FileTypeExt;
+        let socket_ok = std::fs::metadata(&socket)
+            .map(|m| m.file_type().is_socket())
+            .unwrap_or(false);
+        match cctools::scheduler_slots(&addr, std::time::Duration::from_secs(3)) {
+            _ if !socket_ok => eprintln!(
+                "warning: --icecc: no iceccd socket at {} (start iceccd, or pass --icecc-socket): building locally",
+                socket.display()
+            ),
+            None => eprintln!(
+                "warning: --icecc: no icecream scheduler answers at {addr} (pass --icecc-scheduler HOST): building locally"
+            ),
+            Some(slots) => {
+                let remote = slots.saturating_sub(jobs);
+                if !quiet {
+                    eprintln!(
+                        "icecream: scheduler {addr} offers {slots} job slot(s): -j{jobs} local + {remote} remote"
+                    );
+                }
+                xlfs_build::jobs::init_remote(remote).context("cannot create the remote job pool")?;
+                icecc = Some(cctools::Icecc {
+                    socket,
+                    remote_slots: remote,
+                    envs: app.home.root.join("icecc"),
+                });
+            }
+        }
+    }
+    Ok(cctools::CcOptions {
+        tools: Some(tools),
+        ccache: args.ccache.then(|| app.home.root.join("ccache")),
+        icecc,
+    })
 }
