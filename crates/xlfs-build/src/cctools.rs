@@ -44,6 +44,11 @@ pub const CCACHE_DIR: &str = "/xlfs/ccache";
 pub const ICECC_SOCKET: &str = "/xlfs/icecc.socket";
 /// Where builds see the icecream environment (the toolchain root's compilers).
 pub const ICECC_ENV: &str = "/xlfs/icecc-env.tar.gz";
+/// Where builds see the relay's socket (see [`start_relay`]).
+pub const ICECC_RELAY: &str = "/xlfs/icecc-relay.socket";
+/// Where builds see the relay's `connect()`, preloaded into icecc (`cctools/relay.c`).
+pub const ICECC_RELAY_SO: &str = "/xlfs/icecc-relay.so";
+const RELAY_C: &str = include_str!("cctools/relay.c");
 
 /// The compiler wrapper's file name in [`WRAP_DIR`]; the compiler names link to it.
 pub const WRAPPER: &str = "xlfs-cc";
@@ -73,6 +78,8 @@ pub struct Icecc {
     pub remote_slots: usize,
     /// Where the icecream environments of toolchain roots are kept (`HOME/icecc`).
     pub envs: PathBuf,
+    /// The relay's unix socket ([`start_relay`]).
+    pub relay: PathBuf,
 }
 
 /// A created tools root.
@@ -331,7 +338,11 @@ if [[ -n $XLFS_CCACHE ]]; then
 fi
 icecc "$name" "$@"
 "#,
-        icecc = tools.inside("usr/bin/icecc"),
+        icecc = tools.inside("usr/bin/icecc").replacen(
+            " --library-path ",
+            &format!(" --preload {ICECC_RELAY_SO} --library-path "),
+            1
+        ),
         ccache = tools.inside("usr/bin/ccache"),
     )
 }
@@ -410,21 +421,23 @@ pub fn ccache_stats(tools: &Tools, cache: &Path) -> Option<(u64, u64)> {
     Some((hits, misses))
 }
 
-/// The icecream environment of a toolchain root: `icecc-create-env` run in a sandbox whose root
-/// is the toolchain root (so it packs the compilers the builds use), made once per toolchain
-/// identity in `envs`.
+/// The icecream environment of a toolchain root and the relay's `connect()` for icecc:
+/// `icecc-create-env` run in a sandbox whose root is the toolchain root (so it packs the
+/// compilers the builds use), and `relay.c` compiled there, made once per toolchain identity in
+/// `envs`: (`ID.tar.gz`, `ID.relay.so`).
 pub fn icecc_env(
     exe: &Path,
     tools: &Tools,
     toolchain_root: &Path,
     toolchain_id: &str,
     envs: &Path,
-) -> Result<PathBuf, String> {
+) -> Result<(PathBuf, PathBuf), String> {
     let short = toolchain_id.trim_start_matches("host-");
     let short = &short[..short.len().min(16)];
     let file = envs.join(format!("{short}.tar.gz"));
-    if file.is_file() {
-        return Ok(file);
+    let relay = envs.join(format!("{short}.relay.so"));
+    if file.is_file() && relay.is_file() {
+        return Ok((file, relay));
     }
     std::fs::create_dir_all(envs).map_err(|e| format!("cannot create {}: {e}", envs.display()))?;
     let _lock = crate::lock::lock(
@@ -434,19 +447,24 @@ pub fn icecc_env(
         &|_| {},
     )
     .map_err(|e| e.to_string())?;
-    if file.is_file() {
-        return Ok(file);
+    if file.is_file() && relay.is_file() {
+        return Ok((file, relay));
     }
     let work = envs.join(format!(".new-{short}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
-    let out = work.join("out");
-    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let (out, tmp) = (work.join("out"), work.join("tmp"));
+    for d in [&out, &tmp] {
+        std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+    std::fs::write(out.join("relay.c"), RELAY_C)
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     let ids = xlfs_sandbox::IdMap::for_current_user()?;
     ids.give_to_root(&work)
         .map_err(|e| format!("cannot give {} to the sandbox: {e}", work.display()))?;
     let script = format!(
         "set -e; cd /out; bash {TOOLS_DIR}/usr/bin/icecc-create-env --gcc /usr/bin/gcc /usr/bin/g++ > create-env.log 2>&1 \
-         || {{ cat create-env.log; exit 1; }}; mv ./*.tar.gz env.tar.gz"
+         || {{ cat create-env.log; exit 1; }}; mv ./*.tar.gz env.tar.gz; \
+         gcc -O2 -Wall -Werror -shared -fPIC -o relay.so relay.c -ldl"
     );
     let spec = xlfs_sandbox::Spec {
         root: xlfs_sandbox::Root::Tree(toolchain_root.to_path_buf()),
@@ -462,13 +480,18 @@ pub fn icecc_env(
                 dst: "/out".into(),
                 writable: true,
             },
+            // icecc-create-env makes its tree with `mktemp -d /tmp/...`.
+            xlfs_sandbox::Bind {
+                src: tmp,
+                dst: "/tmp".into(),
+                writable: true,
+            },
         ],
         scratch: work.join("scratch"),
         workdir: "/out".into(),
         env: vec![
             ("PATH".into(), "/usr/bin:/usr/sbin:/bin:/sbin".into()),
             ("HOME".into(), "/out".into()),
-            ("TMPDIR".into(), "/out".into()),
             ("LC_ALL".into(), "C".into()),
         ],
         argv: vec!["bash".into(), "-c".into(), script],
@@ -491,13 +514,19 @@ pub fn icecc_env(
     }
     std::fs::rename(out.join("env.tar.gz"), &file)
         .map_err(|e| format!("cannot move the icecc environment: {e}"))?;
+    std::fs::rename(out.join("relay.so"), &relay).map_err(|e| format!("cannot move the icecc relay: {e}"))?;
     let _ = crate::package::remove_build_tree(exe, &work);
-    Ok(file)
+    Ok((file, relay))
 }
 
-/// The total job slots the icecream scheduler at `host:port` (its text interface, `listcs`)
-/// knows of, or `None` when it does not answer within `timeout`.
-pub fn scheduler_slots(addr: &str, timeout: std::time::Duration) -> Option<usize> {
+/// What the icecream scheduler at `host:port` (its text interface, `listcs`) knows of the nodes
+/// other than `local` (the local iceccd's node name, by default the host name): their job slots
+/// and daemon addresses (`IP:PORT`); `None` when it does not answer within `timeout`.
+pub fn scheduler_nodes(
+    addr: &str,
+    local: &str,
+    timeout: std::time::Duration,
+) -> Option<(usize, Vec<String>)> {
     use std::io::{Read, Write};
     use std::net::ToSocketAddrs;
     let sa = addr.to_socket_addrs().ok()?.next()?;
@@ -513,20 +542,83 @@ pub fn scheduler_slots(addr: &str, timeout: std::time::Duration) -> Option<usize
         }
         text.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    Some(parse_listcs(&text))
+    text.starts_with("200").then(|| remote_nodes(&text, local))
 }
 
-/// The sum of the `jobs=RUNNING/MAX` maxima in the scheduler's `listcs` answer.
-pub fn parse_listcs(text: &str) -> usize {
-    text.split_whitespace()
-        .filter_map(|w| w.strip_prefix("jobs="))
-        .filter_map(|j| j.split_once('/'))
-        .filter_map(|(_, max)| {
-            max.trim_end_matches(|c: char| !c.is_ascii_digit())
-                .parse::<usize>()
-                .ok()
-        })
-        .sum()
+/// The other nodes of a `listcs` answer (lines ` NAME (IP:PORT) [ARCH] speed=... jobs=0/2
+/// load=...`): the sum of their job slots, and their addresses.
+pub fn remote_nodes(text: &str, local: &str) -> (usize, Vec<String>) {
+    let mut slots = 0;
+    let mut addrs = Vec::new();
+    for l in text.lines().filter(|l| l.contains(" jobs=")) {
+        let mut words = l.split_whitespace();
+        if words.next() == Some(local) {
+            continue;
+        }
+        for w in l.split_whitespace() {
+            if let Some((_, max)) = w.strip_prefix("jobs=").and_then(|j| j.split_once('/')) {
+                slots += max.parse::<usize>().unwrap_or(0);
+            }
+            if let Some(a) = w.strip_prefix('(').and_then(|w| w.strip_suffix(')')) {
+                if a.parse::<std::net::SocketAddr>().is_ok() {
+                    addrs.push(a.to_string());
+                }
+            }
+        }
+    }
+    (slots, addrs)
+}
+
+/// Serve the relay for icecc inside builds on the unix socket `path` (made world-connectable:
+/// builds run under other ids): each connection names `IP:PORT`, and only an address in
+/// `allowed` (the daemons the scheduler listed) is connected to, then bytes are copied both
+/// ways. The sandbox stays closed: this reaches icecream daemons and nothing else.
+pub fn start_relay(path: &Path, allowed: Vec<String>) -> std::io::Result<()> {
+    use std::io::{BufRead, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming().map_while(Result::ok) {
+            let allowed = allowed.clone();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(match conn.try_clone() {
+                    Ok(c) => c,
+                    Err(_) => return,
+                });
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() || !allowed.iter().any(|a| a == line.trim()) {
+                    return;
+                }
+                let Ok(sa) = line.trim().parse::<std::net::SocketAddr>() else {
+                    return;
+                };
+                let Ok(tcp) = std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(10))
+                else {
+                    return;
+                };
+                let mut conn_w = conn;
+                if conn_w.write_all(b"ok\n").is_err() {
+                    return;
+                }
+                let (Ok(mut tcp_r), mut tcp_w) = (tcp.try_clone(), tcp) else {
+                    return;
+                };
+                let up = std::thread::spawn(move || {
+                    // What the reader buffered past the header line goes first.
+                    let buffered = reader.buffer().to_vec();
+                    let _ = tcp_w.write_all(&buffered);
+                    let _ = std::io::copy(reader.get_mut(), &mut tcp_w);
+                    let _ = tcp_w.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut tcp_r, &mut conn_w);
+                let _ = conn_w.shutdown(std::net::Shutdown::Write);
+                let _ = up.join();
+            });
+        }
+    });
+    Ok(())
 }
 
 #[cfg(test)]
@@ -562,9 +654,15 @@ mod tests {
 
     #[test]
     fn listcs_slots() {
-        let text = "200 icecc 1.4.0\n10.77.0.2 (a) [10.77.0.2:10245] speed=120.3 jobs=0/2 load=40\n\
-                    10.77.0.3 (b) [10.77.0.3:10245] speed=100.0 jobs=1/3 load=20\n200 done\n";
-        assert_eq!(parse_listcs(text), 5);
-        assert_eq!(parse_listcs(""), 0);
+        let text = "200-ICECC 1.4.0: 20s uptime, 2 hosts, 0 jobs in queue (0 total).\n\
+                    200 Use 'help' for help and 'quit' to quit.\n \
+                    nodeA (10.77.0.2:10245) [x86_64] speed=0.00 jobs=0/2 load=958\n \
+                    nodeB (10.77.0.3:10245) [x86_64] speed=0.00 jobs=1/3 load=958\n200 done\n";
+        assert_eq!(
+            remote_nodes(text, "nodeA"),
+            (3, vec!["10.77.0.3:10245".to_string()])
+        );
+        assert_eq!(remote_nodes(text, "other").0, 5);
+        assert_eq!(remote_nodes("", "nodeA"), (0, vec![]));
     }
 }

@@ -547,10 +547,21 @@ fn cc_setup(
     }
     let mut icecc = ctx.cc.icecc.as_ref();
     if let (Some(ic), Some(tc_root)) = (icecc, toolchain_root) {
-        let envfile = cc::icecc_env(&ctx.sandbox_exe, tools, tc_root, &step.inputs.env, &ic.envs)?;
+        let (envfile, relay_so) =
+            cc::icecc_env(&ctx.sandbox_exe, tools, tc_root, &step.inputs.env, &ic.envs)?;
         binds.push(Bind {
             src: ic.socket.clone(),
             dst: cc::ICECC_SOCKET.into(),
+            writable: false,
+        });
+        binds.push(Bind {
+            src: ic.relay.clone(),
+            dst: cc::ICECC_RELAY.into(),
+            writable: false,
+        });
+        binds.push(Bind {
+            src: relay_so,
+            dst: cc::ICECC_RELAY_SO.into(),
             writable: false,
         });
         binds.push(Bind {

@@ -341,6 +341,9 @@ pub struct CcArgs {
     /// The icecream scheduler asked for its job slots [default: $ICECC_SCHEDULER, else localhost]
     #[arg(long, value_name = "HOST[:PORT]")]
     pub icecc_scheduler: Option<String>,
+    /// The local iceccd's node name (iceccd -N), whose slots are not remote [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub icecc_node: Option<String>,
     /// The local iceccd's socket [default: /var/run/icecc/iceccd.socket]
     #[arg(long, value_name = "PATH")]
     pub icecc_socket: Option<PathBuf>,

@@ -704,7 +704,12 @@ fn cc_options(
         let socket_ok = std::fs::metadata(&socket)
             .map(|m| m.file_type().is_socket())
             .unwrap_or(false);
-        match cctools::scheduler_slots(&addr, std::time::Duration::from_secs(3)) {
+        let node = args.icecc_node.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().to_string())
+                .unwrap_or_default()
+        });
+        match cctools::scheduler_nodes(&addr, &node, std::time::Duration::from_secs(3)) {
             _ if !socket_ok => eprintln!(
                 "warning: --icecc: no iceccd socket at {} (start iceccd, or pass --icecc-socket): building locally",
                 socket.display()
@@ -712,18 +717,24 @@ fn cc_options(
             None => eprintln!(
                 "warning: --icecc: no icecream scheduler answers at {addr} (pass --icecc-scheduler HOST): building locally"
             ),
-            Some(slots) => {
-                let remote = slots.saturating_sub(jobs);
+            Some((remote, daemons)) => {
                 if !quiet {
                     eprintln!(
-                        "icecream: scheduler {addr} offers {slots} job slot(s): -j{jobs} local + {remote} remote"
+                        "icecream: scheduler {addr}: -j{jobs} local + {remote} remote job slot(s) on {}",
+                        daemons.join(", ")
                     );
                 }
                 xlfs_build::jobs::init_remote(remote).context("cannot create the remote job pool")?;
+                let envs = app.home.root.join("icecc");
+                std::fs::create_dir_all(&envs).with_context(|| format!("cannot create {}", envs.display()))?;
+                let relay = envs.join(format!("relay-{}.socket", std::process::id()));
+                cctools::start_relay(&relay, daemons)
+                    .with_context(|| format!("cannot serve the icecream relay at {}", relay.display()))?;
                 icecc = Some(cctools::Icecc {
                     socket,
                     remote_slots: remote,
-                    envs: app.home.root.join("icecc"),
+                    envs,
+                    relay,
                 });
             }
         }
