@@ -4,6 +4,7 @@
 #
 #   scripts/icecc-net.sh up DIR N      start; N (1-250) picks the names and the subnet 10.77.N.0/24
 #   scripts/icecc-net.sh down DIR      stop everything `up` started in DIR
+#   scripts/icecc-net.sh stop-scheduler DIR   stop only the scheduler (the daemons stay)
 #
 # Namespace A holds the scheduler (10.77.N.2) and the local daemon, whose socket is DIR/a/iceccd.socket
 # (the one builds use: `xlfs build --icecc --icecc-socket DIR/a/iceccd.socket --icecc-scheduler
@@ -39,6 +40,11 @@ down() {
 case $cmd in
 down)
     down
+    exit 0
+    ;;
+stop-scheduler)
+    # The scheduler is the first process `up` started.
+    kill "$(head -1 "$dir/pids")"
     exit 0
     ;;
 up) ;;
