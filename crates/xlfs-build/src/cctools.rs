@@ -44,6 +44,8 @@ pub const CCACHE_DIR: &str = "/xlfs/ccache";
 pub const ICECC_SOCKET: &str = "/xlfs/icecc.socket";
 /// Where builds see the icecream environment (the toolchain root's compilers).
 pub const ICECC_ENV: &str = "/xlfs/icecc-env.tar.gz";
+/// One byte per compile job that took a remote slot, in the build's `/tmp`.
+pub const REMOTE_SLOT_COUNT: &str = ".xlfs-icecc-remote-slots";
 /// Where builds see the relay's socket (see [`start_relay`]).
 pub const ICECC_RELAY: &str = "/xlfs/icecc-relay.socket";
 /// Where builds see the relay's `connect()`, preloaded into icecc (`cctools/relay.c`).
@@ -321,6 +323,7 @@ icecc() {{
         if {{ true <&"$mr" && true >&"$mw" && true <&"$rr"; }} 2>/dev/null \
             && IFS= read -r -N 1 -t 0.005 -u "$rr" rtok 2>/dev/null; then
             printf + >&"$mw"
+            printf r >>/tmp/{REMOTE_SLOT_COUNT} 2>/dev/null
             {icecc} "$@"
             rc=$?
             IFS= read -r -N 1 -u "$mr" tok

@@ -403,6 +403,12 @@ fn run(
         .as_ref()
         .and_then(|(t, d)| crate::cctools::ccache_stats(t, d));
     let cpu_ms = sandbox(ctx, &spec, &dir.join("spec.json"), log)?;
+    if let Ok(m) = std::fs::metadata(tmp_dir.join(crate::cctools::REMOTE_SLOT_COUNT)) {
+        log.line(&format!(
+            "==> xlfs: icecream: {} compile job(s) took a remote slot and lent their local one",
+            m.len()
+        ));
+    }
     if let Some((tools, d)) = &ccache_dir {
         if let (Some((h0, m0)), Some((h1, m1))) = (before, crate::cctools::ccache_stats(tools, d)) {
             log.line(&format!(

@@ -122,6 +122,9 @@ fn compile_jobs_run_on_the_other_daemon_and_the_artifact_is_unchanged() {
     assert!(out.contains("-j2 local + 2 remote job slot(s)"), "{out}");
     let log = xlfs(&book, &ice_home, &sources, &["log", "zlib-quick"]);
     assert!(log.contains("==> xlfs: icecream through"), "{log}");
+    // -j2 local slots, and the remote ones counted apart: compile jobs that took a remote slot
+    // lent their local slot to make meanwhile.
+    assert!(log.contains("compile job(s) took a remote slot"), "{log}");
     // The local daemon takes no jobs (-m 0): every compile job icecream ran went to the other
     // daemon, in its own network namespace, and its log says so.
     let remote = net.remote_jobs() - before;
