@@ -507,7 +507,7 @@ fn debian_root(h: &mut Reader, sink: &mut Sink, what: &str) -> HostToolchain {
         } else {
             sink.error(
                 suite.span,
-                &format!("{what}.suite"),
+                format!("{what}.suite"),
                 format!("`{}` is not a Debian suite name", suite.value),
                 Some("write a suite such as `suite = \"bookworm\"`".into()),
             );
@@ -518,14 +518,14 @@ fn debian_root(h: &mut Reader, sink: &mut Sink, what: &str) -> HostToolchain {
         if !is_debian_name(&p.value) {
             sink.error(
                 p.span,
-                &format!("{what}.packages"),
+                format!("{what}.packages"),
                 format!("`{}` is not a Debian package name", p.value),
                 Some("package names are lowercase letters, digits, `+`, `-` and `.`".into()),
             );
         } else if packages.contains(&p.value) {
             sink.error(
                 p.span,
-                &format!("{what}.packages"),
+                format!("{what}.packages"),
                 format!("`{}` is listed twice", p.value),
                 Some("remove one of them".into()),
             );
