@@ -1,10 +1,12 @@
 #!/bin/bash
 # Figures for ccache and icecream (issue 9), measured with the real xlfs on this machine:
 #
-#   scripts/bench-cc.sh ccache    rebuild `linux` after a one-option change to its config fragment
-#                                 (CONFIG_IKCONFIG=y appended to xen-kernel.config), with the
-#                                 package's ccache warm from a build of the unchanged recipe, and
-#                                 without ccache in another home
+#   scripts/bench-cc.sh ccache    rebuild PKG (default linux) after a one-option change to its
+#                                 config fragment (linux: CONFIG_IKCONFIG=y appended to
+#                                 kernel/xen-kernel.config; busybox: "# CONFIG_CAL is not set"
+#                                 appended to base/busybox.config), with the package's ccache warm
+#                                 from a build of the unchanged recipe, and without ccache in
+#                                 another home
 #   scripts/bench-cc.sh icecc     build a package with many small compile jobs (PKG, default
 #                                 busybox) locally and through icecream (scripts/icecc-net.sh:
 #                                 a scheduler and a remote daemon in network namespaces on this
@@ -14,7 +16,8 @@
 # daemon's compilers are not in it). The machine may be shared: the load average is printed
 # with each figure, and builds run under `nice`. Environment: BENCH (work directory, default
 # /var/tmp/xlfs-cc-bench), XLFS_TOOLCHAINS (default /var/tmp/xlfs-cold/toolchains), XLFS_SOURCES
-# (default /var/tmp/xlfs-cold/sources), JOBS (default 2), PKG.
+# (default /var/tmp/xlfs-cold/sources), JOBS (default 2), PKG, PARALLEL=1 (the ccache figure's
+# build without ccache runs alongside its warm-up: compare CPU times then).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,34 +42,43 @@ build() {
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 ccache_figure() {
-    local book2=$bench/book-ikconfig
+    local pkg=${PKG:-linux} fragment option
+    case $pkg in
+    linux) fragment=kernel/xen-kernel.config option="CONFIG_IKCONFIG=y" ;;
+    busybox) fragment=base/busybox.config option="# CONFIG_CAL is not set" ;;
+    *)
+        echo "bench-cc.sh ccache: PKG is linux or busybox" >&2
+        exit 2
+        ;;
+    esac
+    local book2=$bench/book-$pkg-changed
     rm -rf "$book2"
     cp -r "$repo/book" "$book2"
-    echo "CONFIG_IKCONFIG=y" >>"$book2/kernel/xen-kernel.config"
-    local warm=$bench/home-ccache plain=$bench/home-plain
+    echo "$option" >>"$book2/$fragment"
+    local warm=$bench/home-$pkg-ccache plain=$bench/home-$pkg-plain
     rm -rf "$warm" "$plain"
     echo "load before: $(load)" >&2
     # PARALLEL=1: the build without ccache runs at the same time as the warm-up (both full
     # builds; compare CPU times then, wall times are of two builds sharing the machine).
     if [[ ${PARALLEL:-0} == 1 ]]; then
-        build "$book2" "$plain" linux >"$bench/plain.out" &
+        build "$book2" "$plain" "$pkg" >"$bench/plain.out" &
         local plain_pid=$!
     fi
-    read -r w0 c0 a0 < <(build "$repo/book" "$warm" linux --ccache)
+    read -r w0 c0 a0 < <(build "$repo/book" "$warm" "$pkg" --ccache)
     echo "warm-up (unchanged config, cold ccache): wall ${w0}s cpu ${c0}s; load $(load)" >&2
-    read -r w1 c1 a1 < <(build "$book2" "$warm" linux --ccache)
+    read -r w1 c1 a1 < <(build "$book2" "$warm" "$pkg" --ccache)
     local stats
-    stats=$("$xlfs" --book "$book2" --home "$warm" log linux | grep '^==> xlfs: ccache .* hits' || true)
+    stats=$("$xlfs" --book "$book2" --home "$warm" log "$pkg" | grep '^==> xlfs: ccache .* hits' || true)
     echo "rebuild with ccache: wall ${w1}s cpu ${c1}s; $stats; load $(load)" >&2
     if [[ ${PARALLEL:-0} == 1 ]]; then
         wait "$plain_pid"
         read -r w2 c2 a2 <"$bench/plain.out"
     else
-        read -r w2 c2 a2 < <(build "$book2" "$plain" linux)
+        read -r w2 c2 a2 < <(build "$book2" "$plain" "$pkg")
     fi
     echo "rebuild without ccache: wall ${w2}s cpu ${c2}s; load $(load)" >&2
     echo
-    echo "linux $(grep -m1 '^version' "$repo/book/kernel/linux.toml" | cut -d'"' -f2), one option changed (CONFIG_IKCONFIG=y), -j$jobs:"
+    echo "$pkg, one option changed ($option in $fragment), -j$jobs:"
     printf '  %-34s %10s %10s\n' "" "wall (s)" "cpu (s)"
     printf '  %-34s %10s %10s\n' "cold build, ccache filling" "$w0" "$c0"
     printf '  %-34s %10s %10s\n' "rebuild with ccache" "$w1" "$c1"
@@ -80,19 +92,19 @@ ccache_figure() {
 }
 
 icecc_figure() {
-    local pkg=${PKG:-busybox} net=$bench/icecc-net
-    local local_home=$bench/home-local ice_home=$bench/home-icecc
+    local pkg=${PKG:-busybox} net=$bench/icecc-net-$pkg
+    local local_home=$bench/home-$pkg-local ice_home=$bench/home-$pkg-icecc
     rm -rf "$local_home" "$ice_home"
     bash "$repo/scripts/icecc-net.sh" down "$net" || true
     rm -rf "$net"
-    bash "$repo/scripts/icecc-net.sh" up "$net" 77 >&2
+    bash "$repo/scripts/icecc-net.sh" up "$net" "${NET:-77}" >&2
     trap 'bash "$repo/scripts/icecc-net.sh" down "$net"' EXIT
     read -r w0 c0 a0 < <(build "$repo/book" "$local_home" "$pkg")
     echo "local: wall ${w0}s cpu ${c0}s; load $(load)" >&2
     local before
     before=$(grep -c 'Remote compilation completed with exit code 0' "$net/b/iceccd.log" || true)
     read -r w1 c1 a1 < <(build "$repo/book" "$ice_home" "$pkg" --icecc --icecc-socket "$net/a/iceccd.socket" \
-        --icecc-scheduler 10.77.77.2 --icecc-node local)
+        --icecc-scheduler "10.77.${NET:-77}.2" --icecc-node local)
     local remote
     remote=$(($(grep -c 'Remote compilation completed with exit code 0' "$net/b/iceccd.log" || true) - before))
     echo "icecream: wall ${w1}s cpu ${c1}s; $remote jobs compiled by the remote daemon; load $(load)" >&2
