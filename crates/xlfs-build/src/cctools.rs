@@ -24,7 +24,11 @@
 //! [`ICECC_SOCKET`] (icecc reads `ICECC_TEST_SOCKET`); no network namespace is opened. The
 //! compilers shipped to the other machines are the build root's own: an environment tarball made
 //! by `icecc-create-env` from the toolchain root, in a sandbox of its own, before any build
-//! (`HOME/icecc/ENVID.tar.gz`, bound at [`ICECC_ENV`], `ICECC_VERSION`). Jobs: make's jobserver
+//! (`HOME/icecc/ENVID.tar.gz`, bound at [`ICECC_ENV`], `ICECC_VERSION`). icecc sends a remote
+//! job to the other daemon over TCP, which the build's loopback-only network cannot reach: a
+//! `connect()` preloaded into icecc alone (`cctools/relay.c`, `ld.so --preload`) hands such
+//! connections to [`start_relay`], outside the sandbox, which connects only to the daemons the
+//! scheduler listed. Jobs: make's jobserver
 //! still has the `-j` local slots; the remote slots (what the scheduler offers beyond `-j`) are a
 //! second pool. A compile job that takes a remote slot lends its local slot back to make while
 //! icecream compiles it, and takes a local slot again before it ends; a job without a remote

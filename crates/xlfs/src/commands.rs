@@ -294,6 +294,9 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
         bars: std::io::stderr().is_terminal(),
     };
     let out = xlfs_build::run::run(ctx.clone(), &plan, &opts);
+    if let Some(ic) = &ctx.cc.icecc {
+        let _ = std::fs::remove_file(&ic.relay);
+    }
     let cpu: u64 = out.built.iter().map(|b| b.cpu_ms).sum();
     eprintln!(
         "built {}, cached {}, failed {}, skipped {} in {:.1}s (cpu {:.1}s)",
