@@ -32,7 +32,9 @@
 //! still has the `-j` local slots; the remote slots (what the scheduler offers beyond `-j`) are a
 //! second pool. A compile job that takes a remote slot lends its local slot back to make while
 //! icecream compiles it, and takes a local slot again before it ends; a job without a remote
-//! slot keeps its local slot. When no scheduler answers, builds run without icecream.
+//! slot keeps its local slot. (The wrapper finds make's pool through `MAKEFLAGS`; a sub-make
+//! closes those descriptors for its non-recursive recipe lines, so kbuild's compile jobs do not
+//! lend: `-j` caps them.) When no scheduler answers, builds run without icecream.
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
