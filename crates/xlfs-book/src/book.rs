@@ -22,6 +22,9 @@ pub struct BookConfig {
     pub host_provides: Vec<String>,
     /// The pinned toolchain root of the `host` environment (`[toolchain.host]`).
     pub host_toolchain: HostToolchain,
+    /// The build tools root (`[toolchain.tools]`): ccache and icecream for `xlfs build --ccache`
+    /// and `--icecc`, mounted read-only at a fixed path. Not part of any key.
+    pub build_tools: HostToolchain,
     /// Named build environments (`[env.NAME]`), which recipes name in `build.env`.
     pub envs: BTreeMap<String, NamedEnv>,
 }
@@ -80,6 +83,7 @@ impl Default for BookConfig {
             source_date_epoch: 1_700_000_000,
             host_provides: Vec::new(),
             host_toolchain: HostToolchain::default(),
+            build_tools: HostToolchain::default(),
             envs: BTreeMap::new(),
         }
     }
@@ -426,43 +430,14 @@ fn parse_config(path: &Path, text: &str) -> (BookConfig, Vec<Diagnostic>) {
                 .into_iter()
                 .map(|a| a.value)
                 .collect();
-            if let Some(suite) = h.string(&mut sink, "suite") {
-                if is_debian_name(&suite.value) {
-                    config.host_toolchain.suite = suite.value;
-                } else {
-                    sink.error(
-                        suite.span,
-                        "toolchain.host.suite",
-                        format!("`{}` is not a Debian suite name", suite.value),
-                        Some("write a suite such as `suite = \"bookworm\"`".into()),
-                    );
-                }
-            }
-            let mut packages = Vec::new();
-            for p in h.string_list(&mut sink, "packages").unwrap_or_default() {
-                if !is_debian_name(&p.value) {
-                    sink.error(
-                        p.span,
-                        "toolchain.host.packages",
-                        format!("`{}` is not a Debian package name", p.value),
-                        Some("package names are lowercase letters, digits, `+`, `-` and `.`".into()),
-                    );
-                } else if packages.contains(&p.value) {
-                    sink.error(
-                        p.span,
-                        "toolchain.host.packages",
-                        format!("`{}` is listed twice", p.value),
-                        Some("remove one of them".into()),
-                    );
-                } else {
-                    packages.push(p.value);
-                }
-            }
-            packages.sort();
-            config.host_toolchain.packages = packages;
+            config.host_toolchain = debian_root(&mut h, &mut sink, "toolchain.host");
             h.finish(&mut sink, &["provides", "suite", "packages"]);
         }
-        t.finish(&mut sink, &["host"]);
+        if let Some(mut h) = t.table(&mut sink, "tools") {
+            config.build_tools = debian_root(&mut h, &mut sink, "toolchain.tools");
+            h.finish(&mut sink, &["suite", "packages"]);
+        }
+        t.finish(&mut sink, &["host", "tools"]);
     }
     if let Some(mut envs) = top.table(&mut sink, "env") {
         for name in envs.keys() {
@@ -521,6 +496,46 @@ fn parse_config(path: &Path, text: &str) -> (BookConfig, Vec<Diagnostic>) {
     }
     top.finish(&mut sink, &["book", "toolchain", "env"]);
     (config, sink.diags)
+}
+
+/// A Debian root's `suite` and `packages` from the table `h` (`what`: its name in messages).
+fn debian_root(h: &mut Reader, sink: &mut Sink, what: &str) -> HostToolchain {
+    let mut root = HostToolchain::default();
+    if let Some(suite) = h.string(sink, "suite") {
+        if is_debian_name(&suite.value) {
+            root.suite = suite.value;
+        } else {
+            sink.error(
+                suite.span,
+                format!("{what}.suite"),
+                format!("`{}` is not a Debian suite name", suite.value),
+                Some("write a suite such as `suite = \"bookworm\"`".into()),
+            );
+        }
+    }
+    let mut packages = Vec::new();
+    for p in h.string_list(sink, "packages").unwrap_or_default() {
+        if !is_debian_name(&p.value) {
+            sink.error(
+                p.span,
+                format!("{what}.packages"),
+                format!("`{}` is not a Debian package name", p.value),
+                Some("package names are lowercase letters, digits, `+`, `-` and `.`".into()),
+            );
+        } else if packages.contains(&p.value) {
+            sink.error(
+                p.span,
+                format!("{what}.packages"),
+                format!("`{}` is listed twice", p.value),
+                Some("remove one of them".into()),
+            );
+        } else {
+            packages.push(p.value);
+        }
+    }
+    packages.sort();
+    root.packages = packages;
+    root
 }
 
 pub use xlfs_util::sha256_hex;

@@ -36,3 +36,41 @@ pub fn makeflags() -> Option<String> {
         .find(|(k, _)| *k == "MAKEFLAGS")
         .and_then(|(_, v)| v.map(|v| v.to_string_lossy().to_string()))
 }
+
+/// The second pool: job slots of other machines (icecream), beyond the `-j` local ones. A compile
+/// job that takes one lends its local slot back to make while it runs remotely (see
+/// [`crate::cctools`]).
+static REMOTE: OnceLock<jobserver::Client> = OnceLock::new();
+
+/// Create the remote pool with `slots` tokens (none: no pool).
+pub fn init_remote(slots: usize) -> std::io::Result<()> {
+    if slots == 0 || REMOTE.get().is_some() {
+        return Ok(());
+    }
+    let client = jobserver::Client::new(slots)?;
+    let _ = REMOTE.set(client);
+    Ok(())
+}
+
+/// Let a child inherit the remote pool's file descriptors.
+pub fn configure_remote(cmd: &mut Command) {
+    if let Some(c) = REMOTE.get() {
+        c.configure(cmd);
+    }
+}
+
+/// The remote pool's descriptors, `READ,WRITE`, as a child sees them.
+pub fn remote_fds() -> Option<String> {
+    let c = REMOTE.get()?;
+    let mut cmd = Command::new("true");
+    c.configure_make(&mut cmd);
+    let flags = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "MAKEFLAGS")
+        .and_then(|(_, v)| v.map(|v| v.to_string_lossy().to_string()))?;
+    flags
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("--jobserver-auth="))
+        .filter(|fds| fds.contains(',') && !fds.starts_with("fifo:"))
+        .map(str::to_string)
+}

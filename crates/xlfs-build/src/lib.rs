@@ -5,12 +5,14 @@
 //! - [`lock`]: one build per home at a time;
 //! - [`envid`]: the build environments' identities (part of every key);
 //! - [`toolchain`]: the pinned toolchain root of the `host` environment;
-//! - [`jobs`]: the shared GNU make jobserver;
+//! - [`jobs`]: the shared GNU make jobserver (and the remote slots of icecream);
+//! - [`cctools`]: ccache and icecream in the sandbox (`--ccache`, `--icecc`);
 //! - [`package`]: one package: unpack, patch, sandbox, pack, store, record;
 //! - [`qa`]: the contamination check after every build;
 //! - [`run`]: the parallel scheduler and its progress display;
 //! - [`report`]: times, SBU and sizes.
 
+pub mod cctools;
 pub mod display;
 pub mod envid;
 pub mod events;

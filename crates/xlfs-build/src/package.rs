@@ -31,6 +31,8 @@ pub struct Ctx {
     pub cancel: AtomicBool,
     /// Process-group ids of running sandboxes (killed on Ctrl-C).
     pub running: Mutex<Vec<i32>>,
+    /// ccache and icecream (`xlfs build --ccache`, `--icecc`); off by default, never in a key.
+    pub cc: crate::cctools::CcOptions,
 }
 
 /// Phases reported to the progress display.
@@ -340,32 +342,50 @@ fn run(
         Some(tree) => (Root::Tree(tree.clone()), layers),
         None => (Root::Layers(layers), Vec::new()),
     };
+    let mut binds = vec![
+        Bind {
+            src: dir.to_path_buf(),
+            dst: "/build".into(),
+            writable: true,
+        },
+        Bind {
+            src: destdir.clone(),
+            dst: "/destdir".into(),
+            writable: true,
+        },
+        Bind {
+            src: book_dir.clone(),
+            dst: "/book".into(),
+            writable: false,
+        },
+        // On disk, not in RAM.
+        Bind {
+            src: tmp_dir.clone(),
+            dst: "/tmp".into(),
+            writable: true,
+        },
+    ];
+    let mut env = env;
+    let ccache_dir = if ctx.cc.enabled() {
+        cc_setup(
+            ctx,
+            r,
+            step,
+            dir,
+            &root,
+            &sysroot,
+            toolchain_root.as_deref(),
+            &mut binds,
+            &mut env,
+            log,
+        )?
+    } else {
+        None
+    };
     let spec = Spec {
         root,
         sysroot,
-        binds: vec![
-            Bind {
-                src: dir.to_path_buf(),
-                dst: "/build".into(),
-                writable: true,
-            },
-            Bind {
-                src: destdir.clone(),
-                dst: "/destdir".into(),
-                writable: true,
-            },
-            Bind {
-                src: book_dir.clone(),
-                dst: "/book".into(),
-                writable: false,
-            },
-            // On disk, not in RAM.
-            Bind {
-                src: tmp_dir.clone(),
-                dst: "/tmp".into(),
-                writable: true,
-            },
-        ],
+        binds,
         scratch: dir.join("scratch"),
         workdir: "/build".into(),
         env,
@@ -379,7 +399,26 @@ fn run(
 
     check_cancel()?;
     progress.phase(&r.name, "building");
+    let before = ccache_dir
+        .as_ref()
+        .and_then(|(t, d)| crate::cctools::ccache_stats(t, d));
     let cpu_ms = sandbox(ctx, &spec, &dir.join("spec.json"), log)?;
+    if let Ok(m) = std::fs::metadata(tmp_dir.join(crate::cctools::REMOTE_SLOT_COUNT)) {
+        log.line(&format!(
+            "==> xlfs: icecream: {} compile job(s) took a remote slot and lent their local one",
+            m.len()
+        ));
+    }
+    if let Some((tools, d)) = &ccache_dir {
+        if let (Some((h0, m0)), Some((h1, m1))) = (before, crate::cctools::ccache_stats(tools, d)) {
+            log.line(&format!(
+                "==> xlfs: ccache {}: {} hits, {} misses",
+                d.display(),
+                h1.saturating_sub(h0),
+                m1.saturating_sub(m0)
+            ));
+        }
+    }
     check_cancel()?;
     if let (true, Some(suite)) = (ctx.run_checks, &r.tests) {
         judge_tests(suite, &src.join(&workdir_rel), log)?;
@@ -451,6 +490,121 @@ fn run(
         packed.size
     ));
     Ok(rec)
+}
+
+/// The binds and environment of ccache and icecream for one build (see [`crate::cctools`]);
+/// returns the tools root and the package's ccache directory when ccache is on.
+#[allow(clippy::too_many_arguments)]
+fn cc_setup(
+    ctx: &Ctx,
+    r: &Recipe,
+    step: &Step,
+    dir: &Path,
+    root: &Root,
+    sysroot: &[PathBuf],
+    toolchain_root: Option<&Path>,
+    binds: &mut Vec<Bind>,
+    env: &mut Vec<(String, String)>,
+    log: &mut Log,
+) -> Result<Option<(crate::cctools::Tools, PathBuf)>, String> {
+    use crate::cctools as cc;
+    let Some(tools) = &ctx.cc.tools else {
+        return Ok(None);
+    };
+    // The compiler names of the build root: its usr/bin and bin, and /sysroot's.
+    let mut trees: Vec<PathBuf> = match root {
+        Root::Tree(t) => vec![t.clone()],
+        Root::Layers(l) => l.clone(),
+    };
+    trees.extend(sysroot.iter().cloned());
+    let bins: Vec<PathBuf> = trees
+        .iter()
+        .flat_map(|t| [t.join("usr/bin"), t.join("bin")])
+        .collect();
+    let wrap = dir.join("cc-wrappers");
+    cc::write_wrappers(&wrap, tools, &cc::compiler_names(&bins))?;
+    binds.push(Bind {
+        src: tools.root.clone(),
+        dst: cc::TOOLS_DIR.into(),
+        writable: false,
+    });
+    binds.push(Bind {
+        src: wrap,
+        dst: cc::WRAP_DIR.into(),
+        writable: false,
+    });
+    let mut ccache = None;
+    if let Some(base) = &ctx.cc.ccache {
+        // One cache per package name: no build writes into another package's objects.
+        let d = base.join(&r.name);
+        if !d.is_dir() {
+            std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+            IdMap::for_current_user()?
+                .give_to_root(&d)
+                .map_err(|e| format!("cannot give {} to the build's user namespace: {e}", d.display()))?;
+        }
+        binds.push(Bind {
+            src: d.clone(),
+            dst: cc::CCACHE_DIR.into(),
+            writable: true,
+        });
+        log.line(&format!("==> xlfs: ccache {} at {}", d.display(), cc::CCACHE_DIR));
+        ccache = Some((tools.clone(), d));
+    }
+    let mut icecc = ctx.cc.icecc.as_ref();
+    if let (Some(ic), Some(tc_root)) = (icecc, toolchain_root) {
+        let (envfile, relay_so) =
+            cc::icecc_env(&ctx.sandbox_exe, tools, tc_root, &step.inputs.env, &ic.envs)?;
+        binds.push(Bind {
+            src: ic.socket.clone(),
+            dst: cc::ICECC_SOCKET.into(),
+            writable: false,
+        });
+        binds.push(Bind {
+            src: ic.relay.clone(),
+            dst: cc::ICECC_RELAY.into(),
+            writable: false,
+        });
+        binds.push(Bind {
+            src: relay_so,
+            dst: cc::ICECC_RELAY_SO.into(),
+            writable: false,
+        });
+        binds.push(Bind {
+            src: envfile.clone(),
+            dst: cc::ICECC_ENV.into(),
+            writable: false,
+        });
+        log.line(&format!(
+            "==> xlfs: icecream through {}, environment {}, {} remote slot(s)",
+            ic.socket.display(),
+            envfile.display(),
+            ic.remote_slots
+        ));
+    } else if icecc.is_some() {
+        log.line("==> xlfs: icecream is for `host` builds only so far: this `chroot` build compiles locally");
+        icecc = None;
+    }
+    let opts = cc::CcOptions {
+        tools: Some(tools.clone()),
+        ccache: ctx.cc.ccache.clone(),
+        icecc: icecc.cloned(),
+    };
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "/usr/bin:/bin".into());
+    let remote = if icecc.is_some() {
+        crate::jobs::remote_fds()
+    } else {
+        None
+    };
+    for (k, v) in cc::environment(&opts, &path, remote.as_deref()) {
+        env.retain(|(ek, _)| *ek != k);
+        env.push((k, v));
+    }
+    Ok(ccache)
 }
 
 /// Copy the book file `name` (relative to `recipe_dir`, see [`xlfs_book::is_book_relative`]) to
@@ -714,6 +868,7 @@ fn sandbox(ctx: &Ctx, spec: &Spec, spec_path: &Path, log: &mut Log) -> Result<u6
     let err = log.file.try_clone().map_err(|e| e.to_string())?;
     cmd.stdin(std::process::Stdio::null()).stdout(out).stderr(err);
     crate::jobs::configure(&mut cmd);
+    crate::jobs::configure_remote(&mut cmd);
     let child = {
         let mut running = ctx.running.lock().map_err(|_| "lock poisoned".to_string())?;
         if ctx.cancel.load(Ordering::SeqCst) {

@@ -325,4 +325,27 @@ pub struct BuildArgs {
     /// Upload the plan's artifacts to every configured cache (not only those with `push = true`)
     #[arg(long)]
     pub push: bool,
+    #[command(flatten)]
+    pub cc: CcArgs,
+}
+
+/// Faster rebuilds: ccache and icecream in the sandbox (never part of a key).
+#[derive(Args, Debug, Clone, Default)]
+pub struct CcArgs {
+    /// Compile through ccache, one cache per package name in HOME/ccache/NAME
+    #[arg(long, env = "XLFS_CCACHE")]
+    pub ccache: bool,
+    /// Spread compile jobs over an icecream network through the local iceccd (builds run
+    /// locally when no scheduler answers)
+    #[arg(long, env = "XLFS_ICECC")]
+    pub icecc: bool,
+    /// The icecream scheduler asked for its job slots [default: $ICECC_SCHEDULER, else localhost]
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub icecc_scheduler: Option<String>,
+    /// The local iceccd's node name (iceccd -N), whose slots are not remote [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub icecc_node: Option<String>,
+    /// The local iceccd's socket [default: /var/run/icecc/iceccd.socket]
+    #[arg(long, value_name = "PATH")]
+    pub icecc_socket: Option<PathBuf>,
 }

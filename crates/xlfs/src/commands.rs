@@ -267,6 +267,7 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
         .max(1);
+    let cc = cc_options(app, &book, &args.cc, jobs)?;
     let ctx = Arc::new(xlfs_build::Ctx {
         home: app.home.clone(),
         book,
@@ -278,6 +279,7 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
         sandbox_exe: std::env::current_exe().context("cannot find the xlfs binary")?,
         cancel: AtomicBool::new(false),
         running: Mutex::new(Vec::new()),
+        cc,
     });
     {
         let ctx = ctx.clone();
@@ -300,6 +302,9 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
         bars: std::io::stderr().is_terminal(),
     };
     let out = xlfs_build::run::run(ctx.clone(), &plan, &opts);
+    if let Some(ic) = &ctx.cc.icecc {
+        let _ = std::fs::remove_file(&ic.relay);
+    }
     let cpu: u64 = out.built.iter().map(|b| b.cpu_ms).sum();
     eprintln!(
         "built {}, cached {}, failed {}, skipped {} in {:.1}s (cpu {:.1}s)",
@@ -660,4 +665,94 @@ fn report(app: &App, json: bool, html: Option<&std::path::Path>) -> Result<i32> 
         print!("{}", rep.table());
     }
     Ok(0)
+}
+
+/// ccache and icecream for a build run (`--ccache`, `--icecc`): the tools root (created once),
+/// and icecream only when its scheduler answers; its slots beyond `-j` become the remote pool.
+fn cc_options(
+    app: &App,
+    book: &xlfs_book::Book,
+    args: &crate::args::CcArgs,
+    jobs: usize,
+) -> Result<xlfs_build::cctools::CcOptions> {
+    use xlfs_build::cctools;
+    if !args.ccache && !args.icecc {
+        return Ok(Default::default());
+    }
+    let quiet = app.global.quiet;
+    let spec = &book.config.build_tools;
+    let tools = match cctools::load(&app.home.toolchains, spec) {
+        Some(t) => t,
+        None => {
+            let mirror = app.fetcher().mirrors().debian_base.clone().context(
+                "no Debian mirror for the build tools root: none in /etc/apt; pass --debian-mirror URL",
+            )?;
+            cctools::ensure(&app.home.toolchains, spec, &mirror, &|m| {
+                if !quiet {
+                    eprintln!("{m}")
+                }
+            })
+            .map_err(anyhow::Error::msg)?
+        }
+    };
+    let mut icecc = None;
+    if args.icecc {
+        let socket = args
+            .icecc_socket
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("/var/run/icecc/iceccd.socket"));
+        let scheduler = args
+            .icecc_scheduler
+            .clone()
+            .or_else(|| std::env::var("ICECC_SCHEDULER").ok())
+            .unwrap_or_else(|| "localhost".into());
+        let addr = if scheduler.contains(':') {
+            scheduler.clone()
+        } else {
+            format!("{scheduler}:8766")
+        };
+        use std::os::unix::fs::FileTypeExt;
+        let socket_ok = std::fs::metadata(&socket)
+            .map(|m| m.file_type().is_socket())
+            .unwrap_or(false);
+        let node = args.icecc_node.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().to_string())
+                .unwrap_or_default()
+        });
+        match cctools::scheduler_nodes(&addr, &node, std::time::Duration::from_secs(3)) {
+            _ if !socket_ok => eprintln!(
+                "warning: --icecc: no iceccd socket at {} (start iceccd, or pass --icecc-socket): building locally",
+                socket.display()
+            ),
+            None => eprintln!(
+                "warning: --icecc: no icecream scheduler answers at {addr} (pass --icecc-scheduler HOST): building locally"
+            ),
+            Some((remote, daemons)) => {
+                if !quiet {
+                    eprintln!(
+                        "icecream: scheduler {addr}: -j{jobs} local + {remote} remote job slot(s) on {}",
+                        daemons.join(", ")
+                    );
+                }
+                xlfs_build::jobs::init_remote(remote).context("cannot create the remote job pool")?;
+                let envs = app.home.root.join("icecc");
+                std::fs::create_dir_all(&envs).with_context(|| format!("cannot create {}", envs.display()))?;
+                let relay = envs.join(format!("relay-{}.socket", std::process::id()));
+                cctools::start_relay(&relay, daemons)
+                    .with_context(|| format!("cannot serve the icecream relay at {}", relay.display()))?;
+                icecc = Some(cctools::Icecc {
+                    socket,
+                    remote_slots: remote,
+                    envs,
+                    relay,
+                });
+            }
+        }
+    }
+    Ok(cctools::CcOptions {
+        tools: Some(tools),
+        ccache: args.ccache.then(|| app.home.root.join("ccache")),
+        icecc,
+    })
 }

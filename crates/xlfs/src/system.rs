@@ -712,6 +712,7 @@ pub fn up(app: &App, name: &str, jobs: Option<usize>) -> Result<i32> {
             no_wait: false,
             no_runtime: false,
             push: false,
+            cc: Default::default(),
         },
     )?;
     if code != 0 {

@@ -1,0 +1,677 @@
+//! Faster rebuilds: a compile cache (ccache) and distributed compilation (icecream) inside the
+//! sandbox, each turned on by one setting (`xlfs build --ccache`, `--icecc`). Neither is part of
+//! any key: a package built with them is the same artifact, bit for bit, as one built without.
+//!
+//! **The tools root.** ccache and icecc come from a second pinned Debian root, made like the
+//! toolchain root (see [`crate::toolchain`]) by `mmdebstrap --variant=extract` with the packages
+//! of book.toml `[toolchain.tools]`, kept in `TOOLCHAINS/tools-<suite>-<spec>/`. Builds see it
+//! read-only at [`TOOLS_DIR`] and run its programs through its own dynamic loader
+//! (`ld-linux … --library-path`), so nothing of the build root is used or changed: the same
+//! binaries work in the `host` root and in a `chroot` made of the LFS system's own libraries.
+//!
+//! **Compiler wrappers.** Each build gets a read-only directory [`WRAP_DIR`] first on its `PATH`
+//! with `cc`, `gcc`, `c++`, `g++` and the build root's other compiler names (`gcc-12`,
+//! `x86_64-linux-gnu-gcc`, ...), all links to one bash script, [`WRAPPER`]: it puts the build's
+//! own `PATH` back (`XLFS_CC_PATH`) and runs ccache, icecc, or ccache with icecc as its
+//! `prefix_command`, with the real compiler of the build root.
+//!
+//! **ccache.** The cache is per package *name*: `HOME/ccache/NAME`, bound read-write at
+//! [`CCACHE_DIR`]; one package's build cannot put objects into another's cache. The sandbox's
+//! fixed paths (`/build/src/...`) make hits possible across rebuilds; the compiler is checked
+//! by content (`compiler_check = content`), not by its mtime.
+//!
+//! **icecream.** The build talks to the local `iceccd` through its unix socket, bound at
+//! [`ICECC_SOCKET`] (icecc reads `ICECC_TEST_SOCKET`); no network namespace is opened. The
+//! compilers shipped to the other machines are the build root's own: an environment tarball made
+//! by `icecc-create-env` from the toolchain root, in a sandbox of its own, before any build
+//! (`HOME/icecc/ENVID.tar.gz`, bound at [`ICECC_ENV`], `ICECC_VERSION`). icecc sends a remote
+//! job to the other daemon over TCP, which the build's loopback-only network cannot reach: a
+//! `connect()` preloaded into icecc alone (`cctools/relay.c`, `ld.so --preload`) hands such
+//! connections to [`start_relay`], outside the sandbox, which connects only to the daemons the
+//! scheduler listed. Jobs: make's jobserver
+//! still has the `-j` local slots; the remote slots (what the scheduler offers beyond `-j`) are a
+//! second pool. A compile job that takes a remote slot lends its local slot back to make while
+//! icecream compiles it, and takes a local slot again before it ends; a job without a remote
+//! slot keeps its local slot. (The wrapper finds make's pool through `MAKEFLAGS`; a sub-make
+//! closes those descriptors for its non-recursive recipe lines, so kbuild's compile jobs do not
+//! lend: `-j` caps them.) When no scheduler answers, builds run without icecream.
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use xlfs_book::HostToolchain;
+
+/// Where builds see the tools root.
+pub const TOOLS_DIR: &str = "/xlfs/tools";
+/// Where builds see the compiler wrappers (first on `PATH`).
+pub const WRAP_DIR: &str = "/xlfs/cc";
+/// Where builds see their package's ccache directory.
+pub const CCACHE_DIR: &str = "/xlfs/ccache";
+/// Where builds see the local iceccd's socket.
+pub const ICECC_SOCKET: &str = "/xlfs/icecc.socket";
+/// Where builds see the icecream environment (the toolchain root's compilers).
+pub const ICECC_ENV: &str = "/xlfs/icecc-env.tar.gz";
+/// One byte per compile job that took a remote slot, in the build's `/tmp`.
+pub const REMOTE_SLOT_COUNT: &str = ".xlfs-icecc-remote-slots";
+/// Where builds see the relay's socket (see [`start_relay`]).
+pub const ICECC_RELAY: &str = "/xlfs/icecc-relay.socket";
+/// Where builds see the relay's `connect()`, preloaded into icecc (`cctools/relay.c`).
+pub const ICECC_RELAY_SO: &str = "/xlfs/icecc-relay.so";
+const RELAY_C: &str = include_str!("cctools/relay.c");
+
+/// The compiler wrapper's file name in [`WRAP_DIR`]; the compiler names link to it.
+pub const WRAPPER: &str = "xlfs-cc";
+
+/// What a build run uses (see [`crate::Ctx::cc`]).
+#[derive(Debug, Clone, Default)]
+pub struct CcOptions {
+    /// The tools root, when ccache or icecream is on.
+    pub tools: Option<Tools>,
+    /// ccache, with one cache per package name under this directory (`HOME/ccache`).
+    pub ccache: Option<PathBuf>,
+    pub icecc: Option<Icecc>,
+}
+
+impl CcOptions {
+    pub fn enabled(&self) -> bool {
+        self.tools.is_some() && (self.ccache.is_some() || self.icecc.is_some())
+    }
+}
+
+/// Distributed compilation through a local iceccd.
+#[derive(Debug, Clone)]
+pub struct Icecc {
+    /// The local iceccd's unix socket.
+    pub socket: PathBuf,
+    /// Remote job slots beyond `-j` (the second pool's size).
+    pub remote_slots: usize,
+    /// Where the icecream environments of toolchain roots are kept (`HOME/icecc`).
+    pub envs: PathBuf,
+    /// The relay's unix socket ([`start_relay`]).
+    pub relay: PathBuf,
+}
+
+/// A created tools root.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub root: PathBuf,
+    /// Its dynamic loader, relative to the root.
+    pub loader: String,
+    /// Its library directories, relative to the root.
+    pub libpath: Vec<String>,
+}
+
+impl Tools {
+    /// The command line prefix that runs the root's `program` (e.g. `usr/bin/ccache`) inside a
+    /// build, where the root is at [`TOOLS_DIR`].
+    pub fn inside(&self, program: &str) -> String {
+        let lp: Vec<String> = self.libpath.iter().map(|l| format!("{TOOLS_DIR}/{l}")).collect();
+        format!(
+            "{TOOLS_DIR}/{} --library-path {} {TOOLS_DIR}/{program}",
+            self.loader,
+            lp.join(":")
+        )
+    }
+
+    /// The same, outside (on the build machine).
+    pub fn outside(&self, program: &str) -> std::process::Command {
+        let lp: Vec<String> = self
+            .libpath
+            .iter()
+            .map(|l| self.root.join(l).display().to_string())
+            .collect();
+        let mut cmd = std::process::Command::new(self.root.join(&self.loader));
+        cmd.arg("--library-path")
+            .arg(lp.join(":"))
+            .arg(self.root.join(program));
+        cmd
+    }
+}
+
+/// A short hash of what the book asks for: the name of the tools root's directory.
+pub fn spec_id(t: &HostToolchain) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("xlfs-tools-1\nsuite {}\nvariant extract\n", t.suite));
+    for p in &t.packages {
+        h.update(format!("package {p}\n"));
+    }
+    hex::encode(h.finalize())[..16].to_string()
+}
+
+/// The directory of the tools root `t` under `toolchains`.
+pub fn dir(toolchains: &Path, t: &HostToolchain) -> PathBuf {
+    toolchains.join(format!("tools-{}-{}", t.suite, spec_id(t)))
+}
+
+/// The tools root `t`, if it has been created.
+pub fn load(toolchains: &Path, t: &HostToolchain) -> Option<Tools> {
+    let d = dir(toolchains, t);
+    let loader = std::fs::read_to_string(d.join("loader")).ok()?.trim().to_string();
+    let libpath = std::fs::read_to_string(d.join("libpath"))
+        .ok()?
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let root = d.join("root");
+    root.join(&loader).is_file().then_some(Tools {
+        root,
+        loader,
+        libpath,
+    })
+}
+
+/// The tools root `t`, created first if missing (some 20 seconds and 100 MB from `mirror`).
+pub fn ensure(
+    toolchains: &Path,
+    t: &HostToolchain,
+    mirror: &str,
+    say: &dyn Fn(&str),
+) -> Result<Tools, String> {
+    if let Some(tools) = load(toolchains, t) {
+        return Ok(tools);
+    }
+    if t.packages.is_empty() {
+        return Err("book.toml has no [toolchain.tools] packages (ccache, icecc): add the table".into());
+    }
+    std::fs::create_dir_all(toolchains)
+        .map_err(|e| format!("cannot create {}: {e}", toolchains.display()))?;
+    let final_dir = dir(toolchains, t);
+    let name = final_dir.file_name().unwrap().to_string_lossy().to_string();
+    let _lock = crate::lock::lock(
+        &toolchains.join(format!("{name}.lock")),
+        "tools root",
+        true,
+        &|holder| say(&format!("waiting for {holder} to create the tools root")),
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(tools) = load(toolchains, t) {
+        return Ok(tools);
+    }
+    let tmp = toolchains.join(format!(".new-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = std::fs::remove_dir_all(&final_dir);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let root = tmp.join("root");
+    say(&format!(
+        "creating the build tools root {} ({}: {}) from {mirror}",
+        final_dir.display(),
+        t.suite,
+        t.packages.join(", ")
+    ));
+    let log = tmp.join("mmdebstrap.log");
+    let log_file =
+        std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let status = std::process::Command::new("mmdebstrap")
+        .arg("--mode=unshare")
+        .arg("--variant=extract")
+        .arg("--format=directory")
+        .arg(format!("--include={}", t.packages.join(",")))
+        .arg(&t.suite)
+        .arg(&root)
+        .arg(mirror)
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log_file)
+        .status()
+        .map_err(|e| format!("cannot run mmdebstrap: {e}; install it (`apt-get install mmdebstrap`)"))?;
+    if !status.success() {
+        let tail = crate::package::tail(&log, 15).join("\n");
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(format!("mmdebstrap failed ({status}); its log:\n{tail}"));
+    }
+    let (loader, libpath) = match find_loader(&root) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    std::fs::write(tmp.join("loader"), format!("{loader}\n")).map_err(|e| e.to_string())?;
+    std::fs::write(
+        tmp.join("libpath"),
+        libpath.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, &final_dir)
+        .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), final_dir.display()))?;
+    load(toolchains, t).ok_or_else(|| format!("the tools root {} is incomplete", final_dir.display()))
+}
+
+/// The root's dynamic loader (a regular file, not the `lib64` link that points at `/lib`) and
+/// its library directories, relative to `root`.
+fn find_loader(root: &Path) -> Result<(String, Vec<String>), String> {
+    let mut libpath = Vec::new();
+    let mut loader = None;
+    for base in ["lib", "usr/lib"] {
+        let Ok(entries) = std::fs::read_dir(root.join(base)) else {
+            continue;
+        };
+        let mut dirs: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with("-linux-gnu"))
+            .collect();
+        dirs.sort();
+        for d in dirs {
+            let rel = format!("{base}/{d}");
+            if loader.is_none() {
+                if let Ok(files) = std::fs::read_dir(root.join(&rel)) {
+                    for f in files.filter_map(Result::ok) {
+                        let n = f.file_name().to_string_lossy().to_string();
+                        if n.starts_with("ld-linux") && f.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                            loader = Some(format!("{rel}/{n}"));
+                        }
+                    }
+                }
+            }
+            libpath.push(rel);
+        }
+    }
+    match loader {
+        Some(l) => Ok((l, libpath)),
+        None => Err(format!(
+            "no dynamic loader (ld-linux*) in {}/lib/*-linux-gnu",
+            root.display()
+        )),
+    }
+}
+
+/// Is `name` a C or C++ compiler driver's name that the wrappers stand in for?
+pub fn is_compiler_name(name: &str) -> bool {
+    let base = name.rsplit_once('-').map_or(name, |(prefix, last)| {
+        // gcc-12, g++-12: a version suffix
+        if last.chars().all(|c| c.is_ascii_digit()) && !last.is_empty() {
+            prefix
+        } else {
+            name
+        }
+    });
+    let tool = base.rsplit_once('-').map_or(base, |(_, t)| t);
+    matches!(tool, "cc" | "gcc" | "c++" | "g++")
+}
+
+/// The compiler names found in these `usr/bin` (or `bin`) directories, plus the four plain ones.
+pub fn compiler_names(bin_dirs: &[PathBuf]) -> Vec<String> {
+    let mut names: Vec<String> = ["cc", "gcc", "c++", "g++"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for d in bin_dirs {
+        if let Ok(entries) = std::fs::read_dir(d) {
+            for e in entries.filter_map(Result::ok) {
+                let n = e.file_name().to_string_lossy().to_string();
+                if is_compiler_name(&n) {
+                    names.push(n);
+                }
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The wrapper script (see the module's documentation). `tools` is the tools root.
+pub fn wrapper_script(tools: &Tools) -> String {
+    format!(
+        r#"#!/bin/bash
+# xlfs: the compiler wrapper of `xlfs build --ccache` / `--icecc` (crates/xlfs-build/src/cctools.rs).
+# Runs the build root's own compiler, through ccache and/or icecc from the tools root.
+name=${{0##*/}}
+PATH=$XLFS_CC_PATH
+export PATH
+icecc() {{
+    # A remote slot, if one is free right now: lend this job's local slot to make meanwhile.
+    local rr rw mr mw tok rtok rc
+    if [[ -n $XLFS_ICECC_REMOTE && $MAKEFLAGS =~ --jobserver-auth=([0-9]+),([0-9]+) ]]; then
+        mr=${{BASH_REMATCH[1]}} mw=${{BASH_REMATCH[2]}}
+        IFS=, read -r rr rw <<<"$XLFS_ICECC_REMOTE"
+        if {{ true <&"$mr" && true >&"$mw" && true <&"$rr"; }} 2>/dev/null \
+            && IFS= read -r -N 1 -t 0.005 -u "$rr" rtok 2>/dev/null; then
+            printf + >&"$mw"
+            printf r >>/tmp/{REMOTE_SLOT_COUNT} 2>/dev/null
+            {icecc} "$@"
+            rc=$?
+            IFS= read -r -N 1 -u "$mr" tok
+            printf %s "${{rtok:-+}}" >&"$rw"
+            exit $rc
+        fi
+    fi
+    exec {icecc} "$@"
+}}
+case $name in
+    {WRAPPER}-icecc) icecc "$@" ;;
+esac
+if [[ -n $XLFS_CCACHE ]]; then
+    exec {ccache} "$name" "$@"
+fi
+icecc "$name" "$@"
+"#,
+        icecc = tools.inside("usr/bin/icecc").replacen(
+            " --library-path ",
+            &format!(" --preload {ICECC_RELAY_SO} --library-path "),
+            1
+        ),
+        ccache = tools.inside("usr/bin/ccache"),
+    )
+}
+
+/// Write the wrapper directory of one build: the script, a link per compiler name, and
+/// `{WRAPPER}-icecc` (ccache's `prefix_command` when both are on).
+pub fn write_wrappers(dir: &Path, tools: &Tools, names: &[String]) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |e: std::io::Error| format!("cannot write the compiler wrappers in {}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let script = dir.join(WRAPPER);
+    std::fs::write(&script, wrapper_script(tools)).map_err(err)?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
+    for n in names
+        .iter()
+        .map(String::as_str)
+        .chain([format!("{WRAPPER}-icecc").as_str()])
+    {
+        let link = dir.join(n);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(WRAPPER, &link).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The build environment for the wrappers, given the build's own `path`.
+pub fn environment(opts: &CcOptions, path: &str, remote_fds: Option<&str>) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("PATH".to_string(), format!("{WRAP_DIR}:{path}")),
+        ("XLFS_CC_PATH".to_string(), path.to_string()),
+    ];
+    if opts.ccache.is_some() {
+        env.extend([
+            ("XLFS_CCACHE".to_string(), "1".to_string()),
+            ("CCACHE_DIR".to_string(), CCACHE_DIR.to_string()),
+            ("CCACHE_COMPILERCHECK".to_string(), "content".to_string()),
+        ]);
+        if opts.icecc.is_some() {
+            env.push(("CCACHE_PREFIX".to_string(), format!("{WRAP_DIR}/{WRAPPER}-icecc")));
+        }
+    }
+    if opts.icecc.is_some() {
+        env.extend([
+            ("ICECC_TEST_SOCKET".to_string(), ICECC_SOCKET.to_string()),
+            ("ICECC_VERSION".to_string(), ICECC_ENV.to_string()),
+        ]);
+        if let Some(fds) = remote_fds {
+            env.push(("XLFS_ICECC_REMOTE".to_string(), fds.to_string()));
+        }
+    }
+    env
+}
+
+/// ccache's counters of one cache directory (`ccache --print-stats`): (hits, misses).
+pub fn ccache_stats(tools: &Tools, cache: &Path) -> Option<(u64, u64)> {
+    let out = tools
+        .outside("usr/bin/ccache")
+        .arg("--print-stats")
+        .env_clear()
+        .env("CCACHE_DIR", cache)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let get = |k: &str| -> u64 {
+        text.lines()
+            .filter_map(|l| l.split_once('\t'))
+            .filter(|(n, _)| *n == k)
+            .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+            .sum()
+    };
+    let hits = get("direct_cache_hit") + get("preprocessed_cache_hit");
+    let misses = get("cache_miss");
+    Some((hits, misses))
+}
+
+/// The icecream environment of a toolchain root and the relay's `connect()` for icecc:
+/// `icecc-create-env` run in a sandbox whose root is the toolchain root (so it packs the
+/// compilers the builds use), and `relay.c` compiled there, made once per toolchain identity in
+/// `envs`: (`ID.tar.gz`, `ID.relay.so`).
+pub fn icecc_env(
+    exe: &Path,
+    tools: &Tools,
+    toolchain_root: &Path,
+    toolchain_id: &str,
+    envs: &Path,
+) -> Result<(PathBuf, PathBuf), String> {
+    let short = toolchain_id.trim_start_matches("host-");
+    let short = &short[..short.len().min(16)];
+    let file = envs.join(format!("{short}.tar.gz"));
+    let relay = envs.join(format!("{short}.relay.so"));
+    if file.is_file() && relay.is_file() {
+        return Ok((file, relay));
+    }
+    std::fs::create_dir_all(envs).map_err(|e| format!("cannot create {}: {e}", envs.display()))?;
+    let _lock = crate::lock::lock(
+        &envs.join(format!("{short}.lock")),
+        "icecc environment",
+        true,
+        &|_| {},
+    )
+    .map_err(|e| e.to_string())?;
+    if file.is_file() && relay.is_file() {
+        return Ok((file, relay));
+    }
+    let work = envs.join(format!(".new-{short}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let (out, tmp) = (work.join("out"), work.join("tmp"));
+    for d in [&out, &tmp] {
+        std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+    std::fs::write(out.join("relay.c"), RELAY_C)
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let ids = xlfs_sandbox::IdMap::for_current_user()?;
+    ids.give_to_root(&work)
+        .map_err(|e| format!("cannot give {} to the sandbox: {e}", work.display()))?;
+    let script = format!(
+        "set -e; cd /out; bash {TOOLS_DIR}/usr/bin/icecc-create-env --gcc /usr/bin/gcc /usr/bin/g++ > create-env.log 2>&1 \
+         || {{ cat create-env.log; exit 1; }}; mv ./*.tar.gz env.tar.gz; \
+         gcc -O2 -Wall -Werror -shared -fPIC -o relay.so relay.c -ldl"
+    );
+    let spec = xlfs_sandbox::Spec {
+        root: xlfs_sandbox::Root::Tree(toolchain_root.to_path_buf()),
+        sysroot: Vec::new(),
+        binds: vec![
+            xlfs_sandbox::Bind {
+                src: tools.root.clone(),
+                dst: TOOLS_DIR.into(),
+                writable: false,
+            },
+            xlfs_sandbox::Bind {
+                src: out.clone(),
+                dst: "/out".into(),
+                writable: true,
+            },
+            // icecc-create-env makes its tree with `mktemp -d /tmp/...`.
+            xlfs_sandbox::Bind {
+                src: tmp,
+                dst: "/tmp".into(),
+                writable: true,
+            },
+        ],
+        scratch: work.join("scratch"),
+        workdir: "/out".into(),
+        env: vec![
+            ("PATH".into(), "/usr/bin:/usr/sbin:/bin:/sbin".into()),
+            ("HOME".into(), "/out".into()),
+            ("LC_ALL".into(), "C".into()),
+        ],
+        argv: vec!["bash".into(), "-c".into(), script],
+        hostname: "xlfs-build".into(),
+        ids,
+    };
+    let mut cmd = xlfs_sandbox::command(exe, &spec, &work.join("spec.json")).map_err(|e| e.to_string())?;
+    let res = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start the sandbox {}: {e}", exe.display()))?;
+    if !res.status.success() {
+        let _ = crate::package::remove_build_tree(exe, &work);
+        return Err(format!(
+            "icecc-create-env failed in the toolchain root {}: {}{}",
+            toolchain_root.display(),
+            String::from_utf8_lossy(&res.stdout).trim(),
+            String::from_utf8_lossy(&res.stderr).trim()
+        ));
+    }
+    std::fs::rename(out.join("env.tar.gz"), &file)
+        .map_err(|e| format!("cannot move the icecc environment: {e}"))?;
+    std::fs::rename(out.join("relay.so"), &relay).map_err(|e| format!("cannot move the icecc relay: {e}"))?;
+    let _ = crate::package::remove_build_tree(exe, &work);
+    Ok((file, relay))
+}
+
+/// What the icecream scheduler at `host:port` (its text interface, `listcs`) knows of the nodes
+/// other than `local` (the local iceccd's node name, by default the host name): their job slots
+/// and daemon addresses (`IP:PORT`); `None` when it does not answer within `timeout`.
+pub fn scheduler_nodes(
+    addr: &str,
+    local: &str,
+    timeout: std::time::Duration,
+) -> Option<(usize, Vec<String>)> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let sa = addr.to_socket_addrs().ok()?.next()?;
+    let mut s = std::net::TcpStream::connect_timeout(&sa, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.set_write_timeout(Some(timeout)).ok()?;
+    s.write_all(b"listcs\r\nquit\r\n").ok()?;
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text.starts_with("200").then(|| remote_nodes(&text, local))
+}
+
+/// The other nodes of a `listcs` answer (lines ` NAME (IP:PORT) [ARCH] speed=... jobs=0/2
+/// load=...`): the sum of their job slots, and their addresses.
+pub fn remote_nodes(text: &str, local: &str) -> (usize, Vec<String>) {
+    let mut slots = 0;
+    let mut addrs = Vec::new();
+    for l in text.lines().filter(|l| l.contains(" jobs=")) {
+        let mut words = l.split_whitespace();
+        if words.next() == Some(local) {
+            continue;
+        }
+        for w in l.split_whitespace() {
+            if let Some((_, max)) = w.strip_prefix("jobs=").and_then(|j| j.split_once('/')) {
+                slots += max.parse::<usize>().unwrap_or(0);
+            }
+            if let Some(a) = w.strip_prefix('(').and_then(|w| w.strip_suffix(')')) {
+                if a.parse::<std::net::SocketAddr>().is_ok() {
+                    addrs.push(a.to_string());
+                }
+            }
+        }
+    }
+    (slots, addrs)
+}
+
+/// Serve the relay for icecc inside builds on the unix socket `path` (made world-connectable:
+/// builds run under other ids): each connection names `IP:PORT`, and only an address in
+/// `allowed` (the daemons the scheduler listed) is connected to, then bytes are copied both
+/// ways. The sandbox stays closed: this reaches icecream daemons and nothing else.
+pub fn start_relay(path: &Path, allowed: Vec<String>) -> std::io::Result<()> {
+    use std::io::{BufRead, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming().map_while(Result::ok) {
+            let allowed = allowed.clone();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(match conn.try_clone() {
+                    Ok(c) => c,
+                    Err(_) => return,
+                });
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() || !allowed.iter().any(|a| a == line.trim()) {
+                    return;
+                }
+                let Ok(sa) = line.trim().parse::<std::net::SocketAddr>() else {
+                    return;
+                };
+                let Ok(tcp) = std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(10))
+                else {
+                    return;
+                };
+                let mut conn_w = conn;
+                if conn_w.write_all(b"ok\n").is_err() {
+                    return;
+                }
+                let (Ok(mut tcp_r), mut tcp_w) = (tcp.try_clone(), tcp) else {
+                    return;
+                };
+                let up = std::thread::spawn(move || {
+                    // What the reader buffered past the header line goes first.
+                    let buffered = reader.buffer().to_vec();
+                    let _ = tcp_w.write_all(&buffered);
+                    let _ = std::io::copy(reader.get_mut(), &mut tcp_w);
+                    let _ = tcp_w.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut tcp_r, &mut conn_w);
+                let _ = conn_w.shutdown(std::net::Shutdown::Write);
+                let _ = up.join();
+            });
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiler_names_are_recognised() {
+        for n in [
+            "cc",
+            "gcc",
+            "g++",
+            "c++",
+            "gcc-12",
+            "g++-12",
+            "x86_64-linux-gnu-gcc",
+            "x86_64-linux-gnu-gcc-12",
+        ] {
+            assert!(is_compiler_name(n), "{n}");
+        }
+        for n in [
+            "gcc-ar",
+            "gcc-nm-12",
+            "x86_64-linux-gnu-gcc-ranlib",
+            "ccache",
+            "icc",
+            "cpp",
+            "ld",
+        ] {
+            assert!(!is_compiler_name(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn listcs_slots() {
+        let text = "200-ICECC 1.4.0: 20s uptime, 2 hosts, 0 jobs in queue (0 total).\n\
+                    200 Use 'help' for help and 'quit' to quit.\n \
+                    nodeA (10.77.0.2:10245) [x86_64] speed=0.00 jobs=0/2 load=958\n \
+                    nodeB (10.77.0.3:10245) [x86_64] speed=0.00 jobs=1/3 load=958\n200 done\n";
+        assert_eq!(
+            remote_nodes(text, "nodeA"),
+            (3, vec!["10.77.0.3:10245".to_string()])
+        );
+        assert_eq!(remote_nodes(text, "other").0, 5);
+        assert_eq!(remote_nodes("", "nodeA"), (0, vec![]));
+    }
+}

@@ -1,0 +1,179 @@
+//! `xlfs build --icecc`: distributed compilation through icecream, end to end. The test starts
+//! a real icecream network on this machine (scripts/icecc-net.sh: a scheduler and two iceccd
+//! daemons, each in a network namespace of its own, joined by a bridge; needs root, `ip` and the
+//! Debian package icecc) and builds a real package (zlib) in the real sandbox, whose only way
+//! out is the local daemon's socket and xlfs's relay to the daemons the scheduler lists.
+
+mod common;
+#[path = "common/zlib_book.rs"]
+mod zlib_book;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use zlib_book::{artifact, xlfs, zlib_book};
+
+const NET_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/icecc-net.sh");
+
+/// A running icecream network, stopped on drop.
+struct Net {
+    dir: PathBuf,
+    n: u32,
+}
+
+impl Net {
+    fn up(dir: &Path) -> Net {
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "the icecream tests need root (network namespaces); CI runs them as root"
+        );
+        // Distinct names and subnets for concurrent test processes.
+        let n = 20 + std::process::id() % 200;
+        // The daemons run as the icecc user: the test's directory (a private tempdir) must be
+        // open to it.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let parent = dir.parent().unwrap();
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let out = Command::new("bash")
+            .arg(NET_SCRIPT)
+            .arg("up")
+            .arg(dir)
+            .arg(n.to_string())
+            .output()
+            .unwrap();
+        let net = Net {
+            dir: dir.to_path_buf(),
+            n,
+        };
+        assert!(out.status.success(), "icecc-net.sh up:\n{}", common::text(&out));
+        net
+    }
+    fn socket(&self) -> String {
+        self.dir.join("a/iceccd.socket").display().to_string()
+    }
+    fn scheduler(&self) -> String {
+        format!("10.77.{}.2", self.n)
+    }
+    /// Jobs the remote daemon compiled, from its log.
+    fn remote_jobs(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("b/iceccd.log"))
+            .unwrap_or_default()
+            .matches("Remote compilation completed with exit code 0")
+            .count()
+    }
+    fn script(&self, cmd: &str) {
+        let out = Command::new("bash")
+            .arg(NET_SCRIPT)
+            .arg(cmd)
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "icecc-net.sh {cmd}:\n{}",
+            common::text(&out)
+        );
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(NET_SCRIPT)
+            .arg("down")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+#[test]
+fn compile_jobs_run_on_the_other_daemon_and_the_artifact_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::up(&dir.path().join("net"));
+    let sources = dir.path().join("sources");
+    let book = zlib_book(&dir.path().join("book"), "");
+    let (ice_home, plain_home) = (dir.path().join("home-icecc"), dir.path().join("home-plain"));
+    xlfs(
+        &book,
+        &ice_home,
+        &sources,
+        &["fetch", "zlib-quick", "--no-runtime"],
+    );
+
+    let before = net.remote_jobs();
+    let (socket, scheduler) = (net.socket(), net.scheduler());
+    let out = xlfs(
+        &book,
+        &ice_home,
+        &sources,
+        &[
+            "build",
+            "zlib-quick",
+            "-j2",
+            "--icecc",
+            "--icecc-socket",
+            &socket,
+            "--icecc-scheduler",
+            &scheduler,
+            "--icecc-node",
+            "local",
+        ],
+    );
+    assert!(out.contains("-j2 local + 2 remote job slot(s)"), "{out}");
+    let log = xlfs(&book, &ice_home, &sources, &["log", "zlib-quick"]);
+    assert!(log.contains("==> xlfs: icecream through"), "{log}");
+    // -j2 local slots, and the remote ones counted apart: compile jobs that took a remote slot
+    // lent their local slot to make meanwhile.
+    assert!(log.contains("compile job(s) took a remote slot"), "{log}");
+    // The local daemon takes no jobs (-m 0): every compile job icecream ran went to the other
+    // daemon, in its own network namespace, and its log says so.
+    let remote = net.remote_jobs() - before;
+    assert!(
+        remote >= 15,
+        "zlib compiles some 30 files; the remote daemon compiled {remote}:\n{log}"
+    );
+
+    xlfs(&book, &plain_home, &sources, &["build", "zlib-quick", "-j2"]);
+    let plain = xlfs(&book, &plain_home, &sources, &["log", "zlib-quick"]);
+    assert_eq!(artifact(&log), artifact(&plain), "icecream changed the artifact");
+}
+
+#[test]
+fn without_a_scheduler_builds_run_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::up(&dir.path().join("net"));
+    net.script("stop-scheduler");
+    let sources = dir.path().join("sources");
+    let book = zlib_book(&dir.path().join("book"), "");
+    let home = dir.path().join("home");
+    let before = net.remote_jobs();
+    let (socket, scheduler) = (net.socket(), net.scheduler());
+    let out = xlfs(
+        &book,
+        &home,
+        &sources,
+        &[
+            "build",
+            "zlib-quick",
+            "--no-runtime",
+            "-j2",
+            "--icecc",
+            "--icecc-socket",
+            &socket,
+            "--icecc-scheduler",
+            &scheduler,
+            "--icecc-node",
+            "local",
+        ],
+    );
+    assert!(
+        out.contains(&format!("no icecream scheduler answers at {scheduler}:8766"))
+            && out.contains("building locally"),
+        "{out}"
+    );
+    assert!(out.contains("built 1, cached 0, failed 0"), "{out}");
+    let log = xlfs(&book, &home, &sources, &["log", "zlib-quick"]);
+    assert!(!log.contains("icecream through"), "{log}");
+    assert!(!log.contains("ICECC["), "icecc was not involved: {log}");
+    assert_eq!(net.remote_jobs(), before);
+}
