@@ -51,6 +51,14 @@ pub struct GuestImages {
     /// With `lvm = "VG"`: the script that writes `disk` to the logical volume on the host.
     #[serde(default)]
     pub lvm_script: Option<PathBuf>,
+    /// The packages of its root filesystem: the template's (or guest's) and their runtime
+    /// closure, in install order.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// The audit of its root filesystem, as dom0's (libraries resolve inside, no build paths,
+    /// compilers, Python, setuid files, size).
+    #[serde(default)]
+    pub audit: Option<xlfs_image::audit::Audit>,
 }
 
 impl Images {
@@ -142,13 +150,20 @@ impl Artifacts<'_> {
     /// A root filesystem made of `packages` and their runtime closure, without development files.
     fn rootfs(&self, packages: &[String]) -> Result<RootFs> {
         let mut fs = RootFs::new();
-        for name in xlfs_plan::runtime_closure(self.book, packages) {
+        for name in self.closure(packages) {
             let mut m = self.manifest(&name)?;
             m.entries.retain(|e| !is_dev_file(&e.path));
             fs.add_artifact(&name, &self.tree(&name)?, &m)
                 .with_context(|| format!("adding package `{name}`"))?;
         }
         Ok(fs)
+    }
+
+    /// `packages` and their runtime closure, by name.
+    fn closure(&self, packages: &[String]) -> Vec<String> {
+        xlfs_plan::runtime_closure(self.book, packages)
+            .into_iter()
+            .collect()
     }
 
     /// The one file under `boot/` of a package whose name starts with `prefix`.
@@ -300,6 +315,7 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
             add_overlay(&mut fs, &book.root.join(profile.dir()).join(o))?;
         }
         add_console_nodes(&mut fs)?;
+        let audit = xlfs_image::audit::audit(&fs, &["/build/src/", "/sysroot/", "/destdir/"]);
         // Secrets are made on the guest's first boot: none may come from a package or overlay.
         for secret in template.map(|t| t.secret_paths()).unwrap_or_default() {
             if fs.get(&secret).is_some() {
@@ -340,6 +356,8 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
             disk: out.join(format!("guest-{}.ext4", g.name)),
             xl_cfg: out.join(format!("{}.cfg", g.name)),
             lvm_script,
+            packages: a.closure(&g.packages),
+            audit: Some(audit),
         });
     }
     // dom0's disk of file-backed guest disks (under QEMU; a real host keeps them on its root).

@@ -48,6 +48,12 @@
 //! port = 8080
 //! run = "curl -fsS http://{{ address }}/"
 //! expect = "{{ settings.title }}"
+//!
+//! [[check]]                    # on the guest's console, as root: what works only inside
+//! name = "the server answers locally"
+//! on = "guest"
+//! run = "wget -qO- http://127.0.0.1:8080/"
+//! expect = "{{ settings.title }}"
 //! ```
 //!
 //! Pure: parsing, validation and rendering only; the caller reads the files.
@@ -351,10 +357,21 @@ pub struct FirstBootStep {
     pub secrets: Vec<String>,
 }
 
-/// A check run on the build machine against a running guest.
+/// Where a check's command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckOn {
+    /// On the build machine, a real client reaching the guest through forwarded ports.
+    Build,
+    /// On the guest itself, as root on its console (what only works from inside).
+    Guest,
+}
+
+/// A check run against a running guest, from the build machine (default) or on the guest.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckDef {
     pub name: String,
+    pub on: CheckOn,
     /// The guest's TCP port the command reaches; `{{ address }}` is where the build machine
     /// reaches it (`HOST:PORT`).
     pub port: Option<u16>,
@@ -413,6 +430,7 @@ pub struct RenderedService {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedCheck {
     pub name: String,
+    pub on: CheckOn,
     pub port: Option<u16>,
     pub run: String,
     pub expect: String,
@@ -634,6 +652,7 @@ impl GuestTemplate {
             match (run, expect) {
                 (Ok(run), Ok(expect)) => out.push(RenderedCheck {
                     name: c.name.clone(),
+                    on: c.on,
                     port: c.port,
                     run: run.trim().to_string(),
                     expect,
@@ -1089,19 +1108,52 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
                     None
                 }
             });
+        let on = match c.string(&mut sink, "on") {
+            None => CheckOn::Build,
+            Some(o) => match o.value.as_str() {
+                "build" => CheckOn::Build,
+                "guest" => {
+                    if let Some(p) = port {
+                        sink.error(
+                            o.span.clone(),
+                            c.field("on"),
+                            format!("a check on the guest reaches no forwarded port, but this one names port {p}"),
+                            Some("drop `port` (the command runs on the guest's console), or run it on the build machine: on = \"build\"".into()),
+                        );
+                    }
+                    CheckOn::Guest
+                }
+                other => {
+                    sink.error(
+                        o.span.clone(),
+                        c.field("on"),
+                        format!("`{other}` is not where a check can run"),
+                        Some("use \"build\" (the build machine, the default) or \"guest\" (the guest's console, as root)".into()),
+                    );
+                    CheckOn::Build
+                }
+            },
+        };
         let run = templated(&mut sink, &mut c, "run", format!("check[{i}].run"), true);
         let expect = templated(&mut sink, &mut c, "expect", format!("check[{i}].expect"), true);
         let timeout_s = c
             .integer(&mut sink, "timeout")
             .map(|t| t.value.clamp(1, 3600) as u64)
             .unwrap_or(60);
-        if port.is_none() && run.as_deref().is_some_and(|r| r.contains("address")) {
+        // `address` alone (not `guest.address` or `host.address`) is the forwarded port's.
+        let uses_address = |r: &str| {
+            regex::Regex::new(r"(^|[^.\w])address\b")
+                .map(|re| re.is_match(r))
+                .unwrap_or(false)
+        };
+        if on == CheckOn::Build && port.is_none() && run.as_deref().is_some_and(uses_address) {
             sink.error(c.span(), c.field("port"), "the command uses `address` but the check names no port", Some("add `port = N`: `{{ address }}` is where the build machine reaches that port of the guest".into()));
         }
-        c.finish(&mut sink, &["name", "port", "run", "expect", "timeout"]);
+        c.finish(&mut sink, &["name", "on", "port", "run", "expect", "timeout"]);
         if let (Some(n), Some(run), Some(expect)) = (name, run, expect) {
             checks.push(CheckDef {
                 name: n.value,
+                on,
                 port,
                 run,
                 expect,

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use xlfs_assemble::{Artifacts, Images};
+use xlfs_book::guest::CheckOn;
 use xlfs_book::profile::{AccelChoice, Profile};
 use xlfs_boot::{Accel, AccelPref, Check, Console, Drive, Machine};
 
@@ -135,6 +136,103 @@ pub fn print_images(images: &Images) {
             println!("  {p}");
         }
     }
+    for g in &images.guests {
+        if let Some(a) = &g.audit {
+            println!(
+                "guest `{}`: {} packages; audit: {}",
+                g.name,
+                g.packages.len(),
+                a.summary()
+            );
+            for p in a.unresolved.iter().chain(&a.build_paths).take(20) {
+                println!("  {p}");
+            }
+        }
+    }
+}
+
+/// One guest of a profile's images, for `xlfs report`: its disk, what is in it, and what it
+/// listened on at its last `boot --check`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GuestReport {
+    pub profile: String,
+    pub guest: String,
+    /// The size of its disk image file.
+    pub image_bytes: u64,
+    /// The bytes of its files (the audit's count).
+    pub files_bytes: Option<u64>,
+    pub packages: Vec<String>,
+    /// `ss -ltnu` (or `netstat -ltnu`) inside the guest at its last check; none before one.
+    pub sockets: Option<String>,
+}
+
+/// Every guest of every profile's images in this home.
+pub fn guest_reports(app: &App) -> Result<Vec<GuestReport>> {
+    let root = app.home.root.join("images");
+    let mut out = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(&root) else {
+        return Ok(out);
+    };
+    let mut dirs: Vec<PathBuf> = dirs
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("images.json").is_file())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let images = Images::load(&dir)?;
+        for g in &images.guests {
+            out.push(GuestReport {
+                profile: images.profile.clone(),
+                guest: g.name.clone(),
+                image_bytes: std::fs::metadata(&g.disk).map(|m| m.len()).unwrap_or(0),
+                files_bytes: g.audit.as_ref().map(|a| a.bytes),
+                packages: g.packages.clone(),
+                sockets: std::fs::read_to_string(sockets_file(&images, &g.name)).ok(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The guests' part of `xlfs report`, as text.
+pub fn guest_report_table(guests: &[GuestReport]) -> String {
+    let mut s = String::new();
+    if guests.is_empty() {
+        return s;
+    }
+    s.push_str("\nguest (profile)                image      files   packages\n");
+    for g in guests {
+        s.push_str(&format!(
+            "{:<30} {:>9} {:>10} {:>10}\n",
+            format!("{} ({})", g.guest, g.profile),
+            xlfs_build::run::human_bytes(g.image_bytes),
+            g.files_bytes
+                .map(xlfs_build::run::human_bytes)
+                .unwrap_or_else(|| "-".into()),
+            g.packages.len()
+        ));
+    }
+    for g in guests {
+        s.push_str(&format!(
+            "\nguest `{}` ({}): packages {}\n",
+            g.guest,
+            g.profile,
+            g.packages.join(" ")
+        ));
+        match &g.sockets {
+            Some(text) => {
+                s.push_str("listening sockets at its last check:\n");
+                for l in text.lines() {
+                    s.push_str(&format!("  {l}\n"));
+                }
+            }
+            None => s.push_str(&format!(
+                "listening sockets: not checked yet (`xlfs boot {} --check`)\n",
+                g.profile
+            )),
+        }
+    }
+    s
 }
 
 /// A port of the build machine forwarded by QEMU's user-mode network to a guest's TCP port.
@@ -154,7 +252,12 @@ pub fn forwards(profile: &Profile, guests: &[&xlfs_book::profile::Guest]) -> Res
         let (Some(t), Some(n)) = (profile.template_of(g), &g.network) else {
             continue;
         };
-        let mut ports: Vec<u16> = t.checks.iter().filter_map(|c| c.port).collect();
+        let mut ports: Vec<u16> = t
+            .checks
+            .iter()
+            .filter(|c| c.on == CheckOn::Build)
+            .filter_map(|c| c.port)
+            .collect();
         ports.sort();
         ports.dedup();
         for port in ports {
@@ -360,7 +463,7 @@ fn template_checks(
     let checks = t
         .render_checks(&g.context(profile), &address)
         .map_err(|d| anyhow::anyhow!("{}", xlfs_book::BookErrors(d)))?;
-    for c in checks {
+    for c in checks.into_iter().filter(|c| c.on == CheckOn::Build) {
         let check = Check {
             name: c.name.clone(),
             send: Some(c.run.clone()),
@@ -386,6 +489,58 @@ fn template_checks(
         );
         marks.push((format!("guest {}: {}", g.name, c.name), con.elapsed()));
     }
+    Ok(())
+}
+
+/// The command that lists a guest's listening sockets: `ss -ltnu` where the guest has iproute2,
+/// else BusyBox's `netstat -ltnu` (the same sockets, in netstat's columns), saying which.
+pub const SOCKETS_COMMAND: &str =
+    "if command -v ss >/dev/null; then ss -ltnu; else echo '(netstat -ltnu: this guest has no ss)'; netstat -ltnu; fi";
+
+/// The file of a profile's images where `boot --check` keeps a guest's listening sockets.
+pub fn sockets_file(images: &Images, guest: &str) -> PathBuf {
+    images.dir.join(format!("{guest}.sockets"))
+}
+
+/// On the guest's console (as root): the template's checks that run on the guest, then its
+/// listening sockets, kept next to the images for `xlfs report`.
+fn guest_side_checks(
+    con: &mut Console,
+    profile: &Profile,
+    images: &Images,
+    g: &xlfs_book::profile::Guest,
+    marks: &mut Vec<(String, Duration)>,
+) -> Result<()> {
+    let Some(t) = profile.template_of(g) else {
+        return Ok(());
+    };
+    let checks = t
+        .render_checks(&g.context(profile), &|p| format!("127.0.0.1:{p}"))
+        .map_err(|d| anyhow::anyhow!("{}", xlfs_book::BookErrors(d)))?;
+    for c in checks.into_iter().filter(|c| c.on == CheckOn::Guest) {
+        let what = format!("guest `{}` (on the guest): {}", g.name, c.name);
+        let (rc, out) = con
+            .run(&c.run, Duration::from_secs(c.timeout_s))
+            .with_context(|| format!("check failed: {what}"))?;
+        if rc != 0 || !out.contains(&c.expect) {
+            bail!(
+                "check failed: {what}\n  command (on the guest): {}\n  expected exit 0 and `{}`, got exit {rc}:\n{}\n  the console, last lines:\n{}",
+                c.run,
+                c.expect,
+                indent(&out),
+                indent(&con.tail(40))
+            );
+        }
+        println!("  ok  {what} ({:.1}s)", con.elapsed().as_secs_f64());
+        marks.push((what, con.elapsed()));
+    }
+    let (_, sockets) = con
+        .run(SOCKETS_COMMAND, Duration::from_secs(60))
+        .with_context(|| format!("listing the listening sockets of guest `{}`", g.name))?;
+    let file = sockets_file(images, &g.name);
+    std::fs::write(&file, format!("{}\n", sockets.trim_end()))
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    println!("  guest `{}` listens on:\n{}", g.name, indent(&sockets));
     Ok(())
 }
 
@@ -515,6 +670,7 @@ pub fn boot_check_guests(
                 &mut marks,
             )?;
         }
+        guest_side_checks(&mut con, &profile, &images, g, &mut marks)?;
         // Leave the guest console (Ctrl-], alone in its read: xenconsole only sees it then)
         // and make sure dom0's shell answers again.
         leave_guest_console(&mut con, &profile.host.hostname)?;

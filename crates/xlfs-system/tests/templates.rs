@@ -1,0 +1,212 @@
+//! The book's service templates (dns, lapp, mail) rendered for the profiles that declare them:
+//! configuration, services, first-boot steps, checks and xl.cfg, and instance settings refused
+//! at their profile line.
+
+use std::path::Path;
+use std::process::Command;
+use xlfs_book::guest::CheckOn;
+use xlfs_book::profile::{parse_profile, Profile};
+use xlfs_system::{guest_files, xl_cfg, GenFile};
+
+fn book() -> xlfs_book::Book {
+    xlfs_book::Book::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../book")).unwrap()
+}
+
+/// A profile of the real book, with its templates resolved; `edit` changes its text first.
+fn profile_with(name: &str, edit: &dyn Fn(String) -> String) -> Result<Profile, String> {
+    let b = book();
+    let path = b.root.join(format!("profiles/{name}.toml"));
+    let text = edit(std::fs::read_to_string(&path).unwrap());
+    let (p, d) = parse_profile(&path, name, &text);
+    let mut p = p.ok_or_else(|| d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))?;
+    let d = p.resolve_templates(&b);
+    if !d.is_empty() {
+        return Err(d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"));
+    }
+    Ok(p)
+}
+
+fn profile(name: &str) -> Profile {
+    profile_with(name, &|t| t).unwrap()
+}
+
+fn get<'a>(files: &'a [GenFile], path: &str) -> &'a GenFile {
+    files.iter().find(|f| f.path == path).unwrap_or_else(|| {
+        panic!(
+            "no {path} among {:?}",
+            files.iter().map(|f| &f.path).collect::<Vec<_>>()
+        )
+    })
+}
+
+/// The text of each here-document `cat > FILE <<'EOF'` of a shell script, by file.
+fn heredocs(script: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = script.lines();
+    while let Some(l) = lines.next() {
+        if let Some(rest) = l.strip_prefix("cat > ") {
+            let file = rest.split_whitespace().next().unwrap().to_string();
+            let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "EOF").collect();
+            out.push((file, body.join("\n") + "\n"));
+        }
+    }
+    out
+}
+
+#[test]
+fn dns_renders_named_conf_zones_and_a_first_boot_rndc_key() {
+    let p = profile("dns");
+    let g = &p.guests[0];
+    let files = guest_files(&p, g).unwrap();
+    let conf = &get(&files, "etc/bind/named.conf").content;
+    for want in [
+        "zone \"example.test\" {\n    type primary;\n    file \"/var/bind/pri/example.test.zone\";",
+        "zone \"lab.test\" {",
+        "allow-recursion { localhost; };",
+        "inet 127.0.0.1 port 953 allow { 127.0.0.1; } keys { \"rndc-key\"; };",
+        "include \"/etc/bind/rndc.key\";",
+    ] {
+        assert!(conf.contains(want), "named.conf lacks {want:?}:\n{conf}");
+    }
+    let script = &get(&files, "etc/bind/zones.sh").content;
+    let zones = heredocs(script);
+    assert_eq!(zones.len(), 2, "{script}");
+    let (file, example) = &zones[0];
+    assert_eq!(file, "/var/bind/pri/example.test.zone.new");
+    assert!(example
+        .contains("@ IN SOA ns1.example.test. hostmaster.example.test. ( 2026113001 3600 900 604800 300 )"));
+    assert!(
+        example.contains("ns1.example.test. IN A 10.0.0.53\n"),
+        "{example}"
+    );
+    assert!(example.contains("example.test. MX 10 mail.example.test.\n"));
+    assert!(example.contains("example.test. TXT \"v=spf1 mx -all\"\n"));
+    // Each record goes to its own zone only.
+    assert!(!example.contains("db.lab.test."), "{example}");
+    let (_, lab) = &zones[1];
+    assert!(
+        lab.contains("db.lab.test. A 10.0.0.54\n") && !lab.contains("www."),
+        "{lab}"
+    );
+
+    // named runs the zone script, then drops to its user; ready when rndc answers.
+    let rcs = &get(&files, "etc/init.d/rcS").content;
+    let first = rcs.find("/etc/xlfs/first-boot").unwrap();
+    let named = rcs.find("/etc/xlfs/services/named start").unwrap();
+    assert!(first < named, "{rcs}");
+    let svc = &get(&files, "etc/xlfs/services/named").content;
+    assert!(
+        svc.contains("exec named -g -u named -c /etc/bind/named.conf"),
+        "{svc}"
+    );
+    assert!(svc.contains("until ( rndc status ) >/dev/null 2>&1; do"), "{svc}");
+    // The rndc key is made on the guest, its output never shown, and no image file is it.
+    let fb = &get(&files, "etc/xlfs/first-boot").content;
+    assert!(
+        fb.contains("rndc-confgen -a -A hmac-sha256 -c /etc/bind/rndc.key"),
+        "{fb}"
+    );
+    assert!(fb.contains(") </dev/null >/dev/null 2>&1; then"), "{fb}");
+    assert!(files.iter().all(|f| f.path != "etc/bind/rndc.key"));
+    let t = p.template_of(g).unwrap();
+    assert_eq!(t.secret_paths(), ["etc/bind/rndc.key"]);
+
+    let cfg = xl_cfg(&p, g, "vmlinuz-6.12.107");
+    assert!(cfg.contains("memory = 256\n"), "{cfg}");
+    assert!(cfg.contains("target=/var/lib/xen/images/ns1.img"), "{cfg}");
+    assert!(cfg.contains("bridge=xenbr0"), "{cfg}");
+}
+
+/// The zone files the dns template writes are valid zones for BIND's own checker (the build
+/// machine's named-checkzone, package bind9-utils).
+#[test]
+fn dns_zone_files_pass_named_checkzone() {
+    let p = profile("dns");
+    let files = guest_files(&p, &p.guests[0]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (file, body) in heredocs(&get(&files, "etc/bind/zones.sh").content) {
+        let zone = Path::new(&file)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches(".zone.new")
+            .to_string();
+        let path = dir.path().join(&zone);
+        std::fs::write(&path, &body).unwrap();
+        let out = Command::new("named-checkzone")
+            .arg(&zone)
+            .arg(&path)
+            .output()
+            .expect("named-checkzone (Debian package bind9-utils, in scripts/host-packages.txt)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("OK"),
+            "{zone}: {text}\n{body}"
+        );
+    }
+}
+
+#[test]
+fn dns_checks_run_dig_outside_and_rndc_inside() {
+    let p = profile("dns");
+    let g = &p.guests[0];
+    let t = p.template_of(g).unwrap();
+    let checks = t
+        .render_checks(&g.context(&p), &|port| format!("127.0.0.1:{}", 40000 + port))
+        .unwrap();
+    let outside: Vec<_> = checks.iter().filter(|c| c.on == CheckOn::Build).collect();
+    let inside: Vec<_> = checks.iter().filter(|c| c.on == CheckOn::Guest).collect();
+    assert!(outside.iter().all(|c| c.port.is_some()));
+    assert!(inside.iter().all(|c| c.port.is_none()));
+    let soa = outside.iter().find(|c| c.run.contains(" SOA")).unwrap();
+    assert_eq!(
+        soa.run,
+        "dig +tcp +norec +time=5 -p 40053 @127.0.0.1 example.test SOA"
+    );
+    assert!(soa
+        .expect
+        .contains("ns1.example.test. hostmaster.example.test. 2026113001"));
+    let records = outside.iter().find(|c| c.name.contains("every record")).unwrap();
+    assert!(
+        records.run.contains("@127.0.0.1 example.test. MX)"),
+        "{}",
+        records.run
+    );
+    assert!(
+        records.run.contains("want='10 mail.example.test.'"),
+        "{}",
+        records.run
+    );
+    assert_eq!(records.expect, "records: 5 of 5 answered");
+    assert!(outside.iter().any(|c| c.expect == "status: REFUSED"));
+    assert!(outside
+        .iter()
+        .any(|c| c.port == Some(953) && c.expect == "closed"));
+    assert!(inside.iter().any(|c| c.run == "rndc status"));
+    assert!(inside
+        .iter()
+        .any(|c| c.run.starts_with("rndc -s 10.0.0.53 status")));
+}
+
+#[test]
+fn dns_settings_are_refused_at_their_profile_line() {
+    let e = profile_with("dns", &|t| {
+        t.replace("\"db.lab.test. A 10.0.0.54\"", "\"db.lab.test A 10.0.0.54\"")
+            .replace("serial = 2026113001", "serial = 0")
+    })
+    .unwrap_err();
+    assert!(e.contains("profiles/dns.toml:"), "{e}");
+    assert!(
+        e.contains("guest.ns1.settings.records: \"db.lab.test A 10.0.0.54\" does not match"),
+        "{e}"
+    );
+    assert!(e.contains("guest.ns1.settings.serial: 0 is out of range"), "{e}");
+    let e = profile_with("dns", &|t| {
+        t.replace("\"example.test\", \"lab.test\"", "\"Example.test\"")
+    })
+    .unwrap_err();
+    assert!(
+        e.contains("\"Example.test\" does not match setting `zones`"),
+        "{e}"
+    );
+}
