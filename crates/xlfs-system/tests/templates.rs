@@ -210,3 +210,127 @@ fn dns_settings_are_refused_at_their_profile_line() {
         "{e}"
     );
 }
+
+#[test]
+fn lapp_renders_httpd_php_fpm_postgresql_and_the_demo_database() {
+    let p = profile("lapp");
+    let g = &p.guests[0];
+    let files = guest_files(&p, g).unwrap();
+    let httpd = &get(&files, "etc/apache2/httpd.conf").content;
+    assert!(httpd.contains("\nListen 80\n"), "{httpd}");
+    assert!(httpd.contains("SetHandler \"proxy:unix:/run/php-fpm/php-fpm.sock|fcgi://localhost\""));
+    assert!(httpd.contains("User www\nGroup www\n"));
+    let fpm = &get(&files, "etc/php/php-fpm.conf").content;
+    assert!(
+        fpm.contains("listen = /run/php-fpm/php-fpm.sock\nlisten.owner = www"),
+        "{fpm}"
+    );
+    assert!(fpm.contains("pm.max_children = 2\n"));
+    let pg = &get(&files, "etc/postgresql/postgresql.conf").content;
+    assert!(pg.contains("listen_addresses = ''\n"), "{pg}");
+    let hba = &get(&files, "etc/postgresql/pg_hba.conf").content;
+    assert!(!hba.contains("host"), "TCP in pg_hba.conf:\n{hba}");
+    let page = get(&files, "srv/www/index.php");
+    assert_eq!((page.uid, page.gid, page.mode), (25, 25, 0o644));
+    assert!(page.content.contains("<h1>LAPP on Xen</h1>"));
+    // The row is only in the database: the page has no copy of it.
+    assert!(!page.content.contains("Hello from a row of PostgreSQL"));
+
+    // Services in order, each ready before the next starts.
+    let rcs = &get(&files, "etc/init.d/rcS").content;
+    let at = |s: &str| rcs.find(s).unwrap_or_else(|| panic!("{s} not in rcS:\n{rcs}"));
+    assert!(at("/etc/xlfs/first-boot") < at("/etc/xlfs/services/postgresql start"));
+    assert!(at("services/postgresql start") < at("services/php-fpm start"));
+    assert!(at("services/php-fpm start") < at("services/httpd start"));
+    assert!(get(&files, "etc/xlfs/services/httpd")
+        .content
+        .contains("until netstat -ltn 2>/dev/null | grep -q ':80 '; do"));
+    // First boot: the password is made on the guest, read by www only, never printed.
+    let fb = &get(&files, "etc/xlfs/first-boot").content;
+    assert!(
+        fb.contains("head -c 18 /dev/urandom | base64 > /etc/lapp/db-password"),
+        "{fb}"
+    );
+    assert!(fb.contains("chown root:www /etc/lapp/db-password"));
+    assert!(fb.contains("INSERT INTO greeting (message) VALUES ('Hello from a row of PostgreSQL');"));
+    assert!(fb.contains(") </dev/null >/dev/null 2>&1; then"));
+    assert!(files.iter().all(|f| !f.path.starts_with("etc/lapp")));
+    let t = p.template_of(g).unwrap();
+    assert_eq!(t.secret_paths(), ["etc/lapp/db-password"]);
+    assert!(xl_cfg(&p, g, "vmlinuz-6.12.107").contains("memory = 384\n"));
+}
+
+#[test]
+fn lapp_checks_and_settings() {
+    let p = profile("lapp");
+    let g = &p.guests[0];
+    let checks = p
+        .template_of(g)
+        .unwrap()
+        .render_checks(&g.context(&p), &|port| format!("127.0.0.1:{}", 40000 + port))
+        .unwrap();
+    assert_eq!(checks[0].run, "curl -fsS --max-time 30 http://127.0.0.1:40080/");
+    assert_eq!(checks[0].expect, ": Hello from a row of PostgreSQL</p>");
+    assert!(checks
+        .iter()
+        .any(|c| c.port == Some(5432) && c.expect == "closed"));
+    assert!(checks
+        .iter()
+        .any(|c| c.on == CheckOn::Guest && c.run.starts_with("pg_isready")));
+    let e = profile_with("lapp", &|t| {
+        t.replace(
+            "greeting = \"Hello from a row of PostgreSQL\"",
+            "greeting = \"x'); DROP TABLE y; --\"",
+        )
+        .replace("title = \"LAPP on Xen\"", "title = \"LAPP on Xen\", workers = 0")
+    })
+    .unwrap_err();
+    assert!(e.contains("profiles/lapp.toml:"), "{e}");
+    assert!(
+        e.contains("guest.www1.settings.greeting: \"x'); DROP TABLE y; --\" does not match"),
+        "{e}"
+    );
+    assert!(
+        e.contains("guest.www1.settings.workers: 0 is out of range"),
+        "{e}"
+    );
+}
+
+/// The templates' "port not reachable" probe, run for real: a closed port is "closed", a port
+/// where something listens is not (silent like rndc, or answering like PostgreSQL).
+#[test]
+fn the_port_probe_tells_closed_from_listening() {
+    let probe = |template: &str, port: u16| -> String {
+        let p = profile(template);
+        let g = &p.guests[0];
+        let c = p
+            .template_of(g)
+            .unwrap()
+            .render_checks(&g.context(&p), &|_| format!("127.0.0.1:{port}"))
+            .unwrap()
+            .into_iter()
+            .find(|c| c.expect == "closed")
+            .unwrap();
+        let out = Command::new("sh").arg("-c").arg(&c.run).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    assert_eq!(probe("dns", port), "closed");
+    assert_eq!(probe("lapp", port), "closed");
+    // A server that answers the first bytes, as PostgreSQL answers an SSLRequest with `N`.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = l.accept().unwrap();
+        let mut b = [0u8; 8];
+        s.read_exact(&mut b).unwrap();
+        s.write_all(b"N").unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    });
+    assert_eq!(probe("lapp", port), "open: it answered b'N'");
+    t.join().unwrap();
+}
