@@ -62,7 +62,7 @@ fn dns_renders_named_conf_zones_and_a_first_boot_rndc_key() {
     for want in [
         "zone \"example.test\" {\n    type primary;\n    file \"/var/bind/pri/example.test.zone\";",
         "zone \"lab.test\" {",
-        "allow-recursion { localhost; };",
+        "allow-recursion { 127.0.0.1; ::1; };",
         "inet 127.0.0.1 port 953 allow { 127.0.0.1; } keys { \"rndc-key\"; };",
         "include \"/etc/bind/rndc.key\";",
     ] {
