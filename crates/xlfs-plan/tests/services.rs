@@ -42,7 +42,7 @@ const SERVICES: &[(&str, &[&str])] = &[
     ("php", &["postgresql", "zlib-quick", "oniguruma", "pcre2"]),
     // mail
     ("postfix", &["openssl-guest", "lmdb", "pcre2"]),
-    ("dovecot", &["openssl-guest", "zlib-quick"]),
+    ("dovecot", &["openssl-guest", "zlib-quick", "libxcrypt-guest"]),
     ("opendkim", &["openssl-guest", "libmilter"]),
     // dns
     ("bind", &["libuv", "openssl-guest", "liburcu", "libcap-guest"]),
@@ -77,6 +77,7 @@ const TEMPLATES: &[(&str, &[&str], &[&str])] = &[
             "pcre2",
             "dovecot",
             "zlib-quick",
+            "libxcrypt-guest",
             "opendkim",
         ],
     ),
@@ -208,5 +209,26 @@ fn the_services_plan_from_an_empty_home_libraries_first() {
             assert!(at(lib) < at(name), "{lib} before {name}: {order:?}");
         }
         assert_eq!(p.get(name).unwrap().status, Status::Build { why: Reason::New });
+    }
+}
+
+/// The book's guest templates install the services this file expects of them (besides the base
+/// system every guest has: the filesystem layout and BusyBox).
+#[test]
+fn the_guest_templates_install_their_services() {
+    let b = book();
+    for (template, pkgs, _) in TEMPLATES {
+        let Some(t) = b.guests.get(*template) else {
+            // A template of this list not written yet (mail): its services still build above.
+            assert_eq!(*template, "mail", "book/guests/{template}.toml is missing");
+            continue;
+        };
+        let got: BTreeSet<String> = t
+            .packages
+            .iter()
+            .filter(|p| *p != "filesystem" && *p != "busybox")
+            .cloned()
+            .collect();
+        assert_eq!(got, set(pkgs), "book/guests/{template}.toml: packages");
     }
 }
