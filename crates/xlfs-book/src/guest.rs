@@ -54,6 +54,7 @@
 //! on = "guest"
 //! run = "wget -qO- http://127.0.0.1:8080/"
 //! expect = "{{ settings.title }}"
+//! save = "page"                # its output is `{{ saved.page }}` in the build machine's checks
 //! ```
 //!
 //! Pure: parsing, validation and rendering only; the caller reads the files.
@@ -372,6 +373,9 @@ pub enum CheckOn {
 pub struct CheckDef {
     pub name: String,
     pub on: CheckOn,
+    /// A check on the guest may keep its output (trimmed) for the build machine's checks, which
+    /// see it as `{{ saved.NAME }}` (e.g. a public key the guest made on its first boot).
+    pub save: Option<String>,
     /// The guest's TCP port the command reaches; `{{ address }}` is where the build machine
     /// reaches it (`HOST:PORT`).
     pub port: Option<u16>,
@@ -431,6 +435,7 @@ pub struct RenderedService {
 pub struct RenderedCheck {
     pub name: String,
     pub on: CheckOn,
+    pub save: Option<String>,
     pub port: Option<u16>,
     pub run: String,
     pub expect: String,
@@ -633,15 +638,44 @@ impl GuestTemplate {
     }
 
     /// Render the checks for one guest; `address(port)` is where the build machine reaches the
-    /// guest's TCP `port` (`HOST:PORT`).
+    /// guest's TCP `port` (`HOST:PORT`). The build machine's checks see `saved` (the outputs the
+    /// guest's checks kept): give it in `ctx`, or render only the guest's checks with
+    /// [`GuestTemplate::render_checks_on`].
     pub fn render_checks(
         &self,
         ctx: &serde_json::Value,
         address: &dyn Fn(u16) -> String,
     ) -> Result<Vec<RenderedCheck>, Vec<Diagnostic>> {
+        self.render_checks_where(ctx, address, None)
+    }
+
+    /// Render only the checks that run `on` the guest or the build machine.
+    pub fn render_checks_on(
+        &self,
+        ctx: &serde_json::Value,
+        address: &dyn Fn(u16) -> String,
+        on: CheckOn,
+    ) -> Result<Vec<RenderedCheck>, Vec<Diagnostic>> {
+        self.render_checks_where(ctx, address, Some(on))
+    }
+
+    /// The names the guest's checks save their output under.
+    pub fn saved_names(&self) -> Vec<String> {
+        self.checks.iter().filter_map(|c| c.save.clone()).collect()
+    }
+
+    fn render_checks_where(
+        &self,
+        ctx: &serde_json::Value,
+        address: &dyn Fn(u16) -> String,
+        on: Option<CheckOn>,
+    ) -> Result<Vec<RenderedCheck>, Vec<Diagnostic>> {
         let mut errs = Vec::new();
         let mut out = Vec::new();
         for (i, c) in self.checks.iter().enumerate() {
+            if on.is_some_and(|o| o != c.on) {
+                continue;
+            }
             let mut ctx = ctx.clone();
             if let (Some(p), Some(o)) = (c.port, ctx.as_object_mut()) {
                 o.insert("address".into(), serde_json::Value::String(address(p)));
@@ -653,6 +687,7 @@ impl GuestTemplate {
                 (Ok(run), Ok(expect)) => out.push(RenderedCheck {
                     name: c.name.clone(),
                     on: c.on,
+                    save: c.save.clone(),
                     port: c.port,
                     run: run.trim().to_string(),
                     expect,
@@ -675,7 +710,13 @@ impl GuestTemplate {
             .iter()
             .map(|s| (s.name.clone(), s.sample()))
             .collect();
+        let saved: BTreeMap<String, String> = self
+            .saved_names()
+            .into_iter()
+            .map(|n| (n, "saved output".to_string()))
+            .collect();
         serde_json::json!({
+            "saved": saved,
             "settings": settings,
             "guest": {
                 "name": "example", "hostname": "example", "address": "10.0.0.2", "prefix": 24,
@@ -1134,6 +1175,27 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
                 }
             },
         };
+        let save = c.string(&mut sink, "save").and_then(|v| {
+            if on != CheckOn::Guest {
+                sink.error(
+                    v.span.clone(),
+                    c.field("save"),
+                    "only a check on the guest saves its output (for the build machine's checks)",
+                    Some("add on = \"guest\", or drop `save`".into()),
+                );
+                None
+            } else if !valid_setting_name(&v.value) {
+                sink.error(
+                    v.span.clone(),
+                    c.field("save"),
+                    format!("`{}` is not a valid name", v.value),
+                    Some("use letters, digits and '_', starting with a letter (it is `saved.NAME` in the build machine's checks)".into()),
+                );
+                None
+            } else {
+                Some(v.value)
+            }
+        });
         let run = templated(&mut sink, &mut c, "run", format!("check[{i}].run"), true);
         let expect = templated(&mut sink, &mut c, "expect", format!("check[{i}].expect"), true);
         let timeout_s = c
@@ -1149,11 +1211,15 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
         if on == CheckOn::Build && port.is_none() && run.as_deref().is_some_and(uses_address) {
             sink.error(c.span(), c.field("port"), "the command uses `address` but the check names no port", Some("add `port = N`: `{{ address }}` is where the build machine reaches that port of the guest".into()));
         }
-        c.finish(&mut sink, &["name", "on", "port", "run", "expect", "timeout"]);
+        c.finish(
+            &mut sink,
+            &["name", "on", "save", "port", "run", "expect", "timeout"],
+        );
         if let (Some(n), Some(run), Some(expect)) = (name, run, expect) {
             checks.push(CheckDef {
                 name: n.value,
                 on,
+                save,
                 port,
                 run,
                 expect,

@@ -334,3 +334,130 @@ fn the_port_probe_tells_closed_from_listening() {
     assert_eq!(probe("lapp", port), "open: it answered b'N'");
     t.join().unwrap();
 }
+
+#[test]
+fn mail_renders_postfix_dovecot_opendkim_without_any_password() {
+    let p = profile("mail");
+    let g = &p.guests[0];
+    let files = guest_files(&p, g).unwrap();
+    let main = &get(&files, "etc/postfix/main.cf").content;
+    for want in [
+        "virtual_mailbox_domains = example.test\n",
+        "virtual_transport = lmtp:unix:private/dovecot-lmtp\n",
+        "smtpd_sasl_type = dovecot\n",
+        "smtpd_tls_auth_only = yes\n",
+        "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination\n",
+        "mynetworks = 127.0.0.0/8\n",
+        "smtpd_milters = inet:127.0.0.1:8891\n",
+    ] {
+        assert!(main.contains(want), "main.cf lacks {want:?}:\n{main}");
+    }
+    let dovecot = &get(&files, "etc/dovecot/dovecot.conf").content;
+    assert!(dovecot.starts_with("# dovecot.conf of mx1"), "{dovecot}");
+    assert!(dovecot.contains("dovecot_config_version = 2.4.0\n"));
+    assert!(dovecot.contains("ssl = required\n"));
+    assert!(
+        dovecot.contains("inet_listener imap {\n    port = 0\n  }"),
+        "{dovecot}"
+    );
+    assert!(dovecot.contains("unix_listener /var/spool/postfix/private/auth {"));
+    let dkim = &get(&files, "etc/opendkim.conf").content;
+    assert!(dkim.contains("Domain                  example.test\n"), "{dkim}");
+    assert!(dkim.contains("KeyFile                 /etc/opendkim/keys/dkim.private\n"));
+
+    // The users file holds crypt hashes that the check password matches (checked with the build
+    // machine's crypt), and the password itself is nowhere in the image.
+    let users = get(&files, "etc/dovecot/users");
+    assert_eq!((users.uid, users.mode), (74, 0o640));
+    let lines: Vec<&str> = users.content.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", users.content);
+    let hash = lines[0].strip_prefix("postmaster@example.test:{CRYPT}").unwrap();
+    let out = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import crypt, sys; print(crypt.crypt(sys.argv[1], sys.argv[2]) == sys.argv[2])",
+        ])
+        .args(["Xen mail check 1", hash])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "True", "{hash}");
+    assert!(lines[1].starts_with("alice@example.test:{CRYPT}$6$xlfsalice$"));
+    for f in &files {
+        assert!(
+            !f.content.contains("Xen mail check 1"),
+            "{} holds the check password",
+            f.path
+        );
+    }
+
+    // Keys are made on the guest; services in order.
+    let t = p.template_of(g).unwrap();
+    assert_eq!(
+        t.secret_paths(),
+        ["etc/mail-tls/key.pem", "etc/opendkim/keys/dkim.private"]
+    );
+    let fb = &get(&files, "etc/xlfs/first-boot").content;
+    assert!(fb.contains(
+        "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out /etc/opendkim/keys/dkim.private"
+    ));
+    assert!(
+        fb.contains("openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -config /etc/mail-tls/openssl.cnf")
+    );
+    let rcs = &get(&files, "etc/init.d/rcS").content;
+    let at = |s: &str| rcs.find(s).unwrap_or_else(|| panic!("{s} not in rcS:\n{rcs}"));
+    assert!(at("services/opendkim start") < at("services/dovecot start"));
+    assert!(at("services/dovecot start") < at("services/postfix start"));
+}
+
+#[test]
+fn mail_checks_log_in_with_the_check_password_and_verify_dkim_with_the_saved_key() {
+    let p = profile("mail");
+    let g = &p.guests[0];
+    let t = p.template_of(g).unwrap();
+    let guest = t
+        .render_checks_on(&g.context(&p), &|_| unreachable!(), CheckOn::Guest)
+        .unwrap();
+    assert_eq!(guest[0].save.as_deref(), Some("dkim_pub64"));
+    let mut ctx = g.context(&p);
+    ctx["saved"] = serde_json::json!({ "dkim_pub64": "MIIBIjANBgkq\nhkiG9w0BAQEF" });
+    let build = t
+        .render_checks_on(
+            &ctx,
+            &|port| format!("127.0.0.1:{}", 40000 + port),
+            CheckOn::Build,
+        )
+        .unwrap();
+    let smtp = &build[0];
+    assert!(
+        smtp.run
+            .starts_with("swaks --server 127.0.0.1 --port 40025 --tls"),
+        "{}",
+        smtp.run
+    );
+    assert!(smtp
+        .run
+        .contains("--auth-user postmaster@example.test --auth-password 'Xen mail check 1'"));
+    assert_eq!(smtp.expect, "250 2.0.0 Ok: queued");
+    let imap = &build[1];
+    assert!(
+        imap.run.contains("imaplib.IMAP4_SSL(\"127.0.0.1\", 40993"),
+        "{}",
+        imap.run
+    );
+    assert!(
+        imap.run.contains("b\"\"\"MIIBIjANBgkq\nhkiG9w0BAQEF\"\"\""),
+        "{}",
+        imap.run
+    );
+    assert_eq!(imap.expect, "dkim: pass");
+    assert!(build[2]
+        .run
+        .contains("--to someone@example.org --quit-after RCPT"));
+    assert_eq!(build[2].expect, "Relay access denied");
+    // A user that is not a crypt hash is refused at its profile line.
+    let e = profile_with("mail", &|t| t.replace("\"alice:$6$", "\"alice:plain$6$")).unwrap_err();
+    assert!(
+        e.contains("profiles/mail.toml:") && e.contains("guest.mx1.settings.users:"),
+        "{e}"
+    );
+}

@@ -435,12 +435,14 @@ pub struct BootReport {
     pub log: PathBuf,
 }
 
-/// Run a guest's template checks from the build machine, through the forwarded ports.
+/// Run a guest's template checks from the build machine, through the forwarded ports; `saved`:
+/// the outputs the guest's own checks kept (`{{ saved.NAME }}`).
 fn template_checks(
     con: &Console,
     profile: &Profile,
     g: &xlfs_book::profile::Guest,
     fwd: &[Forward],
+    saved: &std::collections::BTreeMap<String, String>,
     marks: &mut Vec<(String, Duration)>,
 ) -> Result<()> {
     let Some(t) = profile.template_of(g) else {
@@ -460,10 +462,14 @@ fn template_checks(
                 )
             })
     };
+    let mut ctx = g.context(profile);
+    if let Some(o) = ctx.as_object_mut() {
+        o.insert("saved".into(), serde_json::to_value(saved)?);
+    }
     let checks = t
-        .render_checks(&g.context(profile), &address)
+        .render_checks_on(&ctx, &address, CheckOn::Build)
         .map_err(|d| anyhow::anyhow!("{}", xlfs_book::BookErrors(d)))?;
-    for c in checks.into_iter().filter(|c| c.on == CheckOn::Build) {
+    for c in checks {
         let check = Check {
             name: c.name.clone(),
             send: Some(c.run.clone()),
@@ -503,21 +509,23 @@ pub fn sockets_file(images: &Images, guest: &str) -> PathBuf {
 }
 
 /// On the guest's console (as root): the template's checks that run on the guest, then its
-/// listening sockets, kept next to the images for `xlfs report`.
+/// listening sockets, kept next to the images for `xlfs report`. Returns the outputs the checks
+/// save for the build machine's checks.
 fn guest_side_checks(
     con: &mut Console,
     profile: &Profile,
     images: &Images,
     g: &xlfs_book::profile::Guest,
     marks: &mut Vec<(String, Duration)>,
-) -> Result<()> {
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut saved = std::collections::BTreeMap::new();
     let Some(t) = profile.template_of(g) else {
-        return Ok(());
+        return Ok(saved);
     };
     let checks = t
-        .render_checks(&g.context(profile), &|p| format!("127.0.0.1:{p}"))
+        .render_checks_on(&g.context(profile), &|p| format!("127.0.0.1:{p}"), CheckOn::Guest)
         .map_err(|d| anyhow::anyhow!("{}", xlfs_book::BookErrors(d)))?;
-    for c in checks.into_iter().filter(|c| c.on == CheckOn::Guest) {
+    for c in checks {
         let what = format!("guest `{}` (on the guest): {}", g.name, c.name);
         let (rc, out) = con
             .run(&c.run, Duration::from_secs(c.timeout_s))
@@ -533,6 +541,9 @@ fn guest_side_checks(
         }
         println!("  ok  {what} ({:.1}s)", con.elapsed().as_secs_f64());
         marks.push((what, con.elapsed()));
+        if let Some(name) = &c.save {
+            saved.insert(name.clone(), out.trim().to_string());
+        }
     }
     let (_, sockets) = con
         .run(SOCKETS_COMMAND, Duration::from_secs(60))
@@ -541,7 +552,7 @@ fn guest_side_checks(
     std::fs::write(&file, format!("{}\n", sockets.trim_end()))
         .with_context(|| format!("cannot write {}", file.display()))?;
     println!("  guest `{}` listens on:\n{}", g.name, indent(&sockets));
-    Ok(())
+    Ok(saved)
 }
 
 fn indent(s: &str) -> String {
@@ -670,7 +681,7 @@ pub fn boot_check_guests(
                 &mut marks,
             )?;
         }
-        guest_side_checks(&mut con, &profile, &images, g, &mut marks)?;
+        let saved = guest_side_checks(&mut con, &profile, &images, g, &mut marks)?;
         // Leave the guest console (Ctrl-], alone in its read: xenconsole only sees it then)
         // and make sure dom0's shell answers again.
         leave_guest_console(&mut con, &profile.host.hostname)?;
@@ -692,7 +703,7 @@ pub fn boot_check_guests(
                 &mut marks,
             )?;
         }
-        template_checks(&con, &profile, g, &fwd, &mut marks)?;
+        template_checks(&con, &profile, g, &fwd, &saved, &mut marks)?;
         must(
             &mut con,
             "`xl shutdown` stops the guest",
