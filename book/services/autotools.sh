@@ -7,6 +7,8 @@
 set -e
 tools=/build/tools
 export PATH="$tools/bin:$PATH"
+# aclocal looks in its own prefix; the root's macros (pkgconf's pkg.m4) are in /usr/share/aclocal.
+export ACLOCAL_PATH=/usr/share/aclocal
 for d in "$SRC"/autoconf-[0-9]* "$SRC"/automake-[0-9]* "$SRC"/libtool-[0-9]*; do
     [ -d "$d" ] || { echo "autotools.sh: no source directory $d" >&2; exit 1; }
     ( cd "$d" && ./configure --prefix="$tools" --disable-static >/dev/null \

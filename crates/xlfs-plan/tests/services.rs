@@ -36,8 +36,8 @@ fn own_build_root(b: &Book, name: &str) -> BTreeSet<String> {
 const SERVICES: &[(&str, &[&str])] = &[
     // lapp
     ("apr", &[]),
-    ("apr-util", &["apr", "expat"]),
-    ("httpd", &["apr", "apr-util", "pcre2", "expat"]),
+    ("apr-util", &["apr", "expat", "libxcrypt-guest"]),
+    ("httpd", &["apr", "apr-util", "pcre2", "expat", "libxcrypt-guest"]),
     ("postgresql", &["zlib-quick"]),
     ("php", &["postgresql", "zlib-quick", "oniguruma", "pcre2"]),
     // mail
@@ -60,6 +60,7 @@ const TEMPLATES: &[(&str, &[&str], &[&str])] = &[
             "apr-util",
             "pcre2",
             "expat",
+            "libxcrypt-guest",
             "postgresql",
             "zlib-quick",
             "php",
