@@ -168,9 +168,13 @@ pub struct GuestReport {
 
 /// Every guest of every profile's images in this home.
 pub fn guest_reports(app: &App) -> Result<Vec<GuestReport>> {
-    let root = app.home.root.join("images");
+    guest_reports_in(&app.home.root.join("images"))
+}
+
+/// Every guest of the images under `root` (one directory per profile).
+fn guest_reports_in(root: &std::path::Path) -> Result<Vec<GuestReport>> {
     let mut out = Vec::new();
-    let Ok(dirs) = std::fs::read_dir(&root) else {
+    let Ok(dirs) = std::fs::read_dir(root) else {
         return Ok(out);
     };
     let mut dirs: Vec<PathBuf> = dirs
@@ -901,5 +905,54 @@ mod tests {
         std::env::remove_var(xlfs_boot::QEMU_ENV);
         let m = machine(&profile, &images, Accel::Tcg);
         assert_eq!(m.qemu, PathBuf::from("qemu-system-x86_64"));
+    }
+
+    /// `xlfs report`'s guests: image size, packages and the sockets the last check recorded.
+    #[test]
+    fn report_lists_each_guest_with_its_sockets() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("dns");
+        std::fs::create_dir_all(&dir).unwrap();
+        let images = serde_json::json!({
+            "dir": dir, "profile": "dns", "xen": "xen", "xen_version": "4.17",
+            "kernel": "vmlinuz", "kernel_version": "6.12", "initramfs": "dom0.cpio.gz",
+            "host_ext4": "dom0.ext4", "files": {},
+            "guests": [
+                { "name": "ns1", "disk": "guest-ns1.ext4", "xl_cfg": "ns1.cfg",
+                  "packages": ["bind", "busybox", "filesystem", "glibc-quick"],
+                  "audit": { "unresolved": [], "build_paths": [], "setuid": [], "python": [], "x11": [],
+                             "compilers": [], "bytes": 31457280, "elf_files": 40 } },
+                { "name": "ns2", "disk": "guest-ns2.ext4", "xl_cfg": "ns2.cfg" }
+            ]
+        });
+        std::fs::write(dir.join("images.json"), images.to_string()).unwrap();
+        std::fs::write(dir.join("guest-ns1.ext4"), vec![0u8; 4096]).unwrap();
+        std::fs::write(
+            dir.join("ns1.sockets"),
+            "Netid State  Local Address:Port\nudp   UNCONN 10.0.0.53:53\ntcp   LISTEN 127.0.0.1:953\n",
+        )
+        .unwrap();
+        let guests = guest_reports_in(root.path()).unwrap();
+        assert_eq!(guests.len(), 2);
+        assert_eq!(
+            (guests[0].image_bytes, guests[0].files_bytes),
+            (4096, Some(31457280))
+        );
+        let text = guest_report_table(&guests);
+        assert!(text.contains("ns1 (dns)"), "{text}");
+        assert!(text.contains("30.0 MiB"), "{text}");
+        assert!(
+            text.contains("packages bind busybox filesystem glibc-quick"),
+            "{text}"
+        );
+        assert!(text.contains("  tcp   LISTEN 127.0.0.1:953\n"), "{text}");
+        assert!(
+            text.contains(
+                "guest `ns2` (dns): packages \nlistening sockets: not checked yet (`xlfs boot dns --check`)"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&guests).unwrap();
+        assert_eq!(json[0]["sockets"].as_str().unwrap().lines().count(), 3);
     }
 }
