@@ -1133,6 +1133,8 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
     }
 
     let mut checks = Vec::new();
+    // `address` alone (not `guest.address` or `host.address`) is the forwarded port's.
+    let address_re = regex::Regex::new(r"(^|[^.\w])address\b").expect("a valid pattern");
     for (i, mut c) in top.tables(&mut sink, "check").into_iter().enumerate() {
         let name = c.required_string(&mut sink, "name", "\"the page is served\"");
         let port = c
@@ -1202,12 +1204,7 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
             .integer(&mut sink, "timeout")
             .map(|t| t.value.clamp(1, 3600) as u64)
             .unwrap_or(60);
-        // `address` alone (not `guest.address` or `host.address`) is the forwarded port's.
-        let uses_address = |r: &str| {
-            regex::Regex::new(r"(^|[^.\w])address\b")
-                .map(|re| re.is_match(r))
-                .unwrap_or(false)
-        };
+        let uses_address = |r: &str| address_re.is_match(r);
         if on == CheckOn::Build && port.is_none() && run.as_deref().is_some_and(uses_address) {
             sink.error(c.span(), c.field("port"), "the command uses `address` but the check names no port", Some("add `port = N`: `{{ address }}` is where the build machine reaches that port of the guest".into()));
         }
