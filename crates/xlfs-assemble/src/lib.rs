@@ -148,12 +148,19 @@ impl Artifacts<'_> {
     }
 
     /// A root filesystem made of `packages` and their runtime closure, without development files.
+    /// BusyBox's applet links give way to another package's own program of the same path
+    /// (Apache's `httpd`, BIND's `nslookup`, Postfix's `sendmail`): see [`yield_applets`].
     fn rootfs(&self, packages: &[String]) -> Result<RootFs> {
         let mut fs = RootFs::new();
+        let mut manifests = Vec::new();
         for name in self.closure(packages) {
             let mut m = self.manifest(&name)?;
             m.entries.retain(|e| !is_dev_file(&e.path));
-            fs.add_artifact(&name, &self.tree(&name)?, &m)
+            manifests.push((name, m));
+        }
+        yield_applets(&mut manifests);
+        for (name, m) in &manifests {
+            fs.add_artifact(name, &self.tree(name)?, m)
                 .with_context(|| format!("adding package `{name}`"))?;
         }
         Ok(fs)
@@ -186,6 +193,30 @@ impl Artifacts<'_> {
             [] => bail!("package `{package}` installs no boot/{prefix}* file"),
             many => bail!("package `{package}` installs several boot/{prefix}* files: {many:?}"),
         }
+    }
+}
+
+/// Whether an entry is a BusyBox applet link (a symbolic link to the `busybox` binary).
+fn is_applet_link(e: &xlfs_store::Entry) -> bool {
+    e.kind == xlfs_store::Kind::Symlink
+        && e.target
+            .as_deref()
+            .is_some_and(|t| t.rsplit('/').next() == Some("busybox"))
+}
+
+/// Drop every BusyBox applet link whose path another package of the same root filesystem
+/// installs as something else: the real program wins, as on a distribution where BusyBox only
+/// fills the gaps. Any other path two packages install stays a conflict.
+pub fn yield_applets(manifests: &mut [(String, Manifest)]) {
+    let real: std::collections::BTreeSet<String> = manifests
+        .iter()
+        .flat_map(|(_, m)| m.entries.iter())
+        .filter(|e| !is_applet_link(e) && e.kind != xlfs_store::Kind::Dir)
+        .map(|e| e.path.clone())
+        .collect();
+    for (_, m) in manifests.iter_mut() {
+        m.entries
+            .retain(|e| !(is_applet_link(e) && real.contains(&e.path)));
     }
 }
 
@@ -447,4 +478,52 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
         .with_context(|| format!("cannot move the images to {}", out.display()))?;
     drop(guard);
     Ok(images)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xlfs_store::{Entry, Kind};
+
+    fn entry(path: &str, kind: Kind, target: Option<&str>) -> Entry {
+        serde_json::from_value(serde_json::json!({
+            "path": path, "kind": kind, "mode": 0o755, "uid": 0, "gid": 0, "size": 0,
+            "target": target,
+        }))
+        .unwrap()
+    }
+
+    /// BusyBox's `httpd` and `nslookup` links give way to Apache's and BIND's programs; its other
+    /// applets stay, and a real conflict between two real files is left for the root filesystem
+    /// to report.
+    #[test]
+    fn busybox_applets_yield_to_real_programs() {
+        let busybox = Manifest {
+            entries: vec![
+                entry("usr/bin/busybox", Kind::File, None),
+                entry("usr/bin/nslookup", Kind::Symlink, Some("busybox")),
+                entry("usr/bin/sh", Kind::Symlink, Some("busybox")),
+                entry("usr/sbin/httpd", Kind::Symlink, Some("../bin/busybox")),
+            ],
+        };
+        let httpd = Manifest {
+            entries: vec![
+                entry("usr/sbin", Kind::Dir, None),
+                entry("usr/sbin/httpd", Kind::File, None),
+            ],
+        };
+        let bind = Manifest {
+            entries: vec![entry("usr/bin/nslookup", Kind::File, None)],
+        };
+        let mut all = vec![
+            ("bind".to_string(), bind),
+            ("busybox".to_string(), busybox),
+            ("httpd".to_string(), httpd),
+        ];
+        yield_applets(&mut all);
+        let paths: Vec<&str> = all[1].1.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["usr/bin/busybox", "usr/bin/sh"]);
+        assert_eq!(all[0].1.entries.len(), 1);
+        assert_eq!(all[2].1.entries.len(), 2);
+    }
 }
