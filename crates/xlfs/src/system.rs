@@ -652,12 +652,23 @@ pub fn boot_check_guests(
         let up_within = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(240));
-        con.expect(&marker, up_within).with_context(|| {
-            format!(
-                "check failed: guest `{}` starts and prints its hostname and kernel",
-                g.name
-            )
-        })?;
+        // `xl create` failing (a hotplug script's timeout, no memory) ends the wait at once.
+        let (which, _) = con
+            .expect_any(&[marker.as_str(), "libxl: error"], up_within)
+            .with_context(|| {
+                format!(
+                    "check failed: guest `{}` starts and prints its hostname and kernel",
+                    g.name
+                )
+            })?;
+        if which == 1 {
+            std::thread::sleep(Duration::from_secs(2));
+            bail!(
+                "check failed: `xl create` of guest `{}` failed; the console, last lines:\n{}",
+                g.name,
+                indent(&con.tail(30))
+            );
+        }
         println!(
             "  ok  guest `{}` is up, its services ready, {:.1}s after xl create: {marker} ({:.1}s)",
             g.name,
