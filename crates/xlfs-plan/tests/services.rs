@@ -57,6 +57,8 @@ const TEMPLATES: &[(&str, &[&str], &[&str])] = &[
         &[
             "httpd",
             "apr",
+            // libgcc_s.so.1, which pthread_exit loads (apr's threads).
+            "gcc-libs",
             "apr-util",
             "pcre2",
             "expat",
