@@ -159,6 +159,7 @@ impl Artifacts<'_> {
             manifests.push((name, m));
         }
         yield_applets(&mut manifests);
+        drop_empty_dirs_over_links(&mut manifests);
         for (name, m) in &manifests {
             fs.add_artifact(name, &self.tree(name)?, m)
                 .with_context(|| format!("adding package `{name}`"))?;
@@ -217,6 +218,44 @@ pub fn yield_applets(manifests: &mut [(String, Manifest)]) {
     for (_, m) in manifests.iter_mut() {
         m.entries
             .retain(|e| !(is_applet_link(e) && real.contains(&e.path)));
+    }
+}
+
+/// Drop a package's directories that hold nothing but directories where another package of the
+/// same root filesystem has a symbolic link (`var/run` -> `/run` of the base system, under which
+/// Apache and PHP create empty run directories at install time): the link stays, as dpkg keeps
+/// a directory symlink of the system. A directory with files under it stays a conflict.
+pub fn drop_empty_dirs_over_links(manifests: &mut [(String, Manifest)]) {
+    let links: Vec<(usize, String)> = manifests
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, m))| {
+            m.entries
+                .iter()
+                .filter(|e| e.kind == xlfs_store::Kind::Symlink)
+                .map(move |e| (i, e.path.clone()))
+        })
+        .collect();
+    for (i, (_, m)) in manifests.iter_mut().enumerate() {
+        for (owner, link) in &links {
+            if *owner == i {
+                continue;
+            }
+            let under = format!("{link}/");
+            let is_dir_here = m
+                .entries
+                .iter()
+                .any(|e| e.path == *link && e.kind == xlfs_store::Kind::Dir);
+            let only_dirs_below = m
+                .entries
+                .iter()
+                .filter(|e| e.path.starts_with(&under))
+                .all(|e| e.kind == xlfs_store::Kind::Dir);
+            if is_dir_here && only_dirs_below {
+                m.entries
+                    .retain(|e| e.path != *link && !e.path.starts_with(&under));
+            }
+        }
     }
 }
 
@@ -524,6 +563,43 @@ mod tests {
         let paths: Vec<&str> = all[1].1.entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["usr/bin/busybox", "usr/bin/sh"]);
         assert_eq!(all[0].1.entries.len(), 1);
+        assert_eq!(all[2].1.entries.len(), 2);
+    }
+
+    /// Apache's empty `var/run/apache2` goes; a directory with a file under the link stays (and
+    /// the root filesystem reports the conflict).
+    #[test]
+    fn empty_directories_give_way_to_the_base_systems_links() {
+        let filesystem = Manifest {
+            entries: vec![
+                entry("run", Kind::Dir, None),
+                entry("var", Kind::Dir, None),
+                entry("var/run", Kind::Symlink, Some("../run")),
+            ],
+        };
+        let httpd = Manifest {
+            entries: vec![
+                entry("var", Kind::Dir, None),
+                entry("var/log", Kind::Dir, None),
+                entry("var/run", Kind::Dir, None),
+                entry("var/run/apache2", Kind::Dir, None),
+            ],
+        };
+        let other = Manifest {
+            entries: vec![
+                entry("var/run", Kind::Dir, None),
+                entry("var/run/other.pid", Kind::File, None),
+            ],
+        };
+        let mut all = vec![
+            ("filesystem".to_string(), filesystem),
+            ("httpd".to_string(), httpd),
+            ("other".to_string(), other),
+        ];
+        drop_empty_dirs_over_links(&mut all);
+        let paths: Vec<&str> = all[1].1.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["var", "var/log"]);
+        assert_eq!(all[0].1.entries.len(), 3);
         assert_eq!(all[2].1.entries.len(), 2);
     }
 }
