@@ -81,6 +81,14 @@ pub struct GuestImages {
     /// With `lvm = "VG"`: the script that writes `disk` to the logical volume on the host.
     #[serde(default)]
     pub lvm_script: Option<PathBuf>,
+    /// The packages of its root filesystem: the template's (or guest's) and their runtime
+    /// closure, in install order.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// The audit of its root filesystem, as dom0's (libraries resolve inside, no build paths,
+    /// compilers, Python, setuid files, size).
+    #[serde(default)]
+    pub audit: Option<xlfs_image::audit::Audit>,
 }
 
 impl Images {
@@ -181,15 +189,30 @@ impl Artifacts<'_> {
     }
 
     /// A root filesystem made of `packages` and their runtime closure, without development files.
+    /// BusyBox's applet links give way to another package's own program of the same path
+    /// (Apache's `httpd`, BIND's `nslookup`, Postfix's `sendmail`): see [`yield_applets`].
     fn rootfs(&self, packages: &[String]) -> Result<RootFs> {
         let mut fs = RootFs::new();
-        for name in xlfs_plan::runtime_closure(self.book, packages) {
+        let mut manifests = Vec::new();
+        for name in self.closure(packages) {
             let mut m = self.manifest(&name)?;
             m.entries.retain(|e| !is_dev_file(&e.path));
-            fs.add_artifact(&name, &self.tree(&name)?, &m)
+            manifests.push((name, m));
+        }
+        yield_applets(&mut manifests);
+        drop_empty_dirs_over_links(&mut manifests);
+        for (name, m) in &manifests {
+            fs.add_artifact(name, &self.tree(name)?, m)
                 .with_context(|| format!("adding package `{name}`"))?;
         }
         Ok(fs)
+    }
+
+    /// `packages` and their runtime closure, by name.
+    fn closure(&self, packages: &[String]) -> Vec<String> {
+        xlfs_plan::runtime_closure(self.book, packages)
+            .into_iter()
+            .collect()
     }
 
     /// The one file under `boot/` of a package whose name starts with `prefix`.
@@ -211,6 +234,68 @@ impl Artifacts<'_> {
             )),
             [] => bail!("package `{package}` installs no boot/{prefix}* file"),
             many => bail!("package `{package}` installs several boot/{prefix}* files: {many:?}"),
+        }
+    }
+}
+
+/// Whether an entry is a BusyBox applet link (a symbolic link to the `busybox` binary).
+fn is_applet_link(e: &xlfs_store::Entry) -> bool {
+    e.kind == xlfs_store::Kind::Symlink
+        && e.target
+            .as_deref()
+            .is_some_and(|t| t.rsplit('/').next() == Some("busybox"))
+}
+
+/// Drop every BusyBox applet link whose path another package of the same root filesystem
+/// installs as something else: the real program wins, as on a distribution where BusyBox only
+/// fills the gaps. Any other path two packages install stays a conflict.
+pub fn yield_applets(manifests: &mut [(String, Manifest)]) {
+    let real: std::collections::BTreeSet<String> = manifests
+        .iter()
+        .flat_map(|(_, m)| m.entries.iter())
+        .filter(|e| !is_applet_link(e) && e.kind != xlfs_store::Kind::Dir)
+        .map(|e| e.path.clone())
+        .collect();
+    for (_, m) in manifests.iter_mut() {
+        m.entries
+            .retain(|e| !(is_applet_link(e) && real.contains(&e.path)));
+    }
+}
+
+/// Drop a package's directories that hold nothing but directories where another package of the
+/// same root filesystem has a symbolic link (`var/run` -> `/run` of the base system, under which
+/// Apache and PHP create empty run directories at install time): the link stays, as dpkg keeps
+/// a directory symlink of the system. A directory with files under it stays a conflict.
+pub fn drop_empty_dirs_over_links(manifests: &mut [(String, Manifest)]) {
+    let links: Vec<(usize, String)> = manifests
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, m))| {
+            m.entries
+                .iter()
+                .filter(|e| e.kind == xlfs_store::Kind::Symlink)
+                .map(move |e| (i, e.path.clone()))
+        })
+        .collect();
+    for (i, (_, m)) in manifests.iter_mut().enumerate() {
+        for (owner, link) in &links {
+            if *owner == i {
+                continue;
+            }
+            let under = format!("{link}/");
+            let is_dir_here = m
+                .entries
+                .iter()
+                .any(|e| e.path == *link && e.kind == xlfs_store::Kind::Dir);
+            let only_dirs_below = m
+                .entries
+                .iter()
+                .filter(|e| e.path.starts_with(&under))
+                .all(|e| e.kind == xlfs_store::Kind::Dir);
+            if is_dir_here && only_dirs_below {
+                m.entries
+                    .retain(|e| e.path != *link && !e.path.starts_with(&under));
+            }
         }
     }
 }
@@ -330,6 +415,7 @@ pub(crate) fn build_guests(
             add_overlay(&mut fs, &book.root.join(profile.dir()).join(o))?;
         }
         add_console_nodes(&mut fs)?;
+        let audit = xlfs_image::audit::audit(&fs, &["/build/src/", "/sysroot/", "/destdir/"]);
         // Secrets are made on the guest's first boot: none may come from a package or overlay.
         for secret in template.map(|t| t.secret_paths()).unwrap_or_default() {
             if fs.get(&secret).is_some() {
@@ -370,6 +456,8 @@ pub(crate) fn build_guests(
             disk: out.join(format!("guest-{}.ext4", g.name)),
             xl_cfg: out.join(format!("{}.cfg", g.name)),
             lvm_script,
+            packages: a.closure(&g.packages),
+            audit: Some(audit),
         });
     }
     Ok(Guests {
@@ -537,4 +625,89 @@ fn finish(images: Images, tmp: &Path, out: &Path, guard: xlfs_util::TempDirGuard
         .with_context(|| format!("cannot move the images to {}", out.display()))?;
     drop(guard);
     Ok(images)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xlfs_store::{Entry, Kind};
+
+    fn entry(path: &str, kind: Kind, target: Option<&str>) -> Entry {
+        serde_json::from_value(serde_json::json!({
+            "path": path, "kind": kind, "mode": 0o755, "uid": 0, "gid": 0, "size": 0,
+            "target": target,
+        }))
+        .unwrap()
+    }
+
+    /// BusyBox's `httpd` and `nslookup` links give way to Apache's and BIND's programs; its other
+    /// applets stay, and a real conflict between two real files is left for the root filesystem
+    /// to report.
+    #[test]
+    fn busybox_applets_yield_to_real_programs() {
+        let busybox = Manifest {
+            entries: vec![
+                entry("usr/bin/busybox", Kind::File, None),
+                entry("usr/bin/nslookup", Kind::Symlink, Some("busybox")),
+                entry("usr/bin/sh", Kind::Symlink, Some("busybox")),
+                entry("usr/sbin/httpd", Kind::Symlink, Some("../bin/busybox")),
+            ],
+        };
+        let httpd = Manifest {
+            entries: vec![
+                entry("usr/sbin", Kind::Dir, None),
+                entry("usr/sbin/httpd", Kind::File, None),
+            ],
+        };
+        let bind = Manifest {
+            entries: vec![entry("usr/bin/nslookup", Kind::File, None)],
+        };
+        let mut all = vec![
+            ("bind".to_string(), bind),
+            ("busybox".to_string(), busybox),
+            ("httpd".to_string(), httpd),
+        ];
+        yield_applets(&mut all);
+        let paths: Vec<&str> = all[1].1.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["usr/bin/busybox", "usr/bin/sh"]);
+        assert_eq!(all[0].1.entries.len(), 1);
+        assert_eq!(all[2].1.entries.len(), 2);
+    }
+
+    /// Apache's empty `var/run/apache2` goes; a directory with a file under the link stays (and
+    /// the root filesystem reports the conflict).
+    #[test]
+    fn empty_directories_give_way_to_the_base_systems_links() {
+        let filesystem = Manifest {
+            entries: vec![
+                entry("run", Kind::Dir, None),
+                entry("var", Kind::Dir, None),
+                entry("var/run", Kind::Symlink, Some("../run")),
+            ],
+        };
+        let httpd = Manifest {
+            entries: vec![
+                entry("var", Kind::Dir, None),
+                entry("var/log", Kind::Dir, None),
+                entry("var/run", Kind::Dir, None),
+                entry("var/run/apache2", Kind::Dir, None),
+            ],
+        };
+        let other = Manifest {
+            entries: vec![
+                entry("var/run", Kind::Dir, None),
+                entry("var/run/other.pid", Kind::File, None),
+            ],
+        };
+        let mut all = vec![
+            ("filesystem".to_string(), filesystem),
+            ("httpd".to_string(), httpd),
+            ("other".to_string(), other),
+        ];
+        drop_empty_dirs_over_links(&mut all);
+        let paths: Vec<&str> = all[1].1.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["var", "var/log"]);
+        assert_eq!(all[0].1.entries.len(), 3);
+        assert_eq!(all[2].1.entries.len(), 2);
+    }
 }

@@ -48,6 +48,13 @@
 //! port = 8080
 //! run = "curl -fsS http://{{ address }}/"
 //! expect = "{{ settings.title }}"
+//!
+//! [[check]]                    # on the guest's console, as root: what works only inside
+//! name = "the server answers locally"
+//! on = "guest"
+//! run = "wget -qO- http://127.0.0.1:8080/"
+//! expect = "{{ settings.title }}"
+//! save = "page"                # its output is `{{ saved.page }}` in the build machine's checks
 //! ```
 //!
 //! Pure: parsing, validation and rendering only; the caller reads the files.
@@ -351,10 +358,24 @@ pub struct FirstBootStep {
     pub secrets: Vec<String>,
 }
 
-/// A check run on the build machine against a running guest.
+/// Where a check's command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckOn {
+    /// On the build machine, a real client reaching the guest through forwarded ports.
+    Build,
+    /// On the guest itself, as root on its console (what only works from inside).
+    Guest,
+}
+
+/// A check run against a running guest, from the build machine (default) or on the guest.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckDef {
     pub name: String,
+    pub on: CheckOn,
+    /// A check on the guest may keep its output (trimmed) for the build machine's checks, which
+    /// see it as `{{ saved.NAME }}` (e.g. a public key the guest made on its first boot).
+    pub save: Option<String>,
     /// The guest's TCP port the command reaches; `{{ address }}` is where the build machine
     /// reaches it (`HOST:PORT`).
     pub port: Option<u16>,
@@ -413,6 +434,8 @@ pub struct RenderedService {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedCheck {
     pub name: String,
+    pub on: CheckOn,
+    pub save: Option<String>,
     pub port: Option<u16>,
     pub run: String,
     pub expect: String,
@@ -615,15 +638,44 @@ impl GuestTemplate {
     }
 
     /// Render the checks for one guest; `address(port)` is where the build machine reaches the
-    /// guest's TCP `port` (`HOST:PORT`).
+    /// guest's TCP `port` (`HOST:PORT`). The build machine's checks see `saved` (the outputs the
+    /// guest's checks kept): give it in `ctx`, or render only the guest's checks with
+    /// [`GuestTemplate::render_checks_on`].
     pub fn render_checks(
         &self,
         ctx: &serde_json::Value,
         address: &dyn Fn(u16) -> String,
     ) -> Result<Vec<RenderedCheck>, Vec<Diagnostic>> {
+        self.render_checks_where(ctx, address, None)
+    }
+
+    /// Render only the checks that run `on` the guest or the build machine.
+    pub fn render_checks_on(
+        &self,
+        ctx: &serde_json::Value,
+        address: &dyn Fn(u16) -> String,
+        on: CheckOn,
+    ) -> Result<Vec<RenderedCheck>, Vec<Diagnostic>> {
+        self.render_checks_where(ctx, address, Some(on))
+    }
+
+    /// The names the guest's checks save their output under.
+    pub fn saved_names(&self) -> Vec<String> {
+        self.checks.iter().filter_map(|c| c.save.clone()).collect()
+    }
+
+    fn render_checks_where(
+        &self,
+        ctx: &serde_json::Value,
+        address: &dyn Fn(u16) -> String,
+        on: Option<CheckOn>,
+    ) -> Result<Vec<RenderedCheck>, Vec<Diagnostic>> {
         let mut errs = Vec::new();
         let mut out = Vec::new();
         for (i, c) in self.checks.iter().enumerate() {
+            if on.is_some_and(|o| o != c.on) {
+                continue;
+            }
             let mut ctx = ctx.clone();
             if let (Some(p), Some(o)) = (c.port, ctx.as_object_mut()) {
                 o.insert("address".into(), serde_json::Value::String(address(p)));
@@ -634,6 +686,8 @@ impl GuestTemplate {
             match (run, expect) {
                 (Ok(run), Ok(expect)) => out.push(RenderedCheck {
                     name: c.name.clone(),
+                    on: c.on,
+                    save: c.save.clone(),
                     port: c.port,
                     run: run.trim().to_string(),
                     expect,
@@ -656,7 +710,13 @@ impl GuestTemplate {
             .iter()
             .map(|s| (s.name.clone(), s.sample()))
             .collect();
+        let saved: BTreeMap<String, String> = self
+            .saved_names()
+            .into_iter()
+            .map(|n| (n, "saved output".to_string()))
+            .collect();
         serde_json::json!({
+            "saved": saved,
             "settings": settings,
             "guest": {
                 "name": "example", "hostname": "example", "address": "10.0.0.2", "prefix": 24,
@@ -1073,6 +1133,8 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
     }
 
     let mut checks = Vec::new();
+    // `address` alone (not `guest.address` or `host.address`) is the forwarded port's.
+    let address_re = regex::Regex::new(r"(^|[^.\w])address\b").expect("a valid pattern");
     for (i, mut c) in top.tables(&mut sink, "check").into_iter().enumerate() {
         let name = c.required_string(&mut sink, "name", "\"the page is served\"");
         let port = c
@@ -1089,19 +1151,72 @@ pub fn parse_guest_template(path: &Path, name: &str, text: &str) -> (Option<Gues
                     None
                 }
             });
+        let on = match c.string(&mut sink, "on") {
+            None => CheckOn::Build,
+            Some(o) => match o.value.as_str() {
+                "build" => CheckOn::Build,
+                "guest" => {
+                    if let Some(p) = port {
+                        sink.error(
+                            o.span.clone(),
+                            c.field("on"),
+                            format!("a check on the guest reaches no forwarded port, but this one names port {p}"),
+                            Some("drop `port` (the command runs on the guest's console), or run it on the build machine: on = \"build\"".into()),
+                        );
+                    }
+                    CheckOn::Guest
+                }
+                other => {
+                    sink.error(
+                        o.span.clone(),
+                        c.field("on"),
+                        format!("`{other}` is not where a check can run"),
+                        Some("use \"build\" (the build machine, the default) or \"guest\" (the guest's console, as root)".into()),
+                    );
+                    CheckOn::Build
+                }
+            },
+        };
+        let save = c.string(&mut sink, "save").and_then(|v| {
+            if on != CheckOn::Guest {
+                sink.error(
+                    v.span.clone(),
+                    c.field("save"),
+                    "only a check on the guest saves its output (for the build machine's checks)",
+                    Some("add on = \"guest\", or drop `save`".into()),
+                );
+                None
+            } else if !valid_setting_name(&v.value) {
+                sink.error(
+                    v.span.clone(),
+                    c.field("save"),
+                    format!("`{}` is not a valid name", v.value),
+                    Some("use letters, digits and '_', starting with a letter (it is `saved.NAME` in the build machine's checks)".into()),
+                );
+                None
+            } else {
+                Some(v.value)
+            }
+        });
         let run = templated(&mut sink, &mut c, "run", format!("check[{i}].run"), true);
         let expect = templated(&mut sink, &mut c, "expect", format!("check[{i}].expect"), true);
         let timeout_s = c
             .integer(&mut sink, "timeout")
             .map(|t| t.value.clamp(1, 3600) as u64)
             .unwrap_or(60);
-        if port.is_none() && run.as_deref().is_some_and(|r| r.contains("address")) {
+        let uses_address = |r: &str| address_re.is_match(r);
+        if on == CheckOn::Build && port.is_none() && run.as_deref().is_some_and(uses_address) {
             sink.error(c.span(), c.field("port"), "the command uses `address` but the check names no port", Some("add `port = N`: `{{ address }}` is where the build machine reaches that port of the guest".into()));
         }
-        c.finish(&mut sink, &["name", "port", "run", "expect", "timeout"]);
+        c.finish(
+            &mut sink,
+            &["name", "on", "save", "port", "run", "expect", "timeout"],
+        );
         if let (Some(n), Some(run), Some(expect)) = (name, run, expect) {
             checks.push(CheckDef {
                 name: n.value,
+                on,
+                save,
                 port,
                 run,
                 expect,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use xlfs_book::guest::{parse_guest_template, Ready, SettingValue};
+use xlfs_book::guest::{parse_guest_template, CheckOn, Ready, SettingValue};
 
 const STATIC_WEB: &str = include_str!("../../../book/guests/static-web.toml");
 
@@ -217,4 +217,86 @@ fn profile_settings_errors_point_at_the_profile_line() {
         .map(|d| d.to_string())
         .collect();
     assert!(all.join("\n").contains("did you mean `static-web`?"), "{all:?}");
+}
+
+#[test]
+fn checks_on_the_guest_and_saved_outputs_are_validated() {
+    let text = r#"[template]
+packages = ["busybox"]
+
+[[check]]
+name = "on the guest, with a port"
+on = "guest"
+port = 80
+run = "true"
+expect = ""
+
+[[check]]
+name = "nowhere"
+on = "elsewhere"
+run = "true"
+expect = ""
+
+[[check]]
+name = "a build-machine check cannot save"
+port = 80
+run = "curl {{ address }}"
+expect = ""
+save = "page"
+
+[[check]]
+name = "a bad name"
+on = "guest"
+run = "cat /etc/key.pub"
+expect = ""
+save = "1key"
+"#;
+    let e = errors(text);
+    for want in [
+        "guests/t.toml:6:6: check[0].on: a check on the guest reaches no forwarded port, but this one names port 80",
+        "guests/t.toml:13:6: check[1].on: `elsewhere` is not where a check can run",
+        "guests/t.toml:22:8: check[2].save: only a check on the guest saves its output",
+        "guests/t.toml:29:8: check[3].save: `1key` is not a valid name",
+    ] {
+        assert!(e.contains(want), "missing `{want}` in:\n{e}");
+    }
+    let e = errors(
+        "[template]\npackages = [\"busybox\"]\n\n[[check]]\nname = \"x\"\nport = 80\nrun = \"curl {{ address }}/{{ saved.nothing }}\"\nexpect = \"\"\n",
+    );
+    assert!(
+        e.contains("guests/t.toml:7:") && e.contains("check[0].run: undefined value"),
+        "{e}"
+    );
+    // A template that saves on the guest and reads it on the build machine renders both.
+    let good = r#"[template]
+packages = ["busybox"]
+
+[[check]]
+name = "the key"
+on = "guest"
+run = "cat /etc/key.pub"
+expect = "ssh-"
+save = "key"
+
+[[check]]
+name = "the key is served"
+port = 80
+run = "curl -s {{ address }}/key.pub"
+expect = "{{ saved.key }}"
+"#;
+    let (t, d) = parse_guest_template(Path::new("guests/t.toml"), "t", good);
+    assert!(d.is_empty(), "{d:?}");
+    let t = t.unwrap();
+    assert_eq!(t.saved_names(), ["key"]);
+    let mut ctx = t.sample_context();
+    ctx["saved"]["key"] = serde_json::json!("ssh-ed25519 AAAA");
+    let build = t
+        .render_checks_on(&ctx, &|p| format!("127.0.0.1:1{p}"), CheckOn::Build)
+        .unwrap();
+    assert_eq!(build.len(), 1);
+    assert_eq!(build[0].expect, "ssh-ed25519 AAAA");
+    let guest = t
+        .render_checks_on(&ctx, &|p| format!("127.0.0.1:1{p}"), CheckOn::Guest)
+        .unwrap();
+    assert_eq!((guest[0].save.as_deref(), guest[0].port), (Some("key"), None));
 }

@@ -36,13 +36,13 @@ fn own_build_root(b: &Book, name: &str) -> BTreeSet<String> {
 const SERVICES: &[(&str, &[&str])] = &[
     // lapp
     ("apr", &[]),
-    ("apr-util", &["apr", "expat"]),
-    ("httpd", &["apr", "apr-util", "pcre2", "expat"]),
+    ("apr-util", &["apr", "expat", "libxcrypt-guest"]),
+    ("httpd", &["apr", "apr-util", "pcre2", "expat", "libxcrypt-guest"]),
     ("postgresql", &["zlib-quick"]),
     ("php", &["postgresql", "zlib-quick", "oniguruma", "pcre2"]),
     // mail
     ("postfix", &["openssl-guest", "lmdb", "pcre2"]),
-    ("dovecot", &["openssl-guest", "zlib-quick"]),
+    ("dovecot", &["openssl-guest", "zlib-quick", "libxcrypt-guest"]),
     ("opendkim", &["openssl-guest", "libmilter"]),
     // dns
     ("bind", &["libuv", "openssl-guest", "liburcu", "libcap-guest"]),
@@ -57,9 +57,12 @@ const TEMPLATES: &[(&str, &[&str], &[&str])] = &[
         &[
             "httpd",
             "apr",
+            // libgcc_s.so.1, which pthread_exit loads (apr's threads).
+            "gcc-libs",
             "apr-util",
             "pcre2",
             "expat",
+            "libxcrypt-guest",
             "postgresql",
             "zlib-quick",
             "php",
@@ -77,6 +80,7 @@ const TEMPLATES: &[(&str, &[&str], &[&str])] = &[
             "pcre2",
             "dovecot",
             "zlib-quick",
+            "libxcrypt-guest",
             "opendkim",
         ],
     ),
@@ -208,5 +212,26 @@ fn the_services_plan_from_an_empty_home_libraries_first() {
             assert!(at(lib) < at(name), "{lib} before {name}: {order:?}");
         }
         assert_eq!(p.get(name).unwrap().status, Status::Build { why: Reason::New });
+    }
+}
+
+/// The book's guest templates install the services this file expects of them (besides the base
+/// system every guest has: the filesystem layout and BusyBox).
+#[test]
+fn the_guest_templates_install_their_services() {
+    let b = book();
+    for (template, pkgs, _) in TEMPLATES {
+        let t = b
+            .guests
+            .get(*template)
+            .unwrap_or_else(|| panic!("book/guests/{template}.toml is missing"));
+        // Besides its services, mail installs the openssl command (first boot makes its keys).
+        let got: BTreeSet<String> = t
+            .packages
+            .iter()
+            .filter(|p| *p != "filesystem" && *p != "busybox" && *p != "openssl-guest")
+            .cloned()
+            .collect();
+        assert_eq!(got, set(pkgs), "book/guests/{template}.toml: packages");
     }
 }

@@ -659,10 +659,16 @@ fn report(app: &App, json: bool, html: Option<&std::path::Path>) -> Result<i32> 
             cpu.len()
         );
     }
+    let guests = crate::system::guest_reports(app)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&rep)?);
+        let mut v = serde_json::to_value(&rep)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("guests".into(), serde_json::to_value(&guests)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", rep.table());
+        print!("{}", crate::system::guest_report_table(&guests));
     }
     Ok(0)
 }

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use xlfs_assemble::{Artifacts, Images};
+use xlfs_book::guest::CheckOn;
 use xlfs_book::profile::{AccelChoice, Profile};
 use xlfs_boot::{Accel, AccelPref, Check, Console, Drive, Machine};
 
@@ -175,6 +176,107 @@ pub fn print_images(images: &Images) {
             println!("  {p}");
         }
     }
+    for g in &images.guests {
+        if let Some(a) = &g.audit {
+            println!(
+                "guest `{}`: {} packages; audit: {}",
+                g.name,
+                g.packages.len(),
+                a.summary()
+            );
+            for p in a.unresolved.iter().chain(&a.build_paths).take(20) {
+                println!("  {p}");
+            }
+        }
+    }
+}
+
+/// One guest of a profile's images, for `xlfs report`: its disk, what is in it, and what it
+/// listened on at its last `boot --check`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GuestReport {
+    pub profile: String,
+    pub guest: String,
+    /// The size of its disk image file.
+    pub image_bytes: u64,
+    /// The bytes of its files (the audit's count).
+    pub files_bytes: Option<u64>,
+    pub packages: Vec<String>,
+    /// `ss -ltnu` (or `netstat -ltnu`) inside the guest at its last check; none before one.
+    pub sockets: Option<String>,
+}
+
+/// Every guest of every profile's images in this home.
+pub fn guest_reports(app: &App) -> Result<Vec<GuestReport>> {
+    guest_reports_in(&app.home.root.join("images"))
+}
+
+/// Every guest of the images under `root` (one directory per profile).
+fn guest_reports_in(root: &std::path::Path) -> Result<Vec<GuestReport>> {
+    let mut out = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(root) else {
+        return Ok(out);
+    };
+    let mut dirs: Vec<PathBuf> = dirs
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("images.json").is_file())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let images = Images::load(&dir)?;
+        for g in &images.guests {
+            out.push(GuestReport {
+                profile: images.profile.clone(),
+                guest: g.name.clone(),
+                image_bytes: std::fs::metadata(&g.disk).map(|m| m.len()).unwrap_or(0),
+                files_bytes: g.audit.as_ref().map(|a| a.bytes),
+                packages: g.packages.clone(),
+                sockets: std::fs::read_to_string(sockets_file(&images, &g.name)).ok(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The guests' part of `xlfs report`, as text.
+pub fn guest_report_table(guests: &[GuestReport]) -> String {
+    let mut s = String::new();
+    if guests.is_empty() {
+        return s;
+    }
+    s.push_str("\nguest (profile)                image      files   packages\n");
+    for g in guests {
+        s.push_str(&format!(
+            "{:<30} {:>9} {:>10} {:>10}\n",
+            format!("{} ({})", g.guest, g.profile),
+            xlfs_build::run::human_bytes(g.image_bytes),
+            g.files_bytes
+                .map(xlfs_build::run::human_bytes)
+                .unwrap_or_else(|| "-".into()),
+            g.packages.len()
+        ));
+    }
+    for g in guests {
+        s.push_str(&format!(
+            "\nguest `{}` ({}): packages {}\n",
+            g.guest,
+            g.profile,
+            g.packages.join(" ")
+        ));
+        match &g.sockets {
+            Some(text) => {
+                s.push_str("listening sockets at its last check:\n");
+                for l in text.lines() {
+                    s.push_str(&format!("  {l}\n"));
+                }
+            }
+            None => s.push_str(&format!(
+                "listening sockets: not checked yet (`xlfs boot {} --check`)\n",
+                g.profile
+            )),
+        }
+    }
+    s
 }
 
 /// A port of the build machine forwarded by QEMU's user-mode network to a guest's TCP port.
@@ -194,7 +296,12 @@ pub fn forwards(profile: &Profile, guests: &[&xlfs_book::profile::Guest]) -> Res
         let (Some(t), Some(n)) = (profile.template_of(g), &g.network) else {
             continue;
         };
-        let mut ports: Vec<u16> = t.checks.iter().filter_map(|c| c.port).collect();
+        let mut ports: Vec<u16> = t
+            .checks
+            .iter()
+            .filter(|c| c.on == CheckOn::Build)
+            .filter_map(|c| c.port)
+            .collect();
         ports.sort();
         ports.dedup();
         for port in ports {
@@ -372,12 +479,14 @@ pub struct BootReport {
     pub log: PathBuf,
 }
 
-/// Run a guest's template checks from the build machine, through the forwarded ports.
+/// Run a guest's template checks from the build machine, through the forwarded ports; `saved`:
+/// the outputs the guest's own checks kept (`{{ saved.NAME }}`).
 fn template_checks(
     con: &Console,
     profile: &Profile,
     g: &xlfs_book::profile::Guest,
     fwd: &[Forward],
+    saved: &std::collections::BTreeMap<String, String>,
     marks: &mut Vec<(String, Duration)>,
 ) -> Result<()> {
     let Some(t) = profile.template_of(g) else {
@@ -397,8 +506,12 @@ fn template_checks(
                 )
             })
     };
+    let mut ctx = g.context(profile);
+    if let Some(o) = ctx.as_object_mut() {
+        o.insert("saved".into(), serde_json::to_value(saved)?);
+    }
     let checks = t
-        .render_checks(&g.context(profile), &address)
+        .render_checks_on(&ctx, &address, CheckOn::Build)
         .map_err(|d| anyhow::anyhow!("{}", xlfs_book::BookErrors(d)))?;
     for c in checks {
         let check = Check {
@@ -427,6 +540,63 @@ fn template_checks(
         marks.push((format!("guest {}: {}", g.name, c.name), con.elapsed()));
     }
     Ok(())
+}
+
+/// The command that lists a guest's listening sockets: `ss -ltnu` where the guest has iproute2,
+/// else BusyBox's `netstat -ltnu` (the same sockets; its header says which answered). Short: a
+/// long line typed into a guest's console under a loaded TCG loses characters.
+pub const SOCKETS_COMMAND: &str = "ss -ltnu 2>/dev/null || netstat -ltnu";
+
+/// The file of a profile's images where `boot --check` keeps a guest's listening sockets.
+pub fn sockets_file(images: &Images, guest: &str) -> PathBuf {
+    images.dir.join(format!("{guest}.sockets"))
+}
+
+/// On the guest's console (as root): the template's checks that run on the guest, then its
+/// listening sockets, kept next to the images for `xlfs report`. Returns the outputs the checks
+/// save for the build machine's checks.
+fn guest_side_checks(
+    con: &mut Console,
+    profile: &Profile,
+    images: &Images,
+    g: &xlfs_book::profile::Guest,
+    marks: &mut Vec<(String, Duration)>,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut saved = std::collections::BTreeMap::new();
+    let Some(t) = profile.template_of(g) else {
+        return Ok(saved);
+    };
+    let checks = t
+        .render_checks_on(&g.context(profile), &|p| format!("127.0.0.1:{p}"), CheckOn::Guest)
+        .map_err(|d| anyhow::anyhow!("{}", xlfs_book::BookErrors(d)))?;
+    for c in checks {
+        let what = format!("guest `{}` (on the guest): {}", g.name, c.name);
+        let (rc, out) = con
+            .run(&c.run, Duration::from_secs(c.timeout_s))
+            .with_context(|| format!("check failed: {what}"))?;
+        if rc != 0 || !out.contains(&c.expect) {
+            bail!(
+                "check failed: {what}\n  command (on the guest): {}\n  expected exit 0 and `{}`, got exit {rc}:\n{}\n  the console, last lines:\n{}",
+                c.run,
+                c.expect,
+                indent(&out),
+                indent(&con.tail(40))
+            );
+        }
+        println!("  ok  {what} ({:.1}s)", con.elapsed().as_secs_f64());
+        marks.push((what, con.elapsed()));
+        if let Some(name) = &c.save {
+            saved.insert(name.clone(), out.trim().to_string());
+        }
+    }
+    let (_, sockets) = con
+        .run(SOCKETS_COMMAND, Duration::from_secs(60))
+        .with_context(|| format!("listing the listening sockets of guest `{}`", g.name))?;
+    let file = sockets_file(images, &g.name);
+    std::fs::write(&file, format!("{}\n", sockets.trim_end()))
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    println!("  guest `{}` listens on:\n{}", g.name, indent(&sockets));
+    Ok(saved)
 }
 
 fn indent(s: &str) -> String {
@@ -518,20 +688,38 @@ pub fn boot_check_guests(
     )?;
     for g in guests {
         let cfg = format!("/etc/xen/{}.cfg", g.name);
+        let created = Instant::now();
         con.sendline(&format!("xl create -c {cfg}"))?;
         let marker = format!(
             "XLFS-GUEST-UP hostname={} kernel={}",
             g.hostname, images.kernel_version
         );
-        con.expect(&marker, Duration::from_secs(240)).with_context(|| {
-            format!(
-                "check failed: guest `{}` starts and prints its hostname and kernel",
-                g.name
-            )
-        })?;
+        // A template guest's first boot and services (a database cluster made under TCG) may
+        // take longer than a plain guest's boot: it may use what is left of the boot's budget.
+        let up_within = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(240));
+        // `xl create` failing (a hotplug script's timeout, no memory) ends the wait at once.
+        let (which, _) = con
+            .expect_any(&[marker.as_str(), "libxl: error"], up_within)
+            .with_context(|| {
+                format!(
+                    "check failed: guest `{}` starts and prints its hostname and kernel",
+                    g.name
+                )
+            })?;
+        if which == 1 {
+            std::thread::sleep(Duration::from_secs(2));
+            bail!(
+                "check failed: `xl create` of guest `{}` failed; the console, last lines:\n{}",
+                g.name,
+                indent(&con.tail(30))
+            );
+        }
         println!(
-            "  ok  guest `{}` is up: {marker} ({:.1}s)",
+            "  ok  guest `{}` is up, its services ready, {:.1}s after xl create: {marker} ({:.1}s)",
             g.name,
+            created.elapsed().as_secs_f64(),
             con.elapsed().as_secs_f64()
         );
         marks.push((format!("guest {} up", g.name), con.elapsed()));
@@ -562,6 +750,7 @@ pub fn boot_check_guests(
                 &mut marks,
             )?;
         }
+        let saved = guest_side_checks(&mut con, &profile, &images, g, &mut marks)?;
         // Leave the guest console (Ctrl-], alone in its read: xenconsole only sees it then)
         // and make sure dom0's shell answers again.
         leave_guest_console(&mut con, &profile.host.hostname)?;
@@ -583,7 +772,7 @@ pub fn boot_check_guests(
                 &mut marks,
             )?;
         }
-        template_checks(&con, &profile, g, &fwd, &mut marks)?;
+        template_checks(&con, &profile, g, &fwd, &saved, &mut marks)?;
         must(
             &mut con,
             "`xl shutdown` stops the guest",
@@ -787,5 +976,54 @@ mod tests {
         std::env::remove_var(xlfs_boot::QEMU_ENV);
         let m = machine(&profile, &images, Accel::Tcg);
         assert_eq!(m.qemu, PathBuf::from("qemu-system-x86_64"));
+    }
+
+    /// `xlfs report`'s guests: image size, packages and the sockets the last check recorded.
+    #[test]
+    fn report_lists_each_guest_with_its_sockets() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("dns");
+        std::fs::create_dir_all(&dir).unwrap();
+        let images = serde_json::json!({
+            "dir": dir, "profile": "dns", "xen": "xen", "xen_version": "4.17",
+            "kernel": "vmlinuz", "kernel_version": "6.12", "initramfs": "dom0.cpio.gz",
+            "host_ext4": "dom0.ext4", "files": {},
+            "guests": [
+                { "name": "ns1", "disk": "guest-ns1.ext4", "xl_cfg": "ns1.cfg",
+                  "packages": ["bind", "busybox", "filesystem", "glibc-quick"],
+                  "audit": { "unresolved": [], "build_paths": [], "setuid": [], "python": [], "x11": [],
+                             "compilers": [], "bytes": 31457280, "elf_files": 40 } },
+                { "name": "ns2", "disk": "guest-ns2.ext4", "xl_cfg": "ns2.cfg" }
+            ]
+        });
+        std::fs::write(dir.join("images.json"), images.to_string()).unwrap();
+        std::fs::write(dir.join("guest-ns1.ext4"), vec![0u8; 4096]).unwrap();
+        std::fs::write(
+            dir.join("ns1.sockets"),
+            "Netid State  Local Address:Port\nudp   UNCONN 10.0.0.53:53\ntcp   LISTEN 127.0.0.1:953\n",
+        )
+        .unwrap();
+        let guests = guest_reports_in(root.path()).unwrap();
+        assert_eq!(guests.len(), 2);
+        assert_eq!(
+            (guests[0].image_bytes, guests[0].files_bytes),
+            (4096, Some(31457280))
+        );
+        let text = guest_report_table(&guests);
+        assert!(text.contains("ns1 (dns)"), "{text}");
+        assert!(text.contains("30.0 MiB"), "{text}");
+        assert!(
+            text.contains("packages bind busybox filesystem glibc-quick"),
+            "{text}"
+        );
+        assert!(text.contains("  tcp   LISTEN 127.0.0.1:953\n"), "{text}");
+        assert!(
+            text.contains(
+                "guest `ns2` (dns): packages \nlistening sockets: not checked yet (`xlfs boot dns --check`)"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&guests).unwrap();
+        assert_eq!(json[0]["sockets"].as_str().unwrap().lines().count(), 3);
     }
 }
