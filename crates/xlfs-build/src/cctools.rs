@@ -36,7 +36,6 @@
 //! closes those descriptors for its non-recursive recipe lines, so kbuild's compile jobs do not
 //! lend: `-j` caps them.) When no scheduler answers, builds run without icecream.
 
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use xlfs_book::HostToolchain;
 
@@ -129,12 +128,7 @@ impl Tools {
 
 /// A short hash of what the book asks for: the name of the tools root's directory.
 pub fn spec_id(t: &HostToolchain) -> String {
-    let mut h = Sha256::new();
-    h.update(format!("xlfs-tools-1\nsuite {}\nvariant extract\n", t.suite));
-    for p in &t.packages {
-        h.update(format!("package {p}\n"));
-    }
-    hex::encode(h.finalize())[..16].to_string()
+    crate::toolchain::spec_hash("xlfs-tools-1", "extract", t)
 }
 
 /// The directory of the tools root `t` under `toolchains`.

@@ -42,8 +42,14 @@ pub struct Toolchain {
 
 /// A short hash of what the book asks for (suite and packages): the name of its directory.
 pub fn spec_id(t: &HostToolchain) -> String {
+    spec_hash("xlfs-toolchain-1", "buildd", t)
+}
+
+/// A short hash of a pinned root's kind, mmdebstrap variant, suite and packages (the
+/// toolchain root's and the tools root's directory names).
+pub(crate) fn spec_hash(kind: &str, variant: &str, t: &HostToolchain) -> String {
     let mut h = Sha256::new();
-    h.update(format!("xlfs-toolchain-1\nsuite {}\nvariant buildd\n", t.suite));
+    h.update(format!("{kind}\nsuite {}\nvariant {variant}\n", t.suite));
     for p in &t.packages {
         h.update(format!("package {p}\n"));
     }
