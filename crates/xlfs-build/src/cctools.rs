@@ -160,30 +160,28 @@ pub fn ensure(
     mirror: &str,
     say: &dyn Fn(&str),
 ) -> Result<Tools, String> {
-    if let Some(tools) = load(toolchains, t) {
-        return Ok(tools);
-    }
     if t.packages.is_empty() {
         return Err("book.toml has no [toolchain.tools] packages (ccache, icecc): add the table".into());
     }
-    std::fs::create_dir_all(toolchains)
-        .map_err(|e| format!("cannot create {}: {e}", toolchains.display()))?;
     let final_dir = dir(toolchains, t);
-    let name = final_dir.file_name().unwrap().to_string_lossy().to_string();
-    let _lock = crate::lock::lock(
-        &toolchains.join(format!("{name}.lock")),
+    crate::toolchain::create_once(
+        toolchains,
+        &final_dir,
         "tools root",
-        true,
-        &|holder| say(&format!("waiting for {holder} to create the tools root")),
+        say,
+        &|| load(toolchains, t),
+        |tmp| fill_tools_root(tmp, &final_dir, t, mirror, say),
     )
-    .map_err(|e| e.to_string())?;
-    if let Some(tools) = load(toolchains, t) {
-        return Ok(tools);
-    }
-    let tmp = toolchains.join(format!(".new-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let _ = std::fs::remove_dir_all(&final_dir);
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+}
+
+/// Fills `tmp` with the tools root `t` (mmdebstrap, extract only) and its loader files.
+fn fill_tools_root(
+    tmp: &Path,
+    final_dir: &Path,
+    t: &HostToolchain,
+    mirror: &str,
+    say: &dyn Fn(&str),
+) -> Result<(), String> {
     let root = tmp.join("root");
     say(&format!(
         "creating the build tools root {} ({}: {}) from {mirror}",
@@ -209,25 +207,16 @@ pub fn ensure(
         .map_err(|e| format!("cannot run mmdebstrap: {e}; install it (`apt-get install mmdebstrap`)"))?;
     if !status.success() {
         let tail = crate::package::tail(&log, 15).join("\n");
-        let _ = std::fs::remove_dir_all(&tmp);
         return Err(format!("mmdebstrap failed ({status}); its log:\n{tail}"));
     }
-    let (loader, libpath) = match find_loader(&root) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-    };
+    let (loader, libpath) = find_loader(&root)?;
     std::fs::write(tmp.join("loader"), format!("{loader}\n")).map_err(|e| e.to_string())?;
     std::fs::write(
         tmp.join("libpath"),
         libpath.iter().map(|l| format!("{l}\n")).collect::<String>(),
     )
     .map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, &final_dir)
-        .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), final_dir.display()))?;
-    load(toolchains, t).ok_or_else(|| format!("the tools root {} is incomplete", final_dir.display()))
+    Ok(())
 }
 
 /// The root's dynamic loader (a regular file, not the `lib64` link that points at `/lib`) and

@@ -110,28 +110,61 @@ pub fn ensure(
     mirror: &str,
     say: &dyn Fn(&str),
 ) -> Result<Toolchain, String> {
-    if let Some(tc) = load(toolchains, t) {
-        return Ok(tc);
+    let final_dir = dir(toolchains, t);
+    create_once(
+        toolchains,
+        &final_dir,
+        "toolchain root",
+        say,
+        &|| load(toolchains, t),
+        |tmp| fill_toolchain_root(tmp, &final_dir, t, mirror, say),
+    )
+}
+
+/// Makes a pinned root once: locked against concurrent creators, filled by `fill` in a
+/// temporary directory under `toolchains` that becomes `final_dir` only when complete and is
+/// removed on any failure. `load` finds a finished root (before and after waiting).
+pub(crate) fn create_once<T>(
+    toolchains: &Path,
+    final_dir: &Path,
+    what: &str,
+    say: &dyn Fn(&str),
+    load: &dyn Fn() -> Option<T>,
+    fill: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<T, String> {
+    if let Some(done) = load() {
+        return Ok(done);
     }
     std::fs::create_dir_all(toolchains)
         .map_err(|e| format!("cannot create {}: {e}", toolchains.display()))?;
-    let final_dir = dir(toolchains, t);
     let name = final_dir.file_name().unwrap().to_string_lossy().to_string();
-    let _lock = crate::lock::lock(
-        &toolchains.join(format!("{name}.lock")),
-        "toolchain",
-        true,
-        &|holder| say(&format!("waiting for {holder} to create the toolchain root")),
-    )
+    let _lock = crate::lock::lock(&toolchains.join(format!("{name}.lock")), what, true, &|holder| {
+        say(&format!("waiting for {holder} to create the {what}"))
+    })
     .map_err(|e| e.to_string())?;
-    if let Some(tc) = load(toolchains, t) {
-        return Ok(tc);
+    if let Some(done) = load() {
+        return Ok(done);
     }
     let tmp = toolchains.join(format!(".new-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let _ = std::fs::remove_dir_all(&final_dir);
-    let guard = RemoveOnDrop(tmp.clone());
+    let _ = std::fs::remove_dir_all(final_dir);
     std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let guard = xlfs_util::TempDirGuard::adopt(tmp.clone());
+    fill(&tmp)?;
+    std::fs::rename(&tmp, final_dir)
+        .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), final_dir.display()))?;
+    guard.disarm();
+    load().ok_or_else(|| format!("the {what} {} is incomplete", final_dir.display()))
+}
+
+/// Fills `tmp` with the toolchain root `t` (mmdebstrap) and its identity files.
+fn fill_toolchain_root(
+    tmp: &Path,
+    final_dir: &Path,
+    t: &HostToolchain,
+    mirror: &str,
+    say: &dyn Fn(&str),
+) -> Result<(), String> {
     let root = tmp.join("root");
     say(&format!(
         "creating the toolchain root {} ({} + {} packages) from {mirror}",
@@ -186,23 +219,12 @@ pub fn ensure(
     write("identity", format!("{id}\n"))?;
     write("triple", format!("{triple}\n"))?;
     write("packages", packages.iter().map(|p| format!("{p}\n")).collect())?;
-    std::fs::rename(&tmp, &final_dir)
-        .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), final_dir.display()))?;
-    std::mem::forget(guard);
     say(&format!(
         "toolchain root ready in {:.1}s: {} packages, {triple}, {id}",
         started.elapsed().as_secs_f64(),
         packages.len()
     ));
-    load(toolchains, t).ok_or_else(|| format!("the toolchain root {} is incomplete", final_dir.display()))
-}
-
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    Ok(())
 }
 
 /// What changed between two toolchains' package lists: `+new`, `-gone`, `name old -> new`.
