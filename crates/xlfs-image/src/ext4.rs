@@ -424,6 +424,18 @@ fn list_xattrs(path: &Path) -> Result<Vec<String>, ImageError> {
         .collect())
 }
 
+/// Appends the debugfs commands that give the inode at `/path` its owner, mode and times.
+fn set_inode_attrs(script: &mut String, path: &str, node: &crate::Node, mtime: u64) {
+    let p = quote(&format!("/{path}"));
+    let _ = writeln!(script, "sif {p} uid {}", node.uid);
+    let _ = writeln!(script, "sif {p} gid {}", node.gid);
+    let _ = writeln!(script, "sif {p} mode 0{:o}", node.st_mode());
+    for field in ["atime", "mtime", "ctime"] {
+        let _ = writeln!(script, "sif {p} {field} {mtime}");
+        let _ = writeln!(script, "sif {p} {field}_extra 0");
+    }
+}
+
 /// Appends the `mknod` commands for special files and the attribute
 /// commands for every inode.
 fn write_attr_script(fs: &RootFs, mtime: u64, script: &mut String) {
@@ -444,14 +456,7 @@ fn write_attr_script(fs: &RootFs, mtime: u64, script: &mut String) {
     let _ = writeln!(script, "cd /");
     let root = std::iter::once(("", fs.root()));
     for (path, node) in root.chain(fs.iter()) {
-        let p = quote(&format!("/{path}"));
-        let _ = writeln!(script, "sif {p} uid {}", node.uid);
-        let _ = writeln!(script, "sif {p} gid {}", node.gid);
-        let _ = writeln!(script, "sif {p} mode 0{:o}", node.st_mode());
-        for field in ["atime", "mtime", "ctime"] {
-            let _ = writeln!(script, "sif {p} {field} {mtime}");
-            let _ = writeln!(script, "sif {p} {field}_extra 0");
-        }
+        set_inode_attrs(script, path, node, mtime);
     }
 }
 
@@ -871,14 +876,7 @@ pub fn ext4_put(image: &Path, offset: u64, edits: &RootFs, mtime: u64) -> Result
     }
     let _ = writeln!(script, "cd /");
     for (path, node) in &changed {
-        let p = quote(&format!("/{path}"));
-        let _ = writeln!(script, "sif {p} uid {}", node.uid);
-        let _ = writeln!(script, "sif {p} gid {}", node.gid);
-        let _ = writeln!(script, "sif {p} mode 0{:o}", node.st_mode());
-        for field in ["atime", "mtime", "ctime"] {
-            let _ = writeln!(script, "sif {p} {field} {mtime}");
-            let _ = writeln!(script, "sif {p} {field}_extra 0");
-        }
+        set_inode_attrs(&mut script, path, node, mtime);
     }
     // `write` prints "Allocated inode: N" on stdout, not an error.
     run_debugfs(&target, &script, true, &stamp)?;
