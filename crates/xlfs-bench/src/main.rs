@@ -11,7 +11,8 @@
 //!    pushes; home B, empty too, runs `xlfs up quick` from the cache; both include the images and
 //!    the boot check. Sources and the pinned toolchain root are shared (not part of either time):
 //!    `XLFS_BENCH_SOURCES` (default /var/cache/xlfs-bench/sources) and `XLFS_BENCH_QUICK_TOOLCHAINS`
-//!    (default /var/cache/xlfs-bench/quick-toolchains).
+//!    (default /var/cache/xlfs-bench/quick-toolchains). With `XLFS_BENCH_KEEP=DIR` (a new
+//!    directory) both homes are kept there for later use instead of being removed.
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -379,6 +380,16 @@ fn bench_quick_cache() {
     let book = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../book");
     // Images and builds are large: next to the other long-lived scratch data, not in /tmp.
     let scratch = tempfile::tempdir_in("/var/tmp").expect("scratch dir");
+    let kept = std::env::var_os("XLFS_BENCH_KEEP").map(PathBuf::from);
+    if let Some(dir) = &kept {
+        assert!(
+            !dir.exists(),
+            "XLFS_BENCH_KEEP={}: must not exist yet (the homes must start empty)",
+            dir.display()
+        );
+        std::fs::create_dir_all(dir).expect("XLFS_BENCH_KEEP");
+    }
+    let base = kept.as_deref().unwrap_or(scratch.path());
     let url = "s3://xlfs-bench/quick";
     let run = |home: &Path, args: &[&str]| -> (Duration, Duration, String) {
         let (t, cpu) = (Instant::now(), children_cpu());
@@ -404,7 +415,7 @@ fn bench_quick_cache() {
         assert!(out.status.success(), "xlfs {args:?} failed:\n{text}");
         (t.elapsed(), children_cpu() - cpu, text)
     };
-    let (a, b) = (scratch.path().join("home-a"), scratch.path().join("home-b"));
+    let (a, b) = (base.join("home-a"), base.join("home-b"));
     // Outside the timings: the downloads and the toolchain root, which both homes share.
     run(
         &a,

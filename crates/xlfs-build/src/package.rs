@@ -669,8 +669,14 @@ fn qa_inputs(
     }
     build_paths.sort();
     build_paths.dedup();
+    // Three levels reach /bin, /usr/lib64 and /usr/lib/x86_64-linux-gnu.
+    let dep_links = dep_trees
+        .iter()
+        .flat_map(|tree| crate::qa::link_paths(tree, 3))
+        .collect();
     crate::qa::Qa {
         dep_libs,
+        dep_links,
         toolchain_libs: toolchain_root.map(toolchain_libs).unwrap_or_default(),
         build_paths,
         skip: r.qa_skip.keys().cloned().collect(),

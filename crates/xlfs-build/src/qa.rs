@@ -12,12 +12,18 @@
 //! - **buildpaths**: no installed file, text or binary, holds the build directory outside the
 //!   sandbox, the home, or the sandbox's source directory `/build/src/`.
 //!
+//! - **shadows**: no installed directory sits where a dependency installs a symbolic link (a
+//!   merged `/usr`'s `/bin -> usr/bin`): in a root made of both, the directory would hide the
+//!   link and everything behind it.
+//! - **strays**: no regular file lies at the top of the tree (`/AnyDBM_File.0`): an install
+//!   directory variable was empty.
+//!
 //! A recipe may turn a check off with `[build.qa-skip] CHECK = "reason"`.
 //!
 //! The checks read only the installed tree; what counts as a dependency's or the toolchain's
 //! library comes in as sets of file names.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
@@ -33,7 +39,10 @@ pub struct Qa {
     pub toolchain_libs: BTreeSet<String>,
     /// Strings no installed file may hold.
     pub build_paths: Vec<String>,
-    /// Checks turned off (by name: `needed`, `rpaths`, `buildpaths`).
+    /// Symbolic links near the top of the declared dependencies' outputs (installed path, e.g.
+    /// `/bin`, → its target), which no installed directory may hide.
+    pub dep_links: BTreeMap<String, String>,
+    /// Checks turned off (by name: `needed`, `rpaths`, `buildpaths`, `shadows`, `strays`).
     pub skip: BTreeSet<String>,
 }
 
@@ -64,12 +73,31 @@ pub fn check(destdir: &Path, qa: &Qa) -> std::io::Result<Vec<Problem>> {
     let mut problems = Vec::new();
     for entry in walkdir::WalkDir::new(destdir).sort_by_file_name() {
         let entry = entry.map_err(std::io::Error::other)?;
-        if !entry.file_type().is_file() {
-            continue;
-        }
         let rel = entry.path().strip_prefix(destdir).unwrap_or(entry.path());
         let installed = Path::new("/").join(rel);
         let file = installed.display().to_string();
+        if entry.file_type().is_dir() {
+            if let Some(target) = qa.dep_links.get(&file).filter(|_| !qa.skip.contains("shadows")) {
+                problems.push(Problem {
+                    check: "shadows".into(),
+                    file: file.clone(),
+                    value: format!("a dependency installs {file} -> {target}"),
+                    fix: format!("this directory would hide the dependency's symbolic link in a root made of both: install under the link's target instead (e.g. ./configure --bindir=/usr/bin --sbindir=/usr/sbin, or move the files in post-install to {target})"),
+                });
+            }
+            continue;
+        }
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        if entry.depth() == 1 && !qa.skip.contains("strays") {
+            problems.push(Problem {
+                check: "strays".into(),
+                file: file.clone(),
+                value: "a regular file at the top of the filesystem".into(),
+                fix: "an install directory was probably empty (a man page or data directory the configure step did not find): set it explicitly, e.g. perl's -D man3dir=/usr/share/man/man3".into(),
+            });
+        }
         let bytes = std::fs::read(entry.path())?;
         if let Some(dynamic) = xlfs_store::inspect_elf(&bytes) {
             if !qa.skip.contains("needed") {
@@ -143,6 +171,26 @@ pub fn library_names(root: &Path, dirs: Option<&[&str]>) -> BTreeSet<String> {
     names
 }
 
+/// The symbolic links of `root` at most `depth` levels down, as installed paths (`/bin`) with
+/// their targets.
+pub fn link_paths(root: &Path, depth: usize) -> BTreeMap<String, String> {
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .max_depth(depth)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.path_is_symlink())
+        .filter_map(|e| {
+            let target = std::fs::read_link(e.path()).ok()?;
+            let rel = e.path().strip_prefix(root).ok()?;
+            Some((
+                Path::new("/").join(rel).display().to_string(),
+                target.display().to_string(),
+            ))
+        })
+        .collect()
+}
+
 /// Whether an RPATH/RUNPATH entry of the file installed at `installed` stays under `/usr`.
 pub fn rpath_ok(entry: &str, installed: &Path) -> bool {
     let origin = installed.parent().unwrap_or(Path::new("/"));
@@ -180,6 +228,36 @@ pub fn rpath_ok(entry: &str, installed: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shadows_and_strays() {
+        let dep = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dep.path().join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", dep.path().join("bin")).unwrap();
+        std::os::unix::fs::symlink("../../lib/x", dep.path().join("usr/bin/deep-enough")).unwrap();
+        let links = link_paths(dep.path(), 3);
+        assert_eq!(links.get("/bin").map(String::as_str), Some("usr/bin"));
+        assert!(links.contains_key("/usr/bin/deep-enough"));
+        assert_eq!(link_paths(dep.path(), 1).len(), 1);
+
+        let dest = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dest.path().join("bin")).unwrap();
+        std::fs::write(dest.path().join("bin/dmesg"), b"x").unwrap();
+        std::fs::create_dir_all(dest.path().join("usr/share")).unwrap();
+        std::fs::write(dest.path().join("AnyDBM_File.0"), b"man").unwrap();
+        std::os::unix::fs::symlink("usr/lib", dest.path().join("lib")).unwrap();
+        let mut qa = Qa {
+            dep_links: links,
+            ..Qa::default()
+        };
+        let found = check(dest.path(), &qa).unwrap();
+        let got: Vec<(&str, &str)> = found.iter().map(|p| (p.check.as_str(), p.file.as_str())).collect();
+        assert_eq!(got, [("strays", "/AnyDBM_File.0"), ("shadows", "/bin")]);
+        assert!(found[1].value.contains("/bin -> usr/bin"), "{}", found[1]);
+
+        qa.skip = ["shadows".to_string(), "strays".to_string()].into();
+        assert!(check(dest.path(), &qa).unwrap().is_empty());
+    }
 
     #[test]
     fn rpaths() {

@@ -91,6 +91,7 @@ fn qa(dep_libs: BTreeSet<String>, build_paths: Vec<String>) -> Qa {
         dep_libs,
         toolchain_libs: toolchain(),
         build_paths,
+        dep_links: Default::default(),
         skip: BTreeSet::new(),
     }
 }
