@@ -251,7 +251,10 @@ mod tests {
             ..Qa::default()
         };
         let found = check(dest.path(), &qa).unwrap();
-        let got: Vec<(&str, &str)> = found.iter().map(|p| (p.check.as_str(), p.file.as_str())).collect();
+        let got: Vec<(&str, &str)> = found
+            .iter()
+            .map(|p| (p.check.as_str(), p.file.as_str()))
+            .collect();
         assert_eq!(got, [("strays", "/AnyDBM_File.0"), ("shadows", "/bin")]);
         assert!(found[1].value.contains("/bin -> usr/bin"), "{}", found[1]);
 
