@@ -686,7 +686,8 @@ pub fn boot_check_guests(
         60,
         &mut marks,
     )?;
-    for g in guests {
+    let mut saved_by_guest = std::collections::BTreeMap::new();
+    for &g in &guests {
         let cfg = format!("/etc/xen/{}.cfg", g.name);
         let created = Instant::now();
         con.sendline(&format!("xl create -c {cfg}"))?;
@@ -773,6 +774,7 @@ pub fn boot_check_guests(
             )?;
         }
         template_checks(&con, &profile, g, &fwd, &saved, &mut marks)?;
+        saved_by_guest.insert(g.name.clone(), saved);
         must(
             &mut con,
             "`xl shutdown` stops the guest",
@@ -805,6 +807,17 @@ pub fn boot_check_guests(
             con.elapsed().as_secs_f64()
         );
     }
+    if guests.len() > 1 {
+        all_at_once(
+            &mut con,
+            &profile,
+            &guests,
+            &fwd,
+            &saved_by_guest,
+            deadline,
+            &mut marks,
+        )?;
+    }
     con.sendline("poweroff")?;
     // dom0's power-off goes through ACPI S5 and QEMU exits; where the machine has no ACPI
     // power-off, Xen halts it once dom0 has shut down, which is as clean, and QEMU is stopped here.
@@ -835,6 +848,113 @@ pub fn boot_check_guests(
         marks,
         log,
     })
+}
+
+/// After each guest's own checks, every guest at once: all started with `xl create`, all
+/// listed by `xl list`, each answering dom0's ping on the bridge and passing its template's
+/// checks from the build machine while the others run; then `xl shutdown -a -w` stops them all.
+fn all_at_once(
+    con: &mut Console,
+    profile: &Profile,
+    guests: &[&xlfs_book::profile::Guest],
+    fwd: &[Forward],
+    saved: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    deadline: Instant,
+    marks: &mut Vec<(String, Duration)>,
+) -> Result<()> {
+    let n = guests.len();
+    let started = Instant::now();
+    for g in guests {
+        must(
+            con,
+            &format!("`xl create` starts guest `{}` beside the others", g.name),
+            &format!("xl create /etc/xen/{}.cfg", g.name),
+            "",
+            180,
+            marks,
+        )?;
+    }
+    let (_, list) = con.run("xl list", Duration::from_secs(60))?;
+    let missing: Vec<&str> = guests
+        .iter()
+        .map(|g| g.name.as_str())
+        .filter(|name| !list.lines().any(|l| l.split_whitespace().next() == Some(*name)))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "check failed: all {n} guests at once: `xl list` lacks {}:\n{}",
+            missing.join(", "),
+            indent(&list)
+        );
+    }
+    println!(
+        "  ok  `xl list` shows all {n} guests ({:.1}s)",
+        con.elapsed().as_secs_f64()
+    );
+    // Under TCG, ten kernels boot on two emulated CPUs: each may take the rest of the budget.
+    let up_by = deadline.max(Instant::now() + Duration::from_secs(300));
+    for g in guests {
+        let Some(net) = &g.network else { continue };
+        let cmd = format!("ping -c 1 -W 2 {}", net.address.addr);
+        loop {
+            let (rc, out) = con.run(&cmd, Duration::from_secs(30))?;
+            if rc == 0 && out.contains(" 0% packet loss") {
+                break;
+            }
+            if Instant::now() > up_by {
+                bail!(
+                    "check failed: all {n} guests at once: guest `{}` ({}) does not answer dom0's ping:\n{}",
+                    g.name,
+                    net.address.addr,
+                    indent(&con.tail(30))
+                );
+            }
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        println!(
+            "  ok  guest `{}` answers on the bridge with {n} guests running ({:.1}s)",
+            g.name,
+            con.elapsed().as_secs_f64()
+        );
+    }
+    for g in guests {
+        // The services come up after the network: the template's checks wait for their ports.
+        let none = std::collections::BTreeMap::new();
+        template_checks(con, profile, g, fwd, saved.get(&g.name).unwrap_or(&none), marks)?;
+    }
+    marks.push((format!("all {n} guests up"), con.elapsed()));
+    println!(
+        "  ok  all {n} guests run at once, {:.1}s after the first `xl create` ({:.1}s)",
+        started.elapsed().as_secs_f64(),
+        con.elapsed().as_secs_f64()
+    );
+    must(
+        con,
+        &format!("`xl shutdown -a -w` stops all {n} guests"),
+        "xl shutdown -a -w",
+        "",
+        300,
+        marks,
+    )?;
+    let gone_by = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, list) = con.run("xl list", Duration::from_secs(30))?;
+        if list.lines().filter(|l| !l.trim().is_empty()).count() <= 2 {
+            break;
+        }
+        if Instant::now() > gone_by {
+            bail!(
+                "check failed: guests still listed two minutes after `xl shutdown -a -w`:\n{}",
+                indent(&list)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    println!(
+        "  ok  all {n} guests are gone ({:.1}s)",
+        con.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Detach from a guest console with xenconsole's escape character, Ctrl-].
