@@ -686,6 +686,14 @@ pub fn boot_check_guests(
         60,
         &mut marks,
     )?;
+    must(
+        &mut con,
+        "dom0 has four times a guest's scheduler weight",
+        "xl sched-credit2 -d Domain-0 2>/dev/null || xl sched-credit -d Domain-0",
+        " 1024",
+        60,
+        &mut marks,
+    )?;
     let mut saved_by_guest = std::collections::BTreeMap::new();
     for &g in &guests {
         let cfg = format!("/etc/xen/{}.cfg", g.name);
