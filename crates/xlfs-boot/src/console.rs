@@ -53,6 +53,11 @@ impl Shared {
     }
 }
 
+/// The most bytes written to the console at once (see [`Console::send`]).
+pub const SEND_CHUNK: usize = 32;
+/// The pause between two chunks of one write.
+pub const SEND_PAUSE: Duration = Duration::from_millis(30);
+
 /// A running machine whose serial console is piped.
 ///
 /// A reader thread appends every byte QEMU writes on the serial console to
@@ -358,10 +363,26 @@ impl Console {
     }
 
     /// Sends raw bytes to the serial console.
+    ///
+    /// Text longer than [`SEND_CHUNK`] goes in chunks of that size with [`SEND_PAUSE`] between
+    /// them: Xen keeps only 128 bytes of serial input for dom0 (`SERIAL_RX_SIZE`) and drops the
+    /// rest when dom0, busy under TCG, does not read it in time.
     pub fn send(&mut self, text: &str) -> Result<(), BootError> {
         tracing::trace!(text, "send");
         let result = match self.stdin.as_mut() {
-            Some(w) => w.write_all(text.as_bytes()).and_then(|()| w.flush()),
+            Some(w) => {
+                let mut r = Ok(());
+                for (i, chunk) in text.as_bytes().chunks(SEND_CHUNK).enumerate() {
+                    if i > 0 {
+                        std::thread::sleep(SEND_PAUSE);
+                    }
+                    r = w.write_all(chunk).and_then(|()| w.flush());
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                r
+            }
             None => Err(std::io::Error::new(
                 std::io::ErrorKind::BrokenPipe,
                 "console input is closed",

@@ -300,3 +300,36 @@ fn run_returns_exit_code_and_output() {
     let err = c.run("sleep 5", Duration::from_millis(300)).unwrap_err();
     assert!(matches!(err, BootError::Expect { .. }), "{err}");
 }
+
+/// A console that loses input as Xen's serial input does for a busy dom0: every 30 ms it
+/// takes what is waiting and keeps only the first 128 bytes (`SERIAL_RX_SIZE`), then hands it to
+/// an interactive shell. Long commands still arrive whole: `send` writes them in chunks.
+#[test]
+fn long_commands_survive_a_small_input_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("lossy-console");
+    std::fs::write(
+        &fake,
+        r##"#!/usr/bin/python3
+import os, select, subprocess, time
+sh = subprocess.Popen(["sh", "-v", "-i"], stdin=subprocess.PIPE, stderr=subprocess.STDOUT,
+                      env=dict(os.environ, PS1="# "))
+while True:
+    time.sleep(0.03)
+    if select.select([0], [], [], 0)[0]:
+        data = os.read(0, 65536)
+        if not data:
+            break
+        sh.stdin.write(data[:128])
+        sh.stdin.flush()
+"##,
+    )
+    .unwrap();
+    make_executable(&fake);
+    let mut c = Console::spawn_command(&fake, &[], &dir.path().join("console.log")).unwrap();
+    let word = "0123456789abcdef".repeat(120);
+    let (rc, out) = c
+        .run(&format!("echo {word} | wc -c"), Duration::from_secs(60))
+        .unwrap();
+    assert_eq!((rc, out.trim()), (0, (word.len() + 1).to_string().as_str()));
+}
