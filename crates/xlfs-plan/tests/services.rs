@@ -43,7 +43,9 @@ const SERVICES: &[(&str, &[&str])] = &[
     // mail
     ("postfix", &["openssl-guest", "lmdb", "pcre2"]),
     ("dovecot", &["openssl-guest", "zlib-quick", "libxcrypt-guest"]),
-    ("opendkim", &["openssl-guest", "libmilter"]),
+    // libbsd: strlcpy/strlcat, which the toolchain root's glibc lacks; libmd comes with it.
+    ("opendkim", &["openssl-guest", "libmilter", "libbsd", "libmd"]),
+    ("libbsd", &["libmd"]),
     // dns
     ("bind", &["libuv", "openssl-guest", "liburcu", "libcap-guest"]),
 ];
@@ -82,6 +84,8 @@ const TEMPLATES: &[(&str, &[&str], &[&str])] = &[
             "zlib-quick",
             "libxcrypt-guest",
             "opendkim",
+            "libbsd",
+            "libmd",
         ],
     ),
     (
