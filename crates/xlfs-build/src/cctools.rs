@@ -189,26 +189,11 @@ fn fill_tools_root(
         t.suite,
         t.packages.join(", ")
     ));
-    let log = tmp.join("mmdebstrap.log");
-    let log_file =
-        std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    let status = std::process::Command::new("mmdebstrap")
-        .arg("--mode=unshare")
-        .arg("--variant=extract")
-        .arg("--format=directory")
-        .arg(format!("--include={}", t.packages.join(",")))
-        .arg(&t.suite)
-        .arg(&root)
-        .arg(mirror)
-        .stdin(std::process::Stdio::null())
-        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log_file)
-        .status()
-        .map_err(|e| format!("cannot run mmdebstrap: {e}; install it (`apt-get install mmdebstrap`)"))?;
-    if !status.success() {
-        let tail = crate::package::tail(&log, 15).join("\n");
-        return Err(format!("mmdebstrap failed ({status}); its log:\n{tail}"));
-    }
+    let args = [
+        "--variant=extract".to_string(),
+        format!("--include={}", t.packages.join(",")),
+    ];
+    crate::toolchain::mmdebstrap(&args, &t.suite, &root, mirror, &tmp.join("mmdebstrap.log"))?;
     let (loader, libpath) = find_loader(&root)?;
     std::fs::write(tmp.join("loader"), format!("{loader}\n")).map_err(|e| e.to_string())?;
     std::fs::write(

@@ -157,6 +157,39 @@ pub(crate) fn create_once<T>(
     load().ok_or_else(|| format!("the {what} {} is incomplete", final_dir.display()))
 }
 
+/// Run `mmdebstrap --mode=unshare --format=directory ARGS SUITE ROOT MIRROR`, its output in
+/// `log`; on failure, the error holds the log's last lines.
+pub(crate) fn mmdebstrap(
+    args: &[String],
+    suite: &str,
+    root: &Path,
+    mirror: &str,
+    log: &Path,
+) -> Result<(), String> {
+    let log_file = std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let status = std::process::Command::new("mmdebstrap")
+        .arg("--mode=unshare")
+        .arg("--format=directory")
+        .args(args)
+        .arg(suite)
+        .arg(root)
+        .arg(mirror)
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log_file)
+        .status()
+        .map_err(|e| {
+            format!(
+                "cannot run mmdebstrap: {e}; install it (`apt-get install mmdebstrap`, or `xlfs doctor --fix`)"
+            )
+        })?;
+    if !status.success() {
+        let tail = crate::package::tail(log, 15).join("\n");
+        return Err(format!("mmdebstrap failed ({status}); its log:\n{tail}"));
+    }
+    Ok(())
+}
+
 /// Fills `tmp` with the toolchain root `t` (mmdebstrap) and its identity files.
 fn fill_toolchain_root(
     tmp: &Path,
@@ -173,37 +206,17 @@ fn fill_toolchain_root(
         t.packages.len()
     ));
     let started = Instant::now();
-    let log = tmp.join("mmdebstrap.log");
-    let log_file =
-        std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    let mut cmd = std::process::Command::new("mmdebstrap");
-    cmd.arg("--mode=unshare")
-        .arg("--variant=buildd")
-        .arg("--format=directory");
+    let mut args = vec!["--variant=buildd".to_string()];
     if !t.packages.is_empty() {
-        cmd.arg(format!("--include={}", t.packages.join(",")));
+        args.push(format!("--include={}", t.packages.join(",")));
     }
     // Written by a hook, which runs in mmdebstrap's user namespace: run by an ordinary user,
     // the root's files belong to its subordinate ids and the user could not write there itself.
-    cmd.arg(format!(
+    args.push(format!(
         "--customize-hook=printf '{}' > \"$1/{LD_CONF_NAME}\"",
         SYSROOT_LD_CONF.replace('\n', "\\n")
     ));
-    cmd.arg(&t.suite)
-        .arg(&root)
-        .arg(mirror)
-        .stdin(std::process::Stdio::null())
-        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log_file);
-    let status = cmd.status().map_err(|e| {
-        format!(
-            "cannot run mmdebstrap: {e}; install it (`apt-get install mmdebstrap`, or `xlfs doctor --fix`)"
-        )
-    })?;
-    if !status.success() {
-        let tail = crate::package::tail(&log, 15).join("\n");
-        return Err(format!("mmdebstrap failed ({status}); its log:\n{tail}"));
-    }
+    mmdebstrap(&args, &t.suite, &root, mirror, &tmp.join("mmdebstrap.log"))?;
     let conf = root.join(LD_CONF_NAME);
     if std::fs::read_to_string(&conf).ok().as_deref() != Some(SYSROOT_LD_CONF) {
         return Err(format!("mmdebstrap's hook did not write {}", conf.display()));

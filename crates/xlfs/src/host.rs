@@ -148,23 +148,15 @@ pub fn machine(
     let mut extra = crate::system::uplink_args(profile, fwd);
     extra.push("-snapshot".into());
     Ok(Machine {
-        qemu: xlfs_boot::default_qemu(),
-        accel,
         memory_mib: profile.boot.memory_mib,
         smp: profile.boot.cpus,
         cpu: "qemu64".into(),
-        machine: "pc".into(),
-        kernel: PathBuf::new(),
-        append: String::new(),
-        initrd: Vec::new(),
         drives: vec![Drive {
-            path: disk,
             format: "qcow2".into(),
-            interface: "ide".into(),
-            readonly: false,
+            ..Drive::raw(disk, "ide")
         }],
-        net: false,
         extra,
+        ..Machine::new(accel)
     })
 }
 

@@ -66,14 +66,17 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
     };
     let out = images_dir(app, name);
     std::fs::create_dir_all(out.parent().expect("images dir has a parent"))?;
-    if profile.host.init == xlfs_book::profile::Init::Sysv {
-        // dom0 runs from its GRUB disk: the assembly writes it.
+    let grub_tree = || -> Result<_> {
         let grub = plan
             .get(xlfs_book::profile::GRUB_PACKAGE)
             .context("the plan of a disk-image profile has grub")?;
-        let grub = store
+        store
             .tree(&grub.key)
-            .with_context(|| format!("cannot unpack the grub artifact {}", grub.key))?;
+            .with_context(|| format!("cannot unpack the grub artifact {}", grub.key))
+    };
+    if profile.host.init == xlfs_book::profile::Init::Sysv {
+        // dom0 runs from its GRUB disk: the assembly writes it.
+        let grub = grub_tree()?;
         let inputs = crate::host::sysv_inputs(app, &book, &profile, &grub)?;
         if inputs.credentials.is_some() {
             println!(
@@ -93,13 +96,7 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
     }
     let images = xlfs_assemble::assemble(&artifacts, &profile, &out, book.config.source_date_epoch)?;
     if profile.host.disk_image {
-        let grub = plan
-            .get(xlfs_book::profile::GRUB_PACKAGE)
-            .context("the plan of a disk-image profile has grub")?;
-        let grub = store
-            .tree(&grub.key)
-            .with_context(|| format!("cannot unpack the grub artifact {}", grub.key))?;
-        disk_image(&profile, &images, &grub, book.config.source_date_epoch)?;
+        disk_image(&profile, &images, &grub_tree()?, book.config.source_date_epoch)?;
     }
     Ok(images)
 }
@@ -378,30 +375,18 @@ fn machine_with(profile: &Profile, images: &Images, accel: Accel, fwd: &[Forward
         linux_cmdline.push_str(&format!(" {}=eth0", xlfs_system::UPLINK_ARG));
     }
     Machine {
-        qemu: xlfs_boot::default_qemu(),
-        accel,
         memory_mib: profile.boot.memory_mib,
         smp: profile.boot.cpus,
         cpu: "qemu64".into(),
-        machine: "pc".into(),
         kernel: images.xen.clone(),
         append: profile.host.xen_command_line(),
         initrd: vec![
             (images.kernel.clone(), linux_cmdline.trim().to_string()),
             (images.initramfs.clone(), String::new()),
         ],
-        drives: images
-            .guest_images
-            .iter()
-            .map(|p| Drive {
-                path: p.clone(),
-                format: "raw".into(),
-                interface: "ide".into(),
-                readonly: false,
-            })
-            .collect(),
-        net: false,
+        drives: images.guest_images.iter().map(|p| Drive::raw(p, "ide")).collect(),
         extra,
+        ..Machine::new(accel)
     }
 }
 
