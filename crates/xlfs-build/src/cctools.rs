@@ -23,10 +23,12 @@
 //! **icecream.** The build talks to the local `iceccd` through its unix socket, bound at
 //! [`ICECC_SOCKET`] (icecc reads `ICECC_TEST_SOCKET`); no network namespace is opened. The
 //! compilers shipped to the other machines are the build root's own: an environment tarball made
-//! by `icecc-create-env` from the toolchain root, in a sandbox of its own, before any build
-//! (`HOME/icecc/ENVID.tar.gz`, bound at [`ICECC_ENV`], `ICECC_VERSION`). icecc sends a remote
-//! job to the other daemon over TCP, which the build's loopback-only network cannot reach: a
-//! `connect()` preloaded into icecc alone (`cctools/relay.c`, `ld.so --preload`) hands such
+//! by `icecc-create-env` in a sandbox on that root, before the build (`HOME/icecc/`, bound at
+//! [`ICECC_ENV`], `ICECC_VERSION`): once per toolchain identity for the `host` root, and for a
+//! `chroot` root once per set of layers its packed files come from (see [`icecc_env`]). icecc
+//! sends a remote job to the other daemon over TCP, which the build's loopback-only network
+//! cannot reach: a `connect()` preloaded into icecc alone (`cctools/relay.c`, compiled by the
+//! tools root's gcc, `ld.so --preload`) hands such
 //! connections to [`start_relay`], outside the sandbox, which connects only to the daemons the
 //! scheduler listed. Jobs: make's jobserver
 //! still has the `-j` local slots; the remote slots (what the scheduler offers beyond `-j`) are a
@@ -398,37 +400,249 @@ pub fn ccache_stats(tools: &Tools, cache: &Path) -> Option<(u64, u64)> {
     Some((hits, misses))
 }
 
-/// The icecream environment of a toolchain root and the relay's `connect()` for icecc:
-/// `icecc-create-env` run in a sandbox whose root is the toolchain root (so it packs the
-/// compilers the builds use), and `relay.c` compiled there, made once per toolchain identity in
-/// `envs`: (`ID.tar.gz`, `ID.relay.so`).
+/// The root an icecream environment is made from: the compilers a build uses.
+pub enum EnvRoot<'a> {
+    /// The `host` environment's toolchain root, with its identity.
+    Toolchain { root: &'a Path, id: &'a str },
+    /// A `chroot` build root: its layers, first wins.
+    Chroot(&'a [Layer]),
+}
+
+/// One layer of a `chroot` build root.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub name: String,
+    pub key: String,
+    pub tree: PathBuf,
+}
+
+/// The icecream environment of a build root and the relay's `connect()` for icecc.
+///
+/// The environment is `icecc-create-env` run in a sandbox whose root is the build's (so it
+/// packs the compilers, assembler and libraries the builds use); the relay is `relay.c`
+/// compiled once per tools root by the tools root's own compiler (icecc runs on that root's C
+/// library). Both are kept in `envs`.
+///
+/// A toolchain root's environment is named after the root's identity. A `chroot` root's is
+/// named after what it was made of: `icecc-create-env` logs every file it packs, and the name
+/// hashes each of those paths with the name and key of the layer it came from. A later build
+/// root reuses an environment when the same paths come from the same layers in it; otherwise a
+/// new one is made.
 pub fn icecc_env(
     exe: &Path,
     tools: &Tools,
-    toolchain_root: &Path,
-    toolchain_id: &str,
+    root: EnvRoot,
     envs: &Path,
 ) -> Result<(PathBuf, PathBuf), String> {
-    let short = toolchain_id.trim_start_matches("host-");
-    let short = &short[..short.len().min(16)];
-    let file = envs.join(format!("{short}.tar.gz"));
-    let relay = envs.join(format!("{short}.relay.so"));
-    if file.is_file() && relay.is_file() {
-        return Ok((file, relay));
-    }
     std::fs::create_dir_all(envs).map_err(|e| format!("cannot create {}: {e}", envs.display()))?;
-    let _lock = crate::lock::lock(
-        &envs.join(format!("{short}.lock")),
+    let relay = icecc_relay(exe, tools, envs)?;
+    let env = match root {
+        EnvRoot::Toolchain { root, id } => {
+            let short = id.trim_start_matches("host-");
+            let short = &short[..short.len().min(16)];
+            let file = envs.join(format!("{short}.tar.gz"));
+            if !file.is_file() {
+                let _lock = env_lock(envs, short)?;
+                if !file.is_file() {
+                    let made = create_env(
+                        exe,
+                        tools,
+                        xlfs_sandbox::Root::Tree(root.to_path_buf()),
+                        envs,
+                        short,
+                    )?;
+                    std::fs::rename(&made.tarball, &file)
+                        .map_err(|e| format!("cannot move the icecc environment: {e}"))?;
+                    made.clean(exe);
+                }
+            }
+            file
+        }
+        EnvRoot::Chroot(layers) => chroot_env(exe, tools, layers, envs)?,
+    };
+    Ok((env, relay))
+}
+
+fn env_lock(envs: &Path, name: &str) -> Result<crate::lock::HomeLock, String> {
+    crate::lock::lock(
+        &envs.join(format!("{name}.lock")),
         "icecc environment",
         true,
         &|_| {},
     )
-    .map_err(|e| e.to_string())?;
-    if file.is_file() && relay.is_file() {
-        return Ok((file, relay));
+    .map_err(|e| e.to_string())
+}
+
+/// The environment of a `chroot` build root (see [`icecc_env`]).
+fn chroot_env(exe: &Path, tools: &Tools, layers: &[Layer], envs: &Path) -> Result<PathBuf, String> {
+    let _lock = env_lock(envs, "chroot")?;
+    // An environment made from the same files of the same layers.
+    let mut known: Vec<PathBuf> = std::fs::read_dir(envs)
+        .map_err(|e| format!("cannot read {}: {e}", envs.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap_or_default().to_string_lossy();
+            n.starts_with("chroot-") && n.ends_with(".files")
+        })
+        .collect();
+    known.sort();
+    for list in known {
+        let Ok(text) = std::fs::read_to_string(&list) else {
+            continue;
+        };
+        let paths: Vec<String> = text.lines().map(str::to_string).collect();
+        if let Some(id) = chroot_env_id(layers, &paths) {
+            let file = envs.join(format!("chroot-{id}.tar.gz"));
+            if file.is_file() {
+                return Ok(file);
+            }
+        }
     }
-    let work = envs.join(format!(".new-{short}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
+    let layer_trees = layers.iter().map(|l| l.tree.clone()).collect();
+    let made = create_env(
+        exe,
+        tools,
+        xlfs_sandbox::Root::Layers(layer_trees),
+        envs,
+        "chroot",
+    )?;
+    let paths = packed_sources(&made.log);
+    let Some(id) = chroot_env_id(layers, &paths) else {
+        made.clean(exe);
+        return Err("icecc-create-env packed a file that no layer of the build root holds".into());
+    };
+    let (file, list) = (
+        envs.join(format!("chroot-{id}.tar.gz")),
+        envs.join(format!("chroot-{id}.files")),
+    );
+    std::fs::write(&list, paths.iter().map(|p| format!("{p}\n")).collect::<String>())
+        .and_then(|_| std::fs::rename(&made.tarball, &file))
+        .map_err(|e| format!("cannot keep the icecc environment in {}: {e}", envs.display()))?;
+    made.clean(exe);
+    Ok(file)
+}
+
+/// The files `icecc-create-env` packed, from its log (`adding file [NAME=]PATH`): the paths
+/// in the build root they were read from. Its rewritten copy of `/etc/ld.so.conf` (a file in
+/// `/tmp`) counts as `/etc/ld.so.conf`.
+pub fn packed_sources(log: &str) -> Vec<String> {
+    let mut paths: Vec<String> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("adding file "))
+        .map(|f| f.rsplit_once('=').map_or(f, |(_, path)| path).trim().to_string())
+        .map(|p| {
+            if p.starts_with("/tmp/") {
+                "/etc/ld.so.conf".to_string()
+            } else {
+                p
+            }
+        })
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// The name of the environment made from `paths` in the build root `layers` (first wins): a
+/// hash of each path with the name and key of the layer it comes from; `None` when a path is in
+/// no layer.
+pub fn chroot_env_id(layers: &[Layer], paths: &[String]) -> Option<String> {
+    let mut text = String::from("xlfs-icecc-chroot-1\n");
+    for p in paths {
+        let rel = p.trim_start_matches('/');
+        let owner = layers
+            .iter()
+            .find(|l| l.tree.join(rel).symlink_metadata().is_ok())?;
+        text.push_str(&format!("{p}\t{}\t{}\n", owner.name, owner.key));
+    }
+    Some(xlfs_util::sha256_hex(text.as_bytes())[..16].to_string())
+}
+
+/// What one `icecc-create-env` run left: the tarball and its log, in a work directory.
+struct MadeEnv {
+    work: PathBuf,
+    tarball: PathBuf,
+    log: String,
+}
+
+impl MadeEnv {
+    fn clean(self, exe: &Path) {
+        let _ = crate::package::remove_build_tree(exe, &self.work);
+    }
+}
+
+/// Run `icecc-create-env` for the build root `root`'s `/usr/bin/gcc` and `g++`, in a sandbox
+/// with that root, in a work directory of `envs`.
+fn create_env(
+    exe: &Path,
+    tools: &Tools,
+    root: xlfs_sandbox::Root,
+    envs: &Path,
+    name: &str,
+) -> Result<MadeEnv, String> {
+    let script = format!(
+        "set -e; cd /out; bash {TOOLS_DIR}/usr/bin/icecc-create-env --gcc /usr/bin/gcc /usr/bin/g++ > create-env.log 2>&1 \
+         || {{ cat create-env.log; exit 1; }}; mv ./*.tar.gz env.tar.gz"
+    );
+    let argv = vec!["bash".to_string(), "-c".to_string(), script];
+    let work = run_in(exe, tools, root, envs, name, argv, "icecc-create-env")?;
+    let log = std::fs::read_to_string(work.join("out/create-env.log")).unwrap_or_default();
+    Ok(MadeEnv {
+        tarball: work.join("out/env.tar.gz"),
+        work,
+        log,
+    })
+}
+
+/// The relay's `connect()` for icecc (`cctools/relay.c`), compiled by the tools root's own gcc
+/// in a sandbox whose root is the tools root: `envs/relay-TOOLS.so`.
+pub fn icecc_relay(exe: &Path, tools: &Tools, envs: &Path) -> Result<PathBuf, String> {
+    let id = tools
+        .root
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "tools".into());
+    let file = envs.join(format!("relay-{id}.so"));
+    if file.is_file() {
+        return Ok(file);
+    }
+    let _lock = env_lock(envs, &format!("relay-{id}"))?;
+    if file.is_file() {
+        return Ok(file);
+    }
+    // The tools root has no shell: gcc is run directly.
+    let argv = "gcc -O2 -Wall -Werror -shared -fPIC -o relay.so relay.c -ldl";
+    let work = run_in(
+        exe,
+        tools,
+        xlfs_sandbox::Root::Tree(tools.root.clone()),
+        envs,
+        "relay",
+        argv.split(' ').map(str::to_string).collect(),
+        "compiling the icecream relay",
+    )?;
+    std::fs::rename(work.join("out/relay.so"), &file)
+        .map_err(|e| format!("cannot move the icecc relay: {e}"))?;
+    let _ = crate::package::remove_build_tree(exe, &work);
+    Ok(file)
+}
+
+/// Run `argv` in a sandbox with `root`, the tools root at [`TOOLS_DIR`], a
+/// writable `/out` (holding `relay.c`) and `/tmp`, in a new work directory of `envs`, which
+/// is returned; on failure it is removed and the error shows the script's output.
+fn run_in(
+    exe: &Path,
+    tools: &Tools,
+    root: xlfs_sandbox::Root,
+    envs: &Path,
+    name: &str,
+    argv: Vec<String>,
+    what: &str,
+) -> Result<PathBuf, String> {
+    let work = envs.join(format!(".new-{name}-{}", std::process::id()));
+    let _ = crate::package::remove_build_tree(exe, &work);
     let (out, tmp) = (work.join("out"), work.join("tmp"));
     for d in [&out, &tmp] {
         std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
@@ -438,13 +652,12 @@ pub fn icecc_env(
     let ids = xlfs_sandbox::IdMap::for_current_user()?;
     ids.give_to_root(&work)
         .map_err(|e| format!("cannot give {} to the sandbox: {e}", work.display()))?;
-    let script = format!(
-        "set -e; cd /out; bash {TOOLS_DIR}/usr/bin/icecc-create-env --gcc /usr/bin/gcc /usr/bin/g++ > create-env.log 2>&1 \
-         || {{ cat create-env.log; exit 1; }}; mv ./*.tar.gz env.tar.gz; \
-         gcc -O2 -Wall -Werror -shared -fPIC -o relay.so relay.c -ldl"
-    );
+    let shown = match &root {
+        xlfs_sandbox::Root::Tree(t) => t.display().to_string(),
+        xlfs_sandbox::Root::Layers(l) => format!("a build root of {} layers", l.len()),
+    };
     let spec = xlfs_sandbox::Spec {
-        root: xlfs_sandbox::Root::Tree(toolchain_root.to_path_buf()),
+        root,
         sysroot: Vec::new(),
         binds: vec![
             xlfs_sandbox::Bind {
@@ -453,7 +666,7 @@ pub fn icecc_env(
                 writable: false,
             },
             xlfs_sandbox::Bind {
-                src: out.clone(),
+                src: out,
                 dst: "/out".into(),
                 writable: true,
             },
@@ -471,7 +684,7 @@ pub fn icecc_env(
             ("HOME".into(), "/out".into()),
             ("LC_ALL".into(), "C".into()),
         ],
-        argv: vec!["bash".into(), "-c".into(), script],
+        argv,
         hostname: "xlfs-build".into(),
         ids,
     };
@@ -483,17 +696,12 @@ pub fn icecc_env(
     if !res.status.success() {
         let _ = crate::package::remove_build_tree(exe, &work);
         return Err(format!(
-            "icecc-create-env failed in the toolchain root {}: {}{}",
-            toolchain_root.display(),
+            "{what} failed in {shown}: {}{}",
             String::from_utf8_lossy(&res.stdout).trim(),
             String::from_utf8_lossy(&res.stderr).trim()
         ));
     }
-    std::fs::rename(out.join("env.tar.gz"), &file)
-        .map_err(|e| format!("cannot move the icecc environment: {e}"))?;
-    std::fs::rename(out.join("relay.so"), &relay).map_err(|e| format!("cannot move the icecc relay: {e}"))?;
-    let _ = crate::package::remove_build_tree(exe, &work);
-    Ok((file, relay))
+    Ok(work)
 }
 
 /// What the icecream scheduler at `host:port` (its text interface, `listcs`) knows of the nodes

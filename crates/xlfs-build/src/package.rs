@@ -317,15 +317,19 @@ fn run(
     }
 
     // The build root: outputs of exactly the declared dependencies.
-    let mut layers = Vec::new();
+    let mut named_layers = Vec::new();
     for dep in step.build_root.iter().rev() {
         let key = &step.inputs.deps[dep];
-        layers.push(
-            ctx.store
+        named_layers.push(crate::cctools::Layer {
+            name: dep.clone(),
+            key: key.clone(),
+            tree: ctx
+                .store
                 .tree(key)
                 .map_err(|e| format!("dependency {dep}: {e}"))?,
-        );
+        });
     }
+    let layers: Vec<PathBuf> = named_layers.iter().map(|l| l.tree.clone()).collect();
     // The contamination check reads the same trees after the build.
     let dep_trees = layers.clone();
     let workdir = format!("/build/src/{workdir_rel}");
@@ -375,6 +379,7 @@ fn run(
             &root,
             &sysroot,
             toolchain_root.as_deref(),
+            &named_layers,
             &mut binds,
             &mut env,
             log,
@@ -503,6 +508,7 @@ fn cc_setup(
     root: &Root,
     sysroot: &[PathBuf],
     toolchain_root: Option<&Path>,
+    chroot_layers: &[crate::cctools::Layer],
     binds: &mut Vec<Bind>,
     env: &mut Vec<(String, String)>,
     log: &mut Log,
@@ -552,38 +558,55 @@ fn cc_setup(
         ccache = Some((tools.clone(), d));
     }
     let mut icecc = ctx.cc.icecc.as_ref();
-    if let (Some(ic), Some(tc_root)) = (icecc, toolchain_root) {
-        let (envfile, relay_so) =
-            cc::icecc_env(&ctx.sandbox_exe, tools, tc_root, &step.inputs.env, &ic.envs)?;
-        binds.push(Bind {
-            src: ic.socket.clone(),
-            dst: cc::ICECC_SOCKET.into(),
-            writable: false,
-        });
-        binds.push(Bind {
-            src: ic.relay.clone(),
-            dst: cc::ICECC_RELAY.into(),
-            writable: false,
-        });
-        binds.push(Bind {
-            src: relay_so,
-            dst: cc::ICECC_RELAY_SO.into(),
-            writable: false,
-        });
-        binds.push(Bind {
-            src: envfile.clone(),
-            dst: cc::ICECC_ENV.into(),
-            writable: false,
-        });
-        log.line(&format!(
-            "==> xlfs: icecream through {}, environment {}, {} remote slot(s)",
-            ic.socket.display(),
-            envfile.display(),
-            ic.remote_slots
-        ));
-    } else if icecc.is_some() {
-        log.line("==> xlfs: icecream is for `host` builds only so far: this `chroot` build compiles locally");
-        icecc = None;
+    if let Some(ic) = icecc {
+        // The compilers shipped to the other daemons: the build root's own.
+        let env_root = match toolchain_root {
+            Some(root) => cc::EnvRoot::Toolchain {
+                root,
+                id: &step.inputs.env,
+            },
+            None => cc::EnvRoot::Chroot(chroot_layers),
+        };
+        let chroot = toolchain_root.is_none();
+        match cc::icecc_env(&ctx.sandbox_exe, tools, env_root, &ic.envs) {
+            Ok((envfile, relay_so)) => {
+                binds.push(Bind {
+                    src: ic.socket.clone(),
+                    dst: cc::ICECC_SOCKET.into(),
+                    writable: false,
+                });
+                binds.push(Bind {
+                    src: ic.relay.clone(),
+                    dst: cc::ICECC_RELAY.into(),
+                    writable: false,
+                });
+                binds.push(Bind {
+                    src: relay_so,
+                    dst: cc::ICECC_RELAY_SO.into(),
+                    writable: false,
+                });
+                binds.push(Bind {
+                    src: envfile.clone(),
+                    dst: cc::ICECC_ENV.into(),
+                    writable: false,
+                });
+                log.line(&format!(
+                    "==> xlfs: icecream through {}, environment {}, {} remote slot(s)",
+                    ic.socket.display(),
+                    envfile.display(),
+                    ic.remote_slots
+                ));
+            }
+            // A chroot root without what icecc-create-env needs (bash, file, objcopy, ...):
+            // this build compiles locally, and says why.
+            Err(e) if chroot => {
+                log.line(&format!(
+                    "==> xlfs: no icecream environment for this build root, so it compiles locally: {e}"
+                ));
+                icecc = None;
+            }
+            Err(e) => return Err(e),
+        }
     }
     let opts = cc::CcOptions {
         tools: Some(tools.clone()),

@@ -6,7 +6,8 @@
 mod common;
 #[path = "common/zlib_book.rs"]
 mod zlib_book;
-use zlib_book::{artifact, xlfs, zlib_book};
+use std::path::{Path, PathBuf};
+use zlib_book::{artifact, chroot_zlib_book, xlfs, zlib_book};
 
 /// (hits, misses) of the log's ccache line.
 fn ccache_counts(log: &str) -> (u64, u64) {
@@ -25,10 +26,21 @@ fn ccache_counts(log: &str) -> (u64, u64) {
 
 #[test]
 fn ccache_hits_on_a_rebuild_and_the_artifacts_are_those_of_a_build_without_it() {
+    hits_on_a_rebuild(zlib_book);
+}
+
+/// The same in a `chroot` build root (Debian's compilers repacked as a package, see
+/// `debian-cc`): the cache works with the root's own compiler.
+#[test]
+fn ccache_hits_on_a_rebuild_in_a_chroot_root() {
+    hits_on_a_rebuild(chroot_zlib_book);
+}
+
+fn hits_on_a_rebuild(make_book: fn(&Path, &str) -> PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let sources = dir.path().join("sources");
     let (cached_home, plain_home) = (dir.path().join("home-ccache"), dir.path().join("home-plain"));
-    let book1 = zlib_book(&dir.path().join("1"), "");
+    let book1 = make_book(&dir.path().join("1"), "");
     xlfs(
         &book1,
         &cached_home,
@@ -54,7 +66,7 @@ fn ccache_hits_on_a_rebuild_and_the_artifacts_are_those_of_a_build_without_it() 
     assert!(log1.contains("at /xlfs/ccache"), "{log1}");
 
     // The recipe changes in a way that changes its key but not what it compiles: a rebuild.
-    let book2 = zlib_book(&dir.path().join("2"), "environment.XLFS_TEST_REBUILD = \"2\"\n");
+    let book2 = make_book(&dir.path().join("2"), "environment.XLFS_TEST_REBUILD = \"2\"\n");
     let plan = xlfs(&book2, &cached_home, &sources, &["plan", "zlib-quick"]);
     assert!(plan.contains("build"), "the changed recipe must rebuild: {plan}");
     xlfs(

@@ -9,7 +9,7 @@ mod common;
 mod zlib_book;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use zlib_book::{artifact, xlfs, zlib_book};
+use zlib_book::{artifact, chroot_zlib_book, xlfs, zlib_book};
 
 const NET_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/icecc-net.sh");
 
@@ -176,4 +176,76 @@ fn without_a_scheduler_builds_run_locally() {
     assert!(!log.contains("icecream through"), "{log}");
     assert!(!log.contains("ICECC["), "icecc was not involved: {log}");
     assert_eq!(net.remote_jobs(), before);
+}
+
+#[test]
+fn chroot_builds_ship_their_own_root_s_compilers() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::up(&dir.path().join("net"));
+    let sources = dir.path().join("sources");
+    let book = chroot_zlib_book(&dir.path().join("book"), "");
+    let recipe = book.join("zlib-quick.toml");
+    let (ice_home, plain_home) = (dir.path().join("home-icecc"), dir.path().join("home-plain"));
+    xlfs(&book, &ice_home, &sources, &["build", "debian-cc"]);
+
+    let before = net.remote_jobs();
+    let (socket, scheduler) = (net.socket(), net.scheduler());
+    let icecc_args = [
+        "-j2",
+        "--icecc",
+        "--icecc-socket",
+        &socket,
+        "--icecc-scheduler",
+        &scheduler,
+        "--icecc-node",
+        "local",
+    ];
+    let build = |args: &[&str]| {
+        let mut all = vec!["build", "zlib-quick"];
+        all.extend_from_slice(args);
+        xlfs(&book, &ice_home, &sources, &all)
+    };
+    build(&icecc_args);
+    let log = xlfs(&book, &ice_home, &sources, &["log", "zlib-quick"]);
+    // The environment was made from the chroot root (named after its files' layers), not
+    // from the toolchain root, and the other daemon compiled with it.
+    let envs: Vec<String> = std::fs::read_dir(ice_home.join("icecc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    let env = envs
+        .iter()
+        .find(|n| n.starts_with("chroot-") && n.ends_with(".tar.gz"))
+        .unwrap_or_else(|| panic!("no chroot environment in HOME/icecc: {envs:?}\n{log}"));
+    assert!(log.contains(&format!("icecc/{env}")), "{log}");
+    let files =
+        std::fs::read_to_string(ice_home.join("icecc").join(env.replace(".tar.gz", ".files"))).unwrap();
+    assert!(files.lines().any(|l| l.ends_with("/cc1")), "{files}");
+    let remote = net.remote_jobs() - before;
+    assert!(
+        remote >= 15,
+        "zlib compiles some 30 files; the remote daemon compiled {remote}:\n{log}"
+    );
+
+    // After a change to the recipe, its next build in the same root reuses the environment.
+    let made = std::fs::metadata(ice_home.join("icecc").join(env))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    std::fs::write(&recipe, text.replace("libz.a'", "libz.a; true'")).unwrap();
+    let out = build(&icecc_args);
+    assert!(out.contains("built 1,"), "{out}");
+    let log2 = xlfs(&book, &ice_home, &sources, &["log", "zlib-quick"]);
+    assert!(log2.contains(&format!("icecc/{env}")), "{log2}");
+    let again = std::fs::metadata(ice_home.join("icecc").join(env))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(made, again, "the environment was made again");
+    std::fs::write(&recipe, text).unwrap();
+
+    xlfs(&book, &plain_home, &sources, &["build", "zlib-quick"]);
+    let plain = xlfs(&book, &plain_home, &sources, &["log", "zlib-quick"]);
+    assert_eq!(artifact(&log), artifact(&plain), "icecream changed the artifact");
 }

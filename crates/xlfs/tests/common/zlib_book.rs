@@ -48,6 +48,54 @@ pub fn zlib_book(dir: &Path, extra_build: &str) -> PathBuf {
     book
 }
 
+/// A package in the `host` environment whose output is the toolchain root's own compilers and
+/// tools (Debian's gcc, binutils, glibc, coreutils, file, ...): a root for `chroot` builds that
+/// is not the build machine's and has what `icecc-create-env` runs.
+const DEBIAN_CC: &str = r#"[package]
+name = "debian-cc"
+version = "1.0"
+license = "GPL-3.0-or-later"
+
+[build]
+env = "host"
+
+[build.qa-skip]
+needed = "a copy of the toolchain root's programs: their libraries come with them"
+rpaths = "a copy of the toolchain root's programs"
+buildpaths = "a copy of the toolchain root's programs"
+
+[build.steps]
+install = '''
+cd "$DESTDIR"
+cp -a /bin /sbin /lib /lib64 .
+mkdir -p etc usr/share
+cp -a /etc/alternatives /etc/ld.so.conf /etc/ld.so.conf.d /etc/passwd /etc/group etc/
+cp -a /usr/sbin /usr/lib64 /usr/include /usr/libexec usr/
+# Less to pack: what zlib's build and icecc-create-env do not run.
+x="--exclude=*python3* --exclude=*perl* --exclude=*libicu* --exclude=*san.so* --exclude=*san.a
+   --exclude=./cmake --exclude=./ctest --exclude=./cpack --exclude=*lto-dump* --exclude=*/lto1
+   --exclude=./x86_64-linux-gnu/libcrypto.a --exclude=./x86_64-linux-gnu/libssl.a"
+for d in bin lib; do
+    mkdir -p usr/$d
+    (cd /usr/$d && tar cf - $x .) | tar xf - -C usr/$d
+done
+cp -a /usr/share/misc usr/share/
+find . -perm /6000 -type f -exec chmod ug-s {} +
+'''
+"#;
+
+/// The same book, with zlib built in a `chroot` root made of `debian-cc` alone.
+pub fn chroot_zlib_book(dir: &Path, extra_build: &str) -> PathBuf {
+    let book = zlib_book(dir, &format!("env = \"chroot\"\n{extra_build}"));
+    let recipe = book.join("zlib-quick.toml");
+    let text = std::fs::read_to_string(&recipe)
+        .unwrap()
+        .replace("run = []", "run = []\nbuild = [\"debian-cc\"]");
+    std::fs::write(&recipe, text).unwrap();
+    std::fs::write(book.join("debian-cc.toml"), DEBIAN_CC).unwrap();
+    book
+}
+
 pub fn xlfs(book: &Path, home: &Path, sources: &Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_xlfs"))
         .arg("--book")
