@@ -850,4 +850,59 @@ mod tests {
         assert_eq!(remote_nodes(text, "other").0, 5);
         assert_eq!(remote_nodes("", "nodeA"), (0, vec![]));
     }
+
+    #[test]
+    fn the_files_icecc_create_env_packed() {
+        let log = "adding file /usr/bin/gcc=/usr/bin/gcc-12\n\
+                   adding file /usr/lib/x86_64-linux-gnu/libc.so.6\n\
+                   some other line\n\
+                   adding file /etc/ld.so.conf=/tmp/icecc_ld_so_confAbC123\n\
+                   adding file /usr/bin/gcc-12\n";
+        assert_eq!(
+            packed_sources(log),
+            [
+                "/etc/ld.so.conf",
+                "/usr/bin/gcc-12",
+                "/usr/lib/x86_64-linux-gnu/libc.so.6"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_chroot_environment_is_named_after_the_layers_of_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = |name: &str, key: &str, files: &[&str]| {
+            let tree = dir.path().join(format!("{name}-{key}"));
+            for f in files {
+                let p = tree.join(f);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, name).unwrap();
+            }
+            Layer {
+                name: name.into(),
+                key: key.into(),
+                tree,
+            }
+        };
+        let gcc = layer("gcc", "k1", &["usr/bin/gcc", "usr/lib/libgcc_s.so.1"]);
+        let glibc = layer("glibc", "k2", &["usr/lib/libc.so.6", "usr/lib/libgcc_s.so.1"]);
+        let paths = vec!["/usr/bin/gcc".to_string(), "/usr/lib/libc.so.6".to_string()];
+        let id = chroot_env_id(&[gcc.clone(), glibc.clone()], &paths).unwrap();
+        assert_eq!(id.len(), 16);
+        // Other packages in the root do not matter; the order of layers does (first wins).
+        let other = layer("zlib", "k3", &["usr/lib/libz.so.1"]);
+        assert_eq!(
+            chroot_env_id(&[other, gcc.clone(), glibc.clone()], &paths).as_deref(),
+            Some(id.as_str())
+        );
+        let shared = vec!["/usr/lib/libgcc_s.so.1".to_string()];
+        assert_ne!(
+            chroot_env_id(&[gcc.clone(), glibc.clone()], &shared),
+            chroot_env_id(&[glibc.clone(), gcc.clone()], &shared)
+        );
+        // Another build of gcc: another environment. A file in no layer: none.
+        let gcc2 = layer("gcc", "k9", &["usr/bin/gcc"]);
+        assert_ne!(chroot_env_id(&[gcc2, glibc.clone()], &paths).unwrap(), id);
+        assert_eq!(chroot_env_id(&[glibc], &paths), None);
+    }
 }
