@@ -34,9 +34,10 @@
 //! still has the `-j` local slots; the remote slots (what the scheduler offers beyond `-j`) are a
 //! second pool. A compile job that takes a remote slot lends its local slot back to make while
 //! icecream compiles it, and takes a local slot again before it ends; a job without a remote
-//! slot keeps its local slot. (The wrapper finds make's pool through `MAKEFLAGS`; a sub-make
-//! closes those descriptors for its non-recursive recipe lines, so kbuild's compile jobs do not
-//! lend: `-j` caps them.) When no scheduler answers, builds run without icecream.
+//! slot keeps its local slot. The wrapper reaches both pools on descriptors of their own
+//! (`XLFS_ICECC_LOCAL`, `XLFS_ICECC_REMOTE`), not through `MAKEFLAGS`: a sub-make marks the
+//! descriptors it knows close-on-exec for its non-recursive recipe lines, and kbuild's compile
+//! jobs (busybox, linux) are such lines. When no scheduler answers, builds run without icecream.
 
 use std::path::{Path, PathBuf};
 use xlfs_book::HostToolchain;
@@ -293,9 +294,9 @@ export PATH
 icecc() {{
     # A remote slot, if one is free right now: lend this job's local slot to make meanwhile.
     local rr rw mr mw tok rtok rc
-    if [[ -n $XLFS_ICECC_REMOTE && $MAKEFLAGS =~ --jobserver-auth=([0-9]+),([0-9]+) ]]; then
-        mr=${{BASH_REMATCH[1]}} mw=${{BASH_REMATCH[2]}}
+    if [[ -n $XLFS_ICECC_REMOTE && -n $XLFS_ICECC_LOCAL ]]; then
         IFS=, read -r rr rw <<<"$XLFS_ICECC_REMOTE"
+        IFS=, read -r mr mw <<<"$XLFS_ICECC_LOCAL"
         if {{ true <&"$mr" && true >&"$mw" && true <&"$rr"; }} 2>/dev/null \
             && IFS= read -r -N 1 -t 0.005 -u "$rr" rtok 2>/dev/null; then
             printf + >&"$mw"
@@ -348,7 +349,8 @@ pub fn write_wrappers(dir: &Path, tools: &Tools, names: &[String]) -> Result<(),
 }
 
 /// The build environment for the wrappers, given the build's own `path`.
-pub fn environment(opts: &CcOptions, path: &str, remote_fds: Option<&str>) -> Vec<(String, String)> {
+/// `pools`: the remote pool's and the local pool's descriptors (`R,W` each), for lending.
+pub fn environment(opts: &CcOptions, path: &str, pools: Option<(&str, &str)>) -> Vec<(String, String)> {
     let mut env = vec![
         ("PATH".to_string(), format!("{WRAP_DIR}:{path}")),
         ("XLFS_CC_PATH".to_string(), path.to_string()),
@@ -368,8 +370,9 @@ pub fn environment(opts: &CcOptions, path: &str, remote_fds: Option<&str>) -> Ve
             ("ICECC_TEST_SOCKET".to_string(), ICECC_SOCKET.to_string()),
             ("ICECC_VERSION".to_string(), ICECC_ENV.to_string()),
         ]);
-        if let Some(fds) = remote_fds {
-            env.push(("XLFS_ICECC_REMOTE".to_string(), fds.to_string()));
+        if let Some((remote, local)) = pools {
+            env.push(("XLFS_ICECC_REMOTE".to_string(), remote.to_string()));
+            env.push(("XLFS_ICECC_LOCAL".to_string(), local.to_string()));
         }
     }
     env

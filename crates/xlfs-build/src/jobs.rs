@@ -59,6 +59,65 @@ pub fn configure_remote(cmd: &mut Command) {
     }
 }
 
+/// The local pool on descriptors of its own (duplicates of the jobserver's pipe, unknown to make),
+/// for the compile jobs that lend their local slot: make marks the descriptors it knows
+/// close-on-exec for the non-recursive recipe lines of a sub-make (kbuild's compile lines), so
+/// the compile jobs there could not reach them.
+static LOCAL_DUP: OnceLock<(i32, i32)> = OnceLock::new();
+
+/// Make [`LOCAL_DUP`] (close-on-exec here; [`configure_local_dup`] opens them to a build).
+pub fn init_local_dup() -> std::io::Result<()> {
+    if LOCAL_DUP.get().is_some() {
+        return Ok(());
+    }
+    let Some((r, w)) = makeflags().as_deref().and_then(auth_fds) else {
+        return Ok(());
+    };
+    let dup = |fd: i32| -> std::io::Result<i32> {
+        // SAFETY: F_DUPFD_CLOEXEC on a descriptor this process owns (the jobserver's pipe).
+        let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 100) };
+        if new < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(new)
+        }
+    };
+    let _ = LOCAL_DUP.set((dup(r)?, dup(w)?));
+    Ok(())
+}
+
+/// [`LOCAL_DUP`]'s descriptors, `READ,WRITE`.
+pub fn local_dup_fds() -> Option<String> {
+    LOCAL_DUP.get().map(|(r, w)| format!("{r},{w}"))
+}
+
+/// Let a child inherit [`LOCAL_DUP`].
+pub fn configure_local_dup(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    if let Some(&(r, w)) = LOCAL_DUP.get() {
+        // SAFETY: only fcntl, async-signal-safe, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                for fd in [r, w] {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// The `R,W` descriptors of a `MAKEFLAGS` value's `--jobserver-auth=` (not a fifo).
+fn auth_fds(flags: &str) -> Option<(i32, i32)> {
+    let fds = flags
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("--jobserver-auth="))?;
+    let (r, w) = fds.split_once(',')?;
+    Some((r.parse().ok()?, w.parse().ok()?))
+}
+
 /// The remote pool's descriptors, `READ,WRITE`, as a child sees them.
 pub fn remote_fds() -> Option<String> {
     let c = REMOTE.get()?;
@@ -68,9 +127,18 @@ pub fn remote_fds() -> Option<String> {
         .get_envs()
         .find(|(k, _)| *k == "MAKEFLAGS")
         .and_then(|(_, v)| v.map(|v| v.to_string_lossy().to_string()))?;
-    flags
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("--jobserver-auth="))
-        .filter(|fds| fds.contains(',') && !fds.starts_with("fifo:"))
-        .map(str::to_string)
+    auth_fds(&flags).map(|(r, w)| format!("{r},{w}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn jobserver_descriptors_from_makeflags() {
+        assert_eq!(
+            super::auth_fds("-j --jobserver-fds=3,4 --jobserver-auth=3,4"),
+            Some((3, 4))
+        );
+        assert_eq!(super::auth_fds(" --jobserver-auth=fifo:/tmp/GMfifo1"), None);
+        assert_eq!(super::auth_fds("-j2"), None);
+    }
 }

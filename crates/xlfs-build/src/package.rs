@@ -619,11 +619,12 @@ fn cc_setup(
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| "/usr/bin:/bin".into());
     let remote = if icecc.is_some() {
-        crate::jobs::remote_fds()
+        crate::jobs::remote_fds().zip(crate::jobs::local_dup_fds())
     } else {
         None
     };
-    for (k, v) in cc::environment(&opts, &path, remote.as_deref()) {
+    let remote = remote.as_ref().map(|(r, l)| (r.as_str(), l.as_str()));
+    for (k, v) in cc::environment(&opts, &path, remote) {
         env.retain(|(ek, _)| *ek != k);
         env.push((k, v));
     }
@@ -898,6 +899,7 @@ fn sandbox(ctx: &Ctx, spec: &Spec, spec_path: &Path, log: &mut Log) -> Result<u6
     cmd.stdin(std::process::Stdio::null()).stdout(out).stderr(err);
     crate::jobs::configure(&mut cmd);
     crate::jobs::configure_remote(&mut cmd);
+    crate::jobs::configure_local_dup(&mut cmd);
     let child = {
         let mut running = ctx.running.lock().map_err(|_| "lock poisoned".to_string())?;
         if ctx.cancel.load(Ordering::SeqCst) {

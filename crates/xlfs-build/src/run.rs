@@ -142,6 +142,12 @@ pub fn run_with(ctx: Arc<Ctx>, plan: &Plan, opts: &Options, reporter: Arc<dyn Re
             return out;
         }
     };
+    if ctx.cc.icecc.is_some() {
+        // Compile jobs that lend their slot reach the pool on descriptors of their own.
+        if let Err(e) = crate::jobs::init_local_dup() {
+            tracing::warn!("icecream: compile jobs will not lend their local slot: {e}");
+        }
+    }
     let (tx, rx) = mpsc::channel::<Msg>();
     let token_tx = tx.clone();
     let helper = client

@@ -249,3 +249,52 @@ fn chroot_builds_ship_their_own_root_s_compilers() {
     let plain = xlfs(&book, &plain_home, &sources, &["log", "zlib-quick"]);
     assert_eq!(artifact(&log), artifact(&plain), "icecream changed the artifact");
 }
+
+/// A package built the way kbuild builds (busybox, linux): the compile jobs are recipe lines of
+/// a sub-make, which closes make's jobserver descriptors for them.
+const SUB_MAKE: &str = r#"[package]
+name = "sub-make"
+version = "1.0"
+license = "MIT"
+
+[build.steps]
+build = '''
+for i in $(seq 1 24); do printf 'int f%d(int x) { return x * %d; }\n' $i $i > f$i.c; done
+printf 'OBJS = %s\nall: $(OBJS)\n%%.o: %%.c\n\t$(CC) -O2 -c $< -o $@\n' "$(echo f{1..24}.o)" > sub.mk
+printf 'all:\n\t$(MAKE) -f sub.mk\n' > Makefile
+make
+'''
+install = 'mkdir -p "$DESTDIR/usr/lib" && ar rcsD "$DESTDIR/usr/lib/libsubmake.a" f*.o'
+"#;
+
+#[test]
+fn compile_jobs_of_a_sub_make_lend_their_local_slot_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::up(&dir.path().join("net"));
+    let sources = dir.path().join("sources");
+    let book = zlib_book(&dir.path().join("book"), "");
+    std::fs::write(book.join("sub-make.toml"), SUB_MAKE).unwrap();
+    let home = dir.path().join("home");
+    let before = net.remote_jobs();
+    let (socket, scheduler) = (net.socket(), net.scheduler());
+    xlfs(
+        &book,
+        &home,
+        &sources,
+        &[
+            "build",
+            "sub-make",
+            "-j2",
+            "--icecc",
+            "--icecc-socket",
+            &socket,
+            "--icecc-scheduler",
+            &scheduler,
+            "--icecc-node",
+            "local",
+        ],
+    );
+    let log = xlfs(&book, &home, &sources, &["log", "sub-make"]);
+    assert!(log.contains("compile job(s) took a remote slot"), "{log}");
+    assert!(net.remote_jobs() > before, "{log}");
+}
