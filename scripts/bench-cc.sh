@@ -16,7 +16,8 @@
 # daemon's compilers are not in it). The machine may be shared: the load average is printed
 # with each figure, and builds run under `nice`. Environment: BENCH (work directory, default
 # /var/tmp/xlfs-cc-bench), XLFS_TOOLCHAINS (default /var/tmp/xlfs-cold/toolchains), XLFS_SOURCES
-# (default /var/tmp/xlfs-cold/sources), JOBS (default 2), PKG, PARALLEL=1 (the ccache figure's
+# (default /var/tmp/xlfs-cold/sources), XLFS (the xlfs binary; default: build this checkout's),
+# JOBS (default 2), PKG, PARALLEL=1 (the ccache figure's
 # build without ccache runs alongside its warm-up: compare CPU times then).
 set -euo pipefail
 
@@ -26,8 +27,12 @@ toolchains=${XLFS_TOOLCHAINS:-/var/tmp/xlfs-cold/toolchains}
 sources=${XLFS_SOURCES:-/var/tmp/xlfs-cold/sources}
 jobs=${JOBS:-2}
 mkdir -p "$bench"
-(cd "$repo" && cargo build -q -p xlfs)
-xlfs="$repo/target/debug/xlfs"
+if [[ -n ${XLFS:-} ]]; then
+    xlfs=$XLFS
+else
+    (cd "$repo" && cargo build -q -p xlfs)
+    xlfs="$repo/target/debug/xlfs"
+fi
 
 # build BOOK HOME TARGET ARGS...: build TARGET, print "wall cpu artifact" from its log
 build() {
