@@ -634,11 +634,14 @@ pub fn boot_check_guests(
     let fwd = forwards(&profile, &guests)?;
     let (accel, reason) = accel(&profile, forced);
     println!("booting `{name}` under QEMU with {accel:?}: {reason}");
+    let mut marks = Vec::new();
+    if only.is_none() {
+        disk_boot_check(app, &profile, &images, accel, &mut marks)?;
+    }
     let m = machine_with(&profile, &images, accel, &fwd);
     let log = app.home.root.join("logs").join(format!("boot-{name}.log"));
     let mut con = Console::spawn(&m, &log)?;
     let deadline = Instant::now() + Duration::from_secs(profile.boot.timeout_s);
-    let mut marks = Vec::new();
     for r in xlfs_boot::run_checks(&mut con, &checks(&images)) {
         if let Some(e) = r.error {
             bail!("check failed: {}\n{e}", r.name);
@@ -811,6 +814,17 @@ pub fn boot_check_guests(
             &mut marks,
         )?;
     }
+    power_off(&mut con, deadline, &mut marks)?;
+    Ok(BootReport {
+        accel,
+        accel_reason: reason,
+        marks,
+        log,
+    })
+}
+
+/// Power dom0 off and wait for the machine to stop.
+fn power_off(con: &mut Console, deadline: Instant, marks: &mut Vec<(String, Duration)>) -> Result<()> {
     con.sendline("poweroff")?;
     // dom0's power-off goes through ACPI S5 and QEMU exits; where the machine has no ACPI
     // power-off, Xen halts it once dom0 has shut down, which is as clean, and QEMU is stopped here.
@@ -835,12 +849,73 @@ pub fn boot_check_guests(
     }
     println!("  ok  dom0 powered off ({:.1}s)", con.elapsed().as_secs_f64());
     marks.push(("powered off".into(), con.elapsed()));
-    Ok(BootReport {
-        accel,
-        accel_reason: reason,
-        marks,
-        log,
-    })
+    Ok(())
+}
+
+/// A BusyBox profile with a disk image: boot the disk itself, as a machine would, through
+/// GRUB's default entry (Xen by multiboot2 with the dom0 kernel and initramfs from the disk's
+/// `/boot`), until dom0 answers `xl info`; then power off. The guests are checked after that,
+/// on the direct boot (their disks are a second drive that the disk's grub.cfg does not name).
+fn disk_boot_check(
+    app: &App,
+    profile: &Profile,
+    images: &Images,
+    accel: Accel,
+    marks: &mut Vec<(String, Duration)>,
+) -> Result<()> {
+    let Some(disk) = &images.disk_qcow2 else {
+        return Ok(());
+    };
+    println!(
+        "booting `{}`'s disk {} through GRUB",
+        profile.name,
+        disk.display()
+    );
+    let m = Machine {
+        memory_mib: profile.boot.memory_mib,
+        smp: profile.boot.cpus,
+        cpu: "qemu64".into(),
+        drives: vec![Drive {
+            format: "qcow2".into(),
+            ..Drive::raw(disk, "ide")
+        }],
+        extra: vec!["-snapshot".into()],
+        ..Machine::new(accel)
+    };
+    let log = app
+        .home
+        .root
+        .join("logs")
+        .join(format!("boot-{}-disk.log", profile.name));
+    let mut con = Console::spawn(&m, &log)?;
+    let deadline = Instant::now() + Duration::from_secs(profile.boot.timeout_s);
+    let mut at = |what: &str, con: &Console| {
+        marks.push((format!("disk: {what}"), con.elapsed()));
+    };
+    con.expect("GRUB", Duration::from_secs(120))
+        .context("check failed: the disk boots GRUB")?;
+    println!("  ok  the disk boots GRUB ({:.1}s)", con.elapsed().as_secs_f64());
+    at("GRUB", &con);
+    for r in xlfs_boot::run_checks(&mut con, &checks(images)) {
+        if let Some(e) = r.error {
+            bail!("check failed (booting the disk through GRUB): {}\n{e}", r.name);
+        }
+        println!("  ok  {} ({:.1}s)", r.name, r.at.as_secs_f64());
+        at(&r.name, &con);
+    }
+    con.sendline("")?;
+    let mut disk_marks = Vec::new();
+    must(
+        &mut con,
+        "`xl info` works on the Xen GRUB booted",
+        "xl info",
+        "xen_version",
+        60,
+        &mut disk_marks,
+    )?;
+    power_off(&mut con, deadline, &mut disk_marks)?;
+    marks.extend(disk_marks.into_iter().map(|(n, t)| (format!("disk: {n}"), t)));
+    Ok(())
 }
 
 /// After each guest's own checks, every guest at once: all started with `xl create`, all
