@@ -145,9 +145,19 @@ pub fn machine(
             .clone()
             .context("these images have no disk; run `xlfs image PROFILE`")?
     };
-    let mut extra = crate::system::uplink_args(profile, fwd);
+    Ok(disk_machine(
+        profile,
+        &disk,
+        accel,
+        crate::system::uplink_args(profile, fwd),
+    ))
+}
+
+/// A QEMU machine that boots from the qcow2 disk `disk` with `-snapshot` (a boot never changes
+/// it), with the profile's memory and CPUs; `extra`: further QEMU arguments.
+pub fn disk_machine(profile: &Profile, disk: &Path, accel: Accel, mut extra: Vec<String>) -> Machine {
     extra.push("-snapshot".into());
-    Ok(Machine {
+    Machine {
         memory_mib: profile.boot.memory_mib,
         smp: profile.boot.cpus,
         cpu: "qemu64".into(),
@@ -157,7 +167,7 @@ pub fn machine(
         }],
         extra,
         ..Machine::new(accel)
-    })
+    }
 }
 
 fn indent(s: &str) -> String {

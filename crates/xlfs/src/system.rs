@@ -871,17 +871,7 @@ fn disk_boot_check(
         profile.name,
         disk.display()
     );
-    let m = Machine {
-        memory_mib: profile.boot.memory_mib,
-        smp: profile.boot.cpus,
-        cpu: "qemu64".into(),
-        drives: vec![Drive {
-            format: "qcow2".into(),
-            ..Drive::raw(disk, "ide")
-        }],
-        extra: vec!["-snapshot".into()],
-        ..Machine::new(accel)
-    };
+    let m = crate::host::disk_machine(profile, disk, accel, Vec::new());
     let log = app
         .home
         .root

@@ -48,6 +48,24 @@ impl Net {
         assert!(out.status.success(), "icecc-net.sh up:\n{}", common::text(&out));
         net
     }
+    /// `xlfs build` with this network: PACKAGE, `-j2`, `--icecc` and its settings, then `more`.
+    fn build(&self, book: &Path, home: &Path, sources: &Path, package: &str, more: &[&str]) -> String {
+        let (socket, scheduler) = (self.socket(), self.scheduler());
+        let mut args = vec![
+            "build",
+            package,
+            "-j2",
+            "--icecc",
+            "--icecc-socket",
+            &socket,
+            "--icecc-scheduler",
+            &scheduler,
+            "--icecc-node",
+            "local",
+        ];
+        args.extend_from_slice(more);
+        xlfs(book, home, sources, &args)
+    }
     fn socket(&self) -> String {
         self.dir.join("a/iceccd.socket").display().to_string()
     }
@@ -101,24 +119,7 @@ fn compile_jobs_run_on_the_other_daemon_and_the_artifact_is_unchanged() {
     );
 
     let before = net.remote_jobs();
-    let (socket, scheduler) = (net.socket(), net.scheduler());
-    let out = xlfs(
-        &book,
-        &ice_home,
-        &sources,
-        &[
-            "build",
-            "zlib-quick",
-            "-j2",
-            "--icecc",
-            "--icecc-socket",
-            &socket,
-            "--icecc-scheduler",
-            &scheduler,
-            "--icecc-node",
-            "local",
-        ],
-    );
+    let out = net.build(&book, &ice_home, &sources, "zlib-quick", &[]);
     assert!(out.contains("-j2 local + 2 remote job slot(s)"), "{out}");
     let log = xlfs(&book, &ice_home, &sources, &["log", "zlib-quick"]);
     assert!(log.contains("==> xlfs: icecream through"), "{log}");
@@ -147,25 +148,8 @@ fn without_a_scheduler_builds_run_locally() {
     let book = zlib_book(&dir.path().join("book"), "");
     let home = dir.path().join("home");
     let before = net.remote_jobs();
-    let (socket, scheduler) = (net.socket(), net.scheduler());
-    let out = xlfs(
-        &book,
-        &home,
-        &sources,
-        &[
-            "build",
-            "zlib-quick",
-            "--no-runtime",
-            "-j2",
-            "--icecc",
-            "--icecc-socket",
-            &socket,
-            "--icecc-scheduler",
-            &scheduler,
-            "--icecc-node",
-            "local",
-        ],
-    );
+    let scheduler = net.scheduler();
+    let out = net.build(&book, &home, &sources, "zlib-quick", &["--no-runtime"]);
     assert!(
         out.contains(&format!("no icecream scheduler answers at {scheduler}:8766"))
             && out.contains("building locally"),
@@ -189,23 +173,8 @@ fn chroot_builds_ship_their_own_root_s_compilers() {
     xlfs(&book, &ice_home, &sources, &["build", "debian-cc"]);
 
     let before = net.remote_jobs();
-    let (socket, scheduler) = (net.socket(), net.scheduler());
-    let icecc_args = [
-        "-j2",
-        "--icecc",
-        "--icecc-socket",
-        &socket,
-        "--icecc-scheduler",
-        &scheduler,
-        "--icecc-node",
-        "local",
-    ];
-    let build = |args: &[&str]| {
-        let mut all = vec!["build", "zlib-quick"];
-        all.extend_from_slice(args);
-        xlfs(&book, &ice_home, &sources, &all)
-    };
-    build(&icecc_args);
+    let build = || net.build(&book, &ice_home, &sources, "zlib-quick", &[]);
+    build();
     let log = xlfs(&book, &ice_home, &sources, &["log", "zlib-quick"]);
     // The environment was made from the chroot root (named after its files' layers), not
     // from the toolchain root, and the other daemon compiled with it.
@@ -234,7 +203,7 @@ fn chroot_builds_ship_their_own_root_s_compilers() {
         .unwrap();
     let text = std::fs::read_to_string(&recipe).unwrap();
     std::fs::write(&recipe, text.replace("libz.a'", "libz.a; true'")).unwrap();
-    let out = build(&icecc_args);
+    let out = build();
     assert!(out.contains("built 1,"), "{out}");
     let log2 = xlfs(&book, &ice_home, &sources, &["log", "zlib-quick"]);
     assert!(log2.contains(&format!("icecc/{env}")), "{log2}");
@@ -276,24 +245,7 @@ fn compile_jobs_of_a_sub_make_lend_their_local_slot_too() {
     std::fs::write(book.join("sub-make.toml"), SUB_MAKE).unwrap();
     let home = dir.path().join("home");
     let before = net.remote_jobs();
-    let (socket, scheduler) = (net.socket(), net.scheduler());
-    xlfs(
-        &book,
-        &home,
-        &sources,
-        &[
-            "build",
-            "sub-make",
-            "-j2",
-            "--icecc",
-            "--icecc-socket",
-            &socket,
-            "--icecc-scheduler",
-            &scheduler,
-            "--icecc-node",
-            "local",
-        ],
-    );
+    net.build(&book, &home, &sources, "sub-make", &[]);
     let log = xlfs(&book, &home, &sources, &["log", "sub-make"]);
     assert!(log.contains("compile job(s) took a remote slot"), "{log}");
     assert!(net.remote_jobs() > before, "{log}");
