@@ -481,18 +481,22 @@ fn add_console_nodes(fs: &mut RootFs) -> Result<()> {
 /// (`renameat2(RENAME_EXCHANGE)`, then the old images are deleted): `out` is always either the
 /// old or the new complete set.
 pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Result<Images> {
-    assemble_with(a, profile, out, epoch, None)
+    assemble_with(a, profile, out, epoch, Disk::None)
 }
 
-/// [`assemble`], for any profile: a SysV host (`init = "sysv"`) needs `sysv`, what its disk is
-/// made with ([`sysv::assemble_sysv`]).
-pub fn assemble_with(
-    a: &Artifacts,
-    profile: &Profile,
-    out: &Path,
-    epoch: u64,
-    sysv: Option<&sysv::SysvInputs>,
-) -> Result<Images> {
+/// What a profile's GRUB disk is made with (`host.disk-image`).
+pub enum Disk<'a> {
+    /// No disk.
+    None,
+    /// A SysV host's disk ([`sysv::assemble_sysv`]).
+    Sysv(&'a sysv::SysvInputs<'a>),
+    /// A BusyBox profile's disk ([`busybox_disk`]): the grub artifact's tree.
+    Grub(&'a Path),
+}
+
+/// [`assemble`], for any profile: a SysV host (`init = "sysv"`) needs [`Disk::Sysv`]; a BusyBox
+/// profile with `disk-image = true` gets its disk with [`Disk::Grub`].
+pub fn assemble_with(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64, disk: Disk) -> Result<Images> {
     let parent = out.parent().context("the images directory has no parent")?;
     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let stem = out
@@ -504,8 +508,9 @@ pub fn assemble_with(
     let tmp = guard.path().to_path_buf();
     let book = a.book;
     if profile.host.init == xlfs_book::profile::Init::Sysv {
-        let inputs =
-            sysv.context("a SysV host's disk needs the grub artifact (xlfs_assemble::sysv::SysvInputs)")?;
+        let Disk::Sysv(inputs) = disk else {
+            bail!("a SysV host's disk needs the grub artifact (xlfs_assemble::Disk::Sysv)");
+        };
         let images = sysv::assemble_sysv(a, profile, inputs, &tmp, out, epoch)?;
         return finish(images, &tmp, out, guard);
     }
@@ -583,6 +588,12 @@ pub fn assemble_with(
         },
     )
     .context("writing the dom0 ext4 image")?;
+    let (mut disk_raw, mut disk_qcow2) = (None, None);
+    if let (Disk::Grub(grub), true) = (&disk, profile.host.disk_image) {
+        busybox_disk(profile, &tmp, grub, epoch)?;
+        disk_raw = Some(out.join(sysv::DISK_RAW));
+        disk_qcow2 = Some(out.join(sysv::DISK_QCOW2));
+    }
 
     let mut files = BTreeMap::new();
     for e in std::fs::read_dir(&tmp)? {
@@ -605,8 +616,8 @@ pub fn assemble_with(
         guest_images,
         files,
         dom0_audit: Some(dom0_audit),
-        disk: None,
-        disk_qcow2: None,
+        disk: disk_raw,
+        disk_qcow2,
         check_disk: None,
         debug: None,
         debug_split: None,
@@ -614,6 +625,41 @@ pub fn assemble_with(
         root_partuuid: None,
     };
     finish(images, &tmp, out, guard)
+}
+
+/// `host-disk.img` and `host-disk.qcow2` in the images directory `dir`: a GPT disk whose ext4
+/// partition 2 holds `/boot` (Xen, the dom0 kernel and initramfs, GRUB's modules, grub.cfg and
+/// grubenv), GRUB installed for BIOS by xlfs itself. dom0 runs from its initramfs, as when
+/// QEMU loads the files directly.
+pub fn busybox_disk(profile: &Profile, dir: &Path, grub: &Path, epoch: u64) -> Result<()> {
+    use xlfs_image::RootFs;
+    let mut fs = RootFs::new();
+    fs.add_file_from("boot/xen", &dir.join("xen"), 0o644, 0, 0)?;
+    fs.add_file_from("boot/vmlinuz", &dir.join("vmlinuz"), 0o644, 0, 0)?;
+    fs.add_file_from("boot/initramfs.cpio.gz", &dir.join("dom0.cpio.gz"), 0o644, 0, 0)?;
+    let files = xlfs_system::grub::BootFiles {
+        xen: "/boot/xen".into(),
+        kernel: "/boot/vmlinuz".into(),
+        initrd: Some("/boot/initramfs.cpio.gz".into()),
+        root: None,
+    };
+    let cfg = xlfs_system::grub::grub_cfg(profile, &files);
+    fs.add_file("boot/grub/grub.cfg", cfg.into_bytes(), 0o644, 0, 0)?;
+    let env = xlfs_system::grub::grubenv(&[("saved_entry", "xen")]);
+    fs.add_file("boot/grub/grubenv", env, 0o644, 0, 0)?;
+    let opts = xlfs_image::Ext4Options {
+        label: "xlfs-boot".into(),
+        uuid: xlfs_image::derive_uuid(&format!("{} disk uuid", profile.name)),
+        hash_seed: xlfs_image::derive_uuid(&format!("{} disk hash_seed", profile.name)),
+        mtime: epoch,
+        ..Default::default()
+    };
+    let raw = dir.join(sysv::DISK_RAW);
+    let qcow2 = dir.join(sysv::DISK_QCOW2);
+    let seed = format!("xlfs {} host disk", profile.name);
+    xlfs_image::write_grub_disk(fs, grub, &opts, &seed, &raw, Some(&qcow2))
+        .with_context(|| format!("cannot write the disk image {}", raw.display()))?;
+    Ok(())
 }
 
 /// Write images.json and move the finished directory `tmp` to `out`.

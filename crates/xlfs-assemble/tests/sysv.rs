@@ -291,7 +291,13 @@ fn assemble(
         binutils: None,
         credentials,
     };
-    assemble_with(&a, &profile, &w.root.join(out), EPOCH, Some(&inputs))
+    assemble_with(
+        &a,
+        &profile,
+        &w.root.join(out),
+        EPOCH,
+        xlfs_assemble::Disk::Sysv(&inputs),
+    )
 }
 
 /// Partition 2 (the root) of a raw or qcow2 disk, as e2fsprogs name it: `DISK?offset=N` (a

@@ -91,56 +91,20 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
             &profile,
             &out,
             book.config.source_date_epoch,
-            Some(&inputs),
+            xlfs_assemble::Disk::Sysv(&inputs),
         );
     }
-    let images = xlfs_assemble::assemble(&artifacts, &profile, &out, book.config.source_date_epoch)?;
     if profile.host.disk_image {
-        disk_image(&profile, &images, &grub_tree()?, book.config.source_date_epoch)?;
+        let grub = grub_tree()?;
+        return xlfs_assemble::assemble_with(
+            &artifacts,
+            &profile,
+            &out,
+            book.config.source_date_epoch,
+            xlfs_assemble::Disk::Grub(&grub),
+        );
     }
-    Ok(images)
-}
-
-/// `host-disk.img` and `host-disk.qcow2` next to the other images: a GPT disk whose ext4
-/// partition 2 holds `/boot` (Xen, the dom0 kernel and initramfs, GRUB's modules, grub.cfg and
-/// grubenv), GRUB installed for BIOS by xlfs itself. dom0 runs from its initramfs, as when
-/// QEMU loads the files directly.
-fn disk_image(profile: &Profile, images: &Images, grub: &std::path::Path, epoch: u64) -> Result<()> {
-    use xlfs_image::RootFs;
-    let mut fs = RootFs::new();
-    fs.add_file_from("boot/xen", &images.xen, 0o644, 0, 0)?;
-    fs.add_file_from("boot/vmlinuz", &images.kernel, 0o644, 0, 0)?;
-    fs.add_file_from("boot/initramfs.cpio.gz", &images.initramfs, 0o644, 0, 0)?;
-    let files = xlfs_system::grub::BootFiles {
-        xen: "/boot/xen".into(),
-        kernel: "/boot/vmlinuz".into(),
-        initrd: Some("/boot/initramfs.cpio.gz".into()),
-        root: None,
-    };
-    let cfg = xlfs_system::grub::grub_cfg(profile, &files);
-    fs.add_file("boot/grub/grub.cfg", cfg.into_bytes(), 0o644, 0, 0)?;
-    let env = xlfs_system::grub::grubenv(&[("saved_entry", "xen")]);
-    fs.add_file("boot/grub/grubenv", env, 0o644, 0, 0)?;
-    let opts = xlfs_image::Ext4Options {
-        label: "xlfs-boot".into(),
-        uuid: xlfs_image::derive_uuid(&format!("{} disk uuid", profile.name)),
-        hash_seed: xlfs_image::derive_uuid(&format!("{} disk hash_seed", profile.name)),
-        mtime: epoch,
-        ..Default::default()
-    };
-    let raw = images.dir.join("host-disk.img");
-    let qcow2 = images.dir.join("host-disk.qcow2");
-    let seed = format!("xlfs {} host disk", profile.name);
-    let layout = xlfs_image::write_grub_disk(fs, grub, &opts, &seed, &raw, Some(&qcow2))
-        .with_context(|| format!("cannot write the disk image {}", raw.display()))?;
-    println!(
-        "  disk image: {} and {} ({} MiB, GPT {}, GRUB for BIOS)",
-        raw.display(),
-        qcow2.display(),
-        (layout.sectors * xlfs_image::SECTOR) >> 20,
-        layout.guid
-    );
-    Ok(())
+    xlfs_assemble::assemble(&artifacts, &profile, &out, book.config.source_date_epoch)
 }
 
 pub fn print_images(images: &Images) {
@@ -882,10 +846,19 @@ fn disk_boot_check(
     let mut at = |what: &str, con: &Console| {
         marks.push((format!("disk: {what}"), con.elapsed()));
     };
-    con.expect("GRUB", Duration::from_secs(120))
-        .context("check failed: the disk boots GRUB")?;
-    println!("  ok  the disk boots GRUB ({:.1}s)", con.elapsed().as_secs_f64());
-    at("GRUB", &con);
+    for (what, pattern) in [
+        ("the disk boots GRUB's menu", "GNU GRUB  version"),
+        ("GRUB loads Xen (multiboot2)", "(XEN) Bootloader: GRUB"),
+    ] {
+        con.expect(pattern, Duration::from_secs(120)).with_context(|| {
+            format!(
+                "check failed: {what}: expected `{pattern}` on the console; the console, last lines:\n{}",
+                indent(&con.tail(30))
+            )
+        })?;
+        println!("  ok  {what} ({:.1}s)", con.elapsed().as_secs_f64());
+        at(what, &con);
+    }
     for r in xlfs_boot::run_checks(&mut con, &checks(images)) {
         if let Some(e) = r.error {
             bail!("check failed (booting the disk through GRUB): {}\n{e}", r.name);
