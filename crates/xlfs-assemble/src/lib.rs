@@ -631,7 +631,12 @@ pub fn assemble_with(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64, d
 /// partition 2 holds `/boot` (Xen, the dom0 kernel and initramfs, GRUB's modules, grub.cfg and
 /// grubenv), GRUB installed for BIOS by xlfs itself. dom0 runs from its initramfs, as when
 /// QEMU loads the files directly.
-pub fn busybox_disk(profile: &Profile, dir: &Path, grub: &Path, epoch: u64) -> Result<()> {
+pub fn busybox_disk(
+    profile: &Profile,
+    dir: &Path,
+    grub: &Path,
+    epoch: u64,
+) -> Result<xlfs_image::DiskLayout> {
     use xlfs_image::RootFs;
     let mut fs = RootFs::new();
     fs.add_file_from("boot/xen", &dir.join("xen"), 0o644, 0, 0)?;
@@ -658,8 +663,7 @@ pub fn busybox_disk(profile: &Profile, dir: &Path, grub: &Path, epoch: u64) -> R
     let qcow2 = dir.join(sysv::DISK_QCOW2);
     let seed = format!("xlfs {} host disk", profile.name);
     xlfs_image::write_grub_disk(fs, grub, &opts, &seed, &raw, Some(&qcow2))
-        .with_context(|| format!("cannot write the disk image {}", raw.display()))?;
-    Ok(())
+        .with_context(|| format!("cannot write the disk image {}", raw.display()))
 }
 
 /// Write images.json and move the finished directory `tmp` to `out`.

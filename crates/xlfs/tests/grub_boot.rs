@@ -155,4 +155,42 @@ fn grub_from_source_boots_a_gpt_disk_written_by_xlfs() {
         second.contains("XLFS-GRUB-OK default=xen trial=0 fallback=xen linux"),
         "second boot:\n{second}"
     );
+
+    // A BusyBox profile's disk (`disk-image = true`): Xen, the kernel and the initramfs of the
+    // images directory in /boot of its ext4 partition, and a grub.cfg that loads Xen by
+    // multiboot2 with them. (`xlfs boot disk --check` boots such a disk for real.)
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for (f, bytes) in [
+        ("xen", "XEN"),
+        ("vmlinuz", "LINUX"),
+        ("dom0.cpio.gz", "INITRAMFS"),
+    ] {
+        std::fs::write(images.join(f), bytes).unwrap();
+    }
+    let disk_text = include_str!("../../../book/profiles/disk.toml");
+    let (p, d) = xlfs_book::profile::parse_profile(Path::new("profiles/disk.toml"), "disk", disk_text);
+    assert!(d.is_empty(), "{d:?}");
+    let layout = xlfs_assemble::busybox_disk(&p.unwrap(), &images, &grub, 1_704_067_200).unwrap();
+    let raw = images.join(xlfs_assemble::sysv::DISK_RAW);
+    assert!(images.join(xlfs_assemble::sysv::DISK_QCOW2).is_file());
+    let root = layout.partitions.last().unwrap();
+    let part = format!("{}?offset={}", raw.display(), root.first_lba * xlfs_image::SECTOR);
+    let cat = |path: &str| {
+        let out = Command::new("debugfs")
+            .args(["-R", &format!("cat {path}"), &part])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(cat("/boot/xen"), "XEN");
+    assert_eq!(cat("/boot/vmlinuz"), "LINUX");
+    assert_eq!(cat("/boot/initramfs.cpio.gz"), "INITRAMFS");
+    let cfg = cat("/boot/grub/grub.cfg");
+    assert!(cfg.contains("multiboot2 '/boot/xen' console=com1"), "{cfg}");
+    assert!(cfg.contains("module2 '/boot/vmlinuz' "), "{cfg}");
+    assert!(
+        cfg.contains("module2 --nounzip '/boot/initramfs.cpio.gz'"),
+        "{cfg}"
+    );
 }
