@@ -47,7 +47,6 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool) -
     let db = app.db()?;
     let store = app.store()?;
     let plan = app.plan_with(&book, targets, false, &db, &store)?;
-    let mut deps = BTreeSet::new();
     for t in targets {
         let step = plan
             .get(t)
@@ -57,12 +56,16 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool) -
                 "`{t}` is not built (or its recipe changed since): run `xlfs build {t}` first, then compare"
             );
         }
-        deps.extend(
-            step.build_root
-                .iter()
-                .map(|d| plan.get(d).expect("in the plan").key.clone()),
-        );
     }
+    // Every other package of the plan, not only the targets' build roots: a build root can hold
+    // a group (the LFS chroot) whose own dependencies the scratch plan must also find cached, or
+    // it would rebuild them, down to the cross toolchain.
+    let deps: BTreeSet<String> = plan
+        .steps
+        .iter()
+        .filter(|s| s.is_cached() && !targets.contains(&s.name))
+        .map(|s| s.key.clone())
+        .collect();
 
     // The scratch home: the dependencies' artifacts as hard links, a copy of the database.
     let parent = app.home.root.join("rebuild");
