@@ -29,7 +29,11 @@ pub fn configure(cmd: &mut Command) {
 
 /// The `MAKEFLAGS` value that points a make at the jobserver.
 pub fn makeflags() -> Option<String> {
-    let c = CLIENT.get()?;
+    client_makeflags(CLIENT.get()?)
+}
+
+/// The `MAKEFLAGS` value that points a make at `c`.
+fn client_makeflags(c: &jobserver::Client) -> Option<String> {
     let mut cmd = Command::new("true");
     c.configure_make(&mut cmd);
     cmd.get_envs()
@@ -120,13 +124,7 @@ fn auth_fds(flags: &str) -> Option<(i32, i32)> {
 
 /// The remote pool's descriptors, `READ,WRITE`, as a child sees them.
 pub fn remote_fds() -> Option<String> {
-    let c = REMOTE.get()?;
-    let mut cmd = Command::new("true");
-    c.configure_make(&mut cmd);
-    let flags = cmd
-        .get_envs()
-        .find(|(k, _)| *k == "MAKEFLAGS")
-        .and_then(|(_, v)| v.map(|v| v.to_string_lossy().to_string()))?;
+    let flags = client_makeflags(REMOTE.get()?)?;
     auth_fds(&flags).map(|(r, w)| format!("{r},{w}"))
 }
 

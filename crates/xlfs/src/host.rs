@@ -178,7 +178,7 @@ fn indent(s: &str) -> String {
 }
 
 /// Wait for `pattern` on the console; a failure names the expectation and shows the console.
-fn wait(
+pub(crate) fn wait(
     con: &mut Console,
     what: &str,
     pattern: &str,

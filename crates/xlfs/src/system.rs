@@ -66,45 +66,40 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
     };
     let out = images_dir(app, name);
     std::fs::create_dir_all(out.parent().expect("images dir has a parent"))?;
-    let grub_tree = || -> Result<_> {
+    // A disk-image profile's GRUB disk: a SysV host runs from it, a BusyBox one carries it.
+    let grub = if profile.host.disk_image {
         let grub = plan
             .get(xlfs_book::profile::GRUB_PACKAGE)
             .context("the plan of a disk-image profile has grub")?;
-        store
-            .tree(&grub.key)
-            .with_context(|| format!("cannot unpack the grub artifact {}", grub.key))
+        Some(
+            store
+                .tree(&grub.key)
+                .with_context(|| format!("cannot unpack the grub artifact {}", grub.key))?,
+        )
+    } else {
+        None
     };
-    if profile.host.init == xlfs_book::profile::Init::Sysv {
-        // dom0 runs from its GRUB disk: the assembly writes it.
-        let grub = grub_tree()?;
-        let inputs = crate::host::sysv_inputs(app, &book, &profile, &grub)?;
-        if inputs.credentials.is_some() {
-            println!(
-                "  {} (for `xlfs boot {name} --check` only) holds this home's boot-check key and console password ({}); {} holds only the profile's",
-                xlfs_assemble::sysv::CHECK_DISK,
-                crate::host::credentials_dir(app).display(),
-                xlfs_assemble::sysv::DISK_RAW,
-            );
+    let sysv = match &grub {
+        Some(grub) if profile.host.init == xlfs_book::profile::Init::Sysv => {
+            let inputs = crate::host::sysv_inputs(app, &book, &profile, grub)?;
+            if inputs.credentials.is_some() {
+                println!(
+                    "  {} (for `xlfs boot {name} --check` only) holds this home's boot-check key and console password ({}); {} holds only the profile's",
+                    xlfs_assemble::sysv::CHECK_DISK,
+                    crate::host::credentials_dir(app).display(),
+                    xlfs_assemble::sysv::DISK_RAW,
+                );
+            }
+            Some(inputs)
         }
-        return xlfs_assemble::assemble_with(
-            &artifacts,
-            &profile,
-            &out,
-            book.config.source_date_epoch,
-            xlfs_assemble::Disk::Sysv(&inputs),
-        );
-    }
-    if profile.host.disk_image {
-        let grub = grub_tree()?;
-        return xlfs_assemble::assemble_with(
-            &artifacts,
-            &profile,
-            &out,
-            book.config.source_date_epoch,
-            xlfs_assemble::Disk::Grub(&grub),
-        );
-    }
-    xlfs_assemble::assemble(&artifacts, &profile, &out, book.config.source_date_epoch)
+        _ => None,
+    };
+    let disk = match (&sysv, &grub) {
+        (Some(inputs), _) => xlfs_assemble::Disk::Sysv(inputs),
+        (None, Some(grub)) => xlfs_assemble::Disk::Grub(grub),
+        (None, None) => xlfs_assemble::Disk::None,
+    };
+    xlfs_assemble::assemble_with(&artifacts, &profile, &out, book.config.source_date_epoch, disk)
 }
 
 pub fn print_images(images: &Images) {
@@ -606,13 +601,7 @@ pub fn boot_check_guests(
     let log = app.home.root.join("logs").join(format!("boot-{name}.log"));
     let mut con = Console::spawn(&m, &log)?;
     let deadline = Instant::now() + Duration::from_secs(profile.boot.timeout_s);
-    for r in xlfs_boot::run_checks(&mut con, &checks(&images)) {
-        if let Some(e) = r.error {
-            bail!("check failed: {}\n{e}", r.name);
-        }
-        println!("  ok  {} ({:.1}s)", r.name, r.at.as_secs_f64());
-        marks.push((r.name, r.at));
-    }
+    boot_checks(&mut con, &checks(&images), &mut marks)?;
     con.sendline("")?;
     must(
         &mut con,
@@ -787,6 +776,18 @@ pub fn boot_check_guests(
     })
 }
 
+/// Run the console checks in order, printing each; the first failure ends the boot check.
+fn boot_checks(con: &mut Console, checks: &[Check], marks: &mut Vec<(String, Duration)>) -> Result<()> {
+    for r in xlfs_boot::run_checks(con, checks) {
+        if let Some(e) = r.error {
+            bail!("check failed: {}\n{e}", r.name);
+        }
+        println!("  ok  {} ({:.1}s)", r.name, r.at.as_secs_f64());
+        marks.push((r.name, r.at));
+    }
+    Ok(())
+}
+
 /// Power dom0 off and wait for the machine to stop.
 fn power_off(con: &mut Console, deadline: Instant, marks: &mut Vec<(String, Duration)>) -> Result<()> {
     con.sendline("poweroff")?;
@@ -843,38 +844,26 @@ fn disk_boot_check(
         .join(format!("boot-{}-disk.log", profile.name));
     let mut con = Console::spawn(&m, &log)?;
     let deadline = Instant::now() + Duration::from_secs(profile.boot.timeout_s);
-    let mut at = |what: &str, con: &Console| {
-        marks.push((format!("disk: {what}"), con.elapsed()));
-    };
     // GRUB's menu; Xen's banner; Xen saying GRUB loaded it; then dom0 as in every boot.
-    let expect = |con: &mut Console, what: &str, pattern: &str| -> Result<()> {
-        con.expect(pattern, Duration::from_secs(120)).with_context(|| {
-            format!(
-                "check failed (booting the disk through GRUB): {what}: expected `{pattern}` on the console; the console, last lines:\n{}",
-                indent(&con.tail(30))
-            )
-        })?;
-        println!("  ok  {what} ({:.1}s)", con.elapsed().as_secs_f64());
-        Ok(())
-    };
-    expect(&mut con, "the disk boots GRUB's menu", "GNU GRUB  version")?;
-    at("GRUB's menu", &con);
-    let checks = checks(images);
-    for (i, part) in [&checks[..1], &checks[1..]].into_iter().enumerate() {
-        if i == 1 {
-            expect(&mut con, "GRUB loaded Xen (multiboot2)", "(XEN) Bootloader: GRUB")?;
-            at("GRUB loaded Xen", &con);
-        }
-        for r in xlfs_boot::run_checks(&mut con, part) {
-            if let Some(e) = r.error {
-                bail!("check failed (booting the disk through GRUB): {}\n{e}", r.name);
-            }
-            println!("  ok  {} ({:.1}s)", r.name, r.at.as_secs_f64());
-            at(&r.name, &con);
-        }
-    }
-    con.sendline("")?;
     let mut disk_marks = Vec::new();
+    let checks = checks(images);
+    crate::host::wait(
+        &mut con,
+        "the disk boots GRUB's menu",
+        "GNU GRUB  version",
+        120,
+        &mut disk_marks,
+    )?;
+    boot_checks(&mut con, &checks[..1], &mut disk_marks)?;
+    crate::host::wait(
+        &mut con,
+        "GRUB loaded Xen (multiboot2)",
+        "(XEN) Bootloader: GRUB",
+        120,
+        &mut disk_marks,
+    )?;
+    boot_checks(&mut con, &checks[1..], &mut disk_marks)?;
+    con.sendline("")?;
     must(
         &mut con,
         "`xl info` works on the Xen GRUB booted",
