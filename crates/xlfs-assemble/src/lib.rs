@@ -484,14 +484,24 @@ pub fn assemble(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64) -> Res
     assemble_with(a, profile, out, epoch, Disk::None)
 }
 
+/// The unpacked GRUB artifacts a disk is made with.
+#[derive(Clone, Copy, Debug)]
+pub struct GrubTrees<'a> {
+    /// The `grub` package (BIOS): always.
+    pub bios: &'a Path,
+    /// The `grub-efi` package (UEFI), with `host.uefi = true`: the disk gets an EFI system
+    /// partition.
+    pub efi: Option<&'a Path>,
+}
+
 /// What a profile's GRUB disk is made with (`host.disk-image`).
 pub enum Disk<'a> {
     /// No disk.
     None,
     /// A SysV host's disk ([`sysv::assemble_sysv`]).
     Sysv(&'a sysv::SysvInputs<'a>),
-    /// A BusyBox profile's disk ([`busybox_disk`]): the grub artifact's tree.
-    Grub(&'a Path),
+    /// A BusyBox profile's disk ([`busybox_disk`]).
+    Grub(GrubTrees<'a>),
 }
 
 /// [`assemble`], for any profile: a SysV host (`init = "sysv"`) needs [`Disk::Sysv`]; a BusyBox
@@ -590,7 +600,7 @@ pub fn assemble_with(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64, d
     .context("writing the dom0 ext4 image")?;
     let (mut disk_raw, mut disk_qcow2) = (None, None);
     if let (Disk::Grub(grub), true) = (&disk, profile.host.disk_image) {
-        busybox_disk(profile, &tmp, grub, epoch)?;
+        busybox_disk(profile, &tmp, *grub, epoch)?;
         disk_raw = Some(out.join(sysv::DISK_RAW));
         disk_qcow2 = Some(out.join(sysv::DISK_QCOW2));
     }
@@ -629,12 +639,12 @@ pub fn assemble_with(a: &Artifacts, profile: &Profile, out: &Path, epoch: u64, d
 
 /// `host-disk.img` and `host-disk.qcow2` in the images directory `dir`: a GPT disk whose ext4
 /// partition 2 holds `/boot` (Xen, the dom0 kernel and initramfs, GRUB's modules, grub.cfg and
-/// grubenv), GRUB installed for BIOS by xlfs itself. dom0 runs from its initramfs, as when
-/// QEMU loads the files directly.
+/// grubenv), GRUB installed for BIOS by xlfs itself, and for UEFI too when `grub.efi` is given.
+/// dom0 runs from its initramfs, as when QEMU loads the files directly.
 pub fn busybox_disk(
     profile: &Profile,
     dir: &Path,
-    grub: &Path,
+    grub: GrubTrees,
     epoch: u64,
 ) -> Result<xlfs_image::DiskLayout> {
     use xlfs_image::RootFs;
@@ -662,7 +672,7 @@ pub fn busybox_disk(
     let raw = dir.join(sysv::DISK_RAW);
     let qcow2 = dir.join(sysv::DISK_QCOW2);
     let seed = format!("xlfs {} host disk", profile.name);
-    xlfs_image::write_grub_disk(fs, grub, &opts, &seed, &raw, Some(&qcow2))
+    xlfs_image::write_grub_disk(fs, grub.bios, grub.efi, &opts, &seed, &raw, Some(&qcow2))
         .with_context(|| format!("cannot write the disk image {}", raw.display()))
 }
 

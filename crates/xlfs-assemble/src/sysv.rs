@@ -39,8 +39,8 @@ pub struct CheckCredentials {
 
 /// What a SysV host's assembly needs besides the artifacts.
 pub struct SysvInputs<'a> {
-    /// The unpacked artifact of the `grub` package.
-    pub grub: &'a Path,
+    /// The unpacked GRUB artifacts (`grub`, and `grub-efi` with `host.uefi`).
+    pub grub: crate::GrubTrees<'a>,
     /// The toolchain root's binutils for the debug split (`None`: debug information stays).
     pub binutils: Option<crate::debug::Binutils>,
     pub credentials: Option<CheckCredentials>,
@@ -53,7 +53,7 @@ pub fn disk_seed(profile: &Profile) -> String {
 
 /// The root partition's GUID (partition 2 of the disk).
 pub fn root_partuuid(profile: &Profile) -> String {
-    xlfs_image::partition_guid(&disk_seed(profile), 2)
+    xlfs_image::partition_guid(&disk_seed(profile), xlfs_image::ROOT_PARTITION)
 }
 
 /// The manifest entries of a selection: every entry for a whole package (minus the excluded
@@ -314,8 +314,16 @@ pub fn assemble_sysv(
         .transpose()?;
     let raw = tmp.join(DISK_RAW);
     let qcow2 = tmp.join(DISK_QCOW2);
-    let layout = xlfs_image::write_grub_disk(fs, inputs.grub, &opts, &disk_seed(profile), &raw, Some(&qcow2))
-        .with_context(|| format!("cannot write the disk image {}", raw.display()))?;
+    let layout = xlfs_image::write_grub_disk(
+        fs,
+        inputs.grub.bios,
+        inputs.grub.efi,
+        &opts,
+        &disk_seed(profile),
+        &raw,
+        Some(&qcow2),
+    )
+    .with_context(|| format!("cannot write the disk image {}", raw.display()))?;
     debug_assert_eq!(
         layout.partitions.get(1).map(|p| p.guid.as_str()),
         Some(partuuid.as_str())
@@ -323,7 +331,7 @@ pub fn assemble_sysv(
     let check_disk = match &check_edits {
         Some(edits) => {
             let path = tmp.join(CHECK_DISK);
-            xlfs_image::write_disk_variant(&raw, &layout, 2, edits, epoch, &path)
+            xlfs_image::write_disk_variant(&raw, &layout, xlfs_image::ROOT_PARTITION, edits, epoch, &path)
                 .with_context(|| format!("cannot write the boot check's disk {}", path.display()))?;
             Some(out.join(CHECK_DISK))
         }

@@ -287,7 +287,10 @@ fn assemble(
         store: &w.store,
     };
     let inputs = SysvInputs {
-        grub: &w.grub,
+        grub: xlfs_assemble::GrubTrees {
+            bios: &w.grub,
+            efi: None,
+        },
         binutils: None,
         credentials,
     };

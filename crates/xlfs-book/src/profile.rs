@@ -67,6 +67,8 @@ pub struct Bridge {
 
 /// The package whose artifact installs GRUB on a host's disk image (`host.disk-image`).
 pub const GRUB_PACKAGE: &str = "grub";
+/// The package whose artifact makes the disk boot under UEFI too (`host.uefi`).
+pub const GRUB_EFI_PACKAGE: &str = "grub-efi";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Host {
@@ -84,6 +86,9 @@ pub struct Host {
     /// `disk-image = true`: `xlfs image` also writes a GPT disk with GRUB (raw and qcow2);
     /// the book's `grub` package is then built too.
     pub disk_image: bool,
+    /// `uefi = true`: the disk also has an EFI system partition with GRUB for UEFI (the book's
+    /// `grub-efi`), so UEFI machines boot it as BIOS ones do; needs `disk-image = true`.
+    pub uefi: bool,
     /// How dom0 runs: from a BusyBox initramfs (`init = "busybox"`, the quick profile), or
     /// from its disk with SysV init and the LFS boot scripts (`init = "sysv"`).
     pub init: Init,
@@ -299,6 +304,9 @@ impl Profile {
         if self.host.disk_image {
             t.push(GRUB_PACKAGE.into());
         }
+        if self.host.uefi {
+            t.push(GRUB_EFI_PACKAGE.into());
+        }
         for g in &self.guests {
             t.push(g.kernel.clone());
             t.extend(g.packages.iter().cloned());
@@ -430,6 +438,9 @@ impl Profile {
         need("host.kernel", &self.host.kernel);
         if self.host.disk_image {
             need("host.disk-image", GRUB_PACKAGE);
+        }
+        if self.host.uefi {
+            need("host.uefi", GRUB_EFI_PACKAGE);
         }
         for p in &self.host.packages {
             need("host.packages", p);
@@ -568,6 +579,7 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
         overlay: None,
         machine: Machine::default(),
         disk_image: false,
+        uefi: false,
         init: Init::Busybox,
         keep: Vec::new(),
         budget: None,
@@ -600,6 +612,17 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
                 .unwrap_or_default();
             host.overlay = overlay(&mut sink, &mut h);
             host.disk_image = h.boolean(&mut sink, "disk-image").unwrap_or(false);
+            if let Some(u) = h.boolean_at(&mut sink, "uefi") {
+                host.uefi = u.value;
+                if u.value && !host.disk_image {
+                    sink.error(
+                        u.span,
+                        h.field("uefi"),
+                        "UEFI boots a disk, but the profile writes none",
+                        Some("add `disk-image = true` to [host], or remove `uefi`".into()),
+                    );
+                }
+            }
             if let Some(i) = h.string(&mut sink, "init") {
                 match i.value.as_str() {
                     "busybox" => host.init = Init::Busybox,

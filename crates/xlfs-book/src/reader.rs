@@ -107,9 +107,17 @@ impl<'t> Reader<'t> {
     }
 
     pub fn boolean(&mut self, sink: &mut Sink, key: &str) -> Option<bool> {
+        self.boolean_at(sink, key).map(|b| b.value)
+    }
+
+    /// A boolean with its place in the file.
+    pub fn boolean_at(&mut self, sink: &mut Sink, key: &str) -> Option<At<bool>> {
         let item = self.get(key)?;
         match item.as_bool() {
-            Some(b) => Some(b),
+            Some(b) => Some(At {
+                value: b,
+                span: item.span(),
+            }),
             None => {
                 self.type_error(sink, key, item, "true or false");
                 None

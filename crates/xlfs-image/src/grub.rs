@@ -1,4 +1,4 @@
-//! GRUB's BIOS install on a disk image file, as `grub-bios-setup` does it on a device:
+//! GRUB's install on a disk image file. For BIOS, as `grub-bios-setup` does it on a device:
 //!
 //! * `boot.img` (one sector) goes into the MBR, keeping the disk's partition table and BPB,
 //!   with the LBA of core.img's first sector in its kernel-sector field and the boot-drive check
@@ -7,6 +7,9 @@
 //!   the BIOS boot partition, with diskboot's block list pointing at the sectors after it.
 //!
 //! Offsets from GRUB 2.12 `include/grub/i386/pc/boot.h` and `grub-core/boot/i386/pc/diskboot.S`.
+//!
+//! For UEFI, `grub-mkimage -O x86_64-efi` makes BOOTX64.EFI, which goes into an EFI system
+//! partition written by [`crate::write_esp`]; both loaders read the same `/boot/grub` of the root.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -142,6 +145,8 @@ pub fn install_grub_bios(
 
 /// Where GRUB's i386-pc files are in the `grub` package's artifact.
 pub const GRUB_PC_DIR: &str = "usr/lib/grub/i386-pc";
+/// Where GRUB's x86_64-efi files are in the `grub-efi` package's artifact.
+pub const GRUB_EFI_DIR: &str = "usr/lib/grub/x86_64-efi";
 
 /// The modules core.img embeds: enough to read GPT and ext4 and run grub.cfg on a serial
 /// console; the rest load from `/boot/grub/i386-pc` on demand.
@@ -162,15 +167,77 @@ pub const GRUB_BIOS_MODULES: &[&str] = &[
     "halt",
 ];
 
-/// GRUB's core.img for a BIOS boot: `grub-mkimage -O i386-pc` run from the `grub` artifact's
-/// tree `grub`, with `prefix` (e.g. `(hd0,gpt2)/boot/grub`) and `modules` embedded.
-pub fn grub_mkimage(grub: &Path, prefix: &str, modules: &[&str]) -> Result<Vec<u8>, ImageError> {
+/// The modules BOOTX64.EFI embeds: as for BIOS, with the firmware's disks instead of the BIOS's
+/// and its graphics output (Xen and Linux take their console geometry from it); the rest load
+/// from `/boot/grub/x86_64-efi`.
+pub const GRUB_EFI_MODULES: &[&str] = &[
+    "part_gpt",
+    "ext2",
+    "fat",
+    "normal",
+    "configfile",
+    "serial",
+    "terminal",
+    "echo",
+    "test",
+    "loadenv",
+    "multiboot2",
+    "linux",
+    "reboot",
+    "halt",
+    "efi_gop",
+];
+
+/// A GRUB platform xlfs installs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Platform {
+    /// BIOS: core.img in the BIOS boot partition, boot.img in the MBR (the `grub` package).
+    Bios,
+    /// UEFI: BOOTX64.EFI in the EFI system partition (the `grub-efi` package).
+    Efi,
+}
+
+impl Platform {
+    /// `grub-mkimage -O`'s format, and the name of the module directory.
+    pub fn target(self) -> &'static str {
+        match self {
+            Platform::Bios => "i386-pc",
+            Platform::Efi => "x86_64-efi",
+        }
+    }
+
+    /// The module directory in the platform's GRUB artifact.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Platform::Bios => GRUB_PC_DIR,
+            Platform::Efi => GRUB_EFI_DIR,
+        }
+    }
+
+    /// The modules embedded in the image firmware loads.
+    pub fn modules(self) -> &'static [&'static str] {
+        match self {
+            Platform::Bios => GRUB_BIOS_MODULES,
+            Platform::Efi => GRUB_EFI_MODULES,
+        }
+    }
+}
+
+/// The image the firmware loads (core.img for BIOS, BOOTX64.EFI for UEFI): `grub-mkimage -O
+/// TARGET` run from the platform's GRUB artifact tree `grub`, with `prefix` (e.g.
+/// `(hd0,gpt2)/boot/grub`) and `modules` embedded.
+pub fn grub_mkimage(
+    grub: &Path,
+    platform: Platform,
+    prefix: &str,
+    modules: &[&str],
+) -> Result<Vec<u8>, ImageError> {
     let tool = grub.join("usr/bin/grub-mkimage");
     let out = tempfile::NamedTempFile::new().at(std::env::temp_dir())?;
     let o = std::process::Command::new(&tool)
         .arg("-d")
-        .arg(grub.join(GRUB_PC_DIR))
-        .args(["-O", "i386-pc", "-p", prefix, "-o"])
+        .arg(grub.join(platform.dir()))
+        .args(["-O", platform.target(), "-p", prefix, "-o"])
         .arg(out.path())
         .args(modules)
         .env("LC_ALL", "C")
@@ -190,10 +257,10 @@ pub fn grub_mkimage(grub: &Path, prefix: &str, modules: &[&str]) -> Result<Vec<u
     std::fs::read(out.path()).at(out.path())
 }
 
-/// Put GRUB's modules and lists (`*.mod`, `*.lst`) from the artifact's tree `grub` into
-/// `boot/grub/i386-pc` of `fs`, where core.img's prefix finds them.
-pub fn add_grub_modules(fs: &mut crate::RootFs, grub: &Path) -> Result<(), ImageError> {
-    let dir = grub.join(GRUB_PC_DIR);
+/// Put GRUB's modules and lists (`*.mod`, `*.lst`) from the platform's artifact tree `grub`
+/// into `boot/grub/TARGET` of `fs`, where the loader's prefix finds them.
+pub fn add_grub_modules(fs: &mut crate::RootFs, grub: &Path, platform: Platform) -> Result<(), ImageError> {
+    let dir = grub.join(platform.dir());
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .at(&dir)?
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -204,29 +271,46 @@ pub fn add_grub_modules(fs: &mut crate::RootFs, grub: &Path) -> Result<(), Image
     if !names.iter().any(|n| n == "normal.mod") {
         return Err(ImageError::unsupported(
             dir.display().to_string(),
-            "holds no normal.mod: not the i386-pc modules of a GRUB build",
+            format!(
+                "holds no normal.mod: not the {} modules of a GRUB build",
+                platform.target()
+            ),
         ));
     }
-    fs.add_dir("boot/grub/i386-pc", 0o755, 0, 0)?;
+    let target = format!("boot/grub/{}", platform.target());
+    fs.add_dir(&target, 0o755, 0, 0)?;
     for n in names {
-        fs.add_file_from(&format!("boot/grub/i386-pc/{n}"), &dir.join(&n), 0o644, 0, 0)?;
+        fs.add_file_from(&format!("{target}/{n}"), &dir.join(&n), 0o644, 0, 0)?;
     }
     Ok(())
 }
 
-/// A bootable BIOS disk: GPT with a 1 MiB BIOS boot partition (core.img) and the ext4 root
-/// (partition 2) made from `fs`, GRUB installed. `fs` should hold `boot/grub/grub.cfg`; the
-/// modules are added here. Written atomically to `raw`; also converted to `qcow2` if given.
+/// The partition number of the root file system on a disk from [`write_grub_disk`].
+pub const ROOT_PARTITION: u32 = 2;
+/// The partition number of the EFI system partition on a disk from [`write_grub_disk`] with
+/// an EFI GRUB. It follows the root, so that the root is `gpt2` on every xlfs disk.
+pub const ESP_PARTITION: u32 = 3;
+
+/// A bootable disk: GPT with a 1 MiB BIOS boot partition (core.img), the ext4 root (partition
+/// 2) made from `fs` and, when `efi` (the `grub-efi` artifact's tree) is given, an EFI system
+/// partition (partition 3) with BOOTX64.EFI, so that BIOS and UEFI machines boot the same
+/// grub.cfg. `fs` should hold `boot/grub/grub.cfg`; the modules are added here. Written
+/// atomically to `raw`; also converted to `qcow2` if given.
 pub fn write_grub_disk(
     mut fs: crate::RootFs,
     grub: &Path,
+    efi: Option<&Path>,
     ext4: &crate::Ext4Options,
     seed: &str,
     raw: &Path,
     qcow2: Option<&Path>,
 ) -> Result<DiskLayout, ImageError> {
     use crate::disk::{write_disk, Contents, DiskSpec, PartSpec};
-    add_grub_modules(&mut fs, grub)?;
+    let prefix = format!("(hd0,gpt{ROOT_PARTITION})/boot/grub");
+    add_grub_modules(&mut fs, grub, Platform::Bios)?;
+    if let Some(efi) = efi {
+        add_grub_modules(&mut fs, efi, Platform::Efi)?;
+    }
     let dir = crate::util::parent_dir(raw);
     let work = tempfile::Builder::new()
         .prefix(".xlfs-disk.")
@@ -234,24 +318,36 @@ pub fn write_grub_disk(
         .at(&dir)?;
     let root = work.path().join("root.ext4");
     crate::write_ext4(&fs, &root, ext4)?;
+    let mut partitions = vec![
+        PartSpec {
+            name: "bios-boot".into(),
+            kind: PartType::BiosBoot,
+            contents: Contents::Zeros { mib: 1 },
+        },
+        PartSpec {
+            name: ext4.label.clone(),
+            kind: PartType::LinuxRootX86_64,
+            contents: Contents::File(root),
+        },
+    ];
+    if let Some(efi) = efi {
+        let loader = grub_mkimage(efi, Platform::Efi, &prefix, GRUB_EFI_MODULES)?;
+        let esp = work.path().join("esp.fat");
+        let id = u32::from_str_radix(&crate::derive_uuid(&format!("{seed} esp"))[..8], 16).unwrap_or(0);
+        crate::esp::write_esp(&esp, "EFI", id, &[(crate::esp::BOOT_PATH, &loader)])?;
+        partitions.push(PartSpec {
+            name: "efi-system".into(),
+            kind: PartType::Esp,
+            contents: Contents::File(esp),
+        });
+    }
     let spec = DiskSpec {
-        partitions: vec![
-            PartSpec {
-                name: "bios-boot".into(),
-                kind: PartType::BiosBoot,
-                contents: Contents::Zeros { mib: 1 },
-            },
-            PartSpec {
-                name: ext4.label.clone(),
-                kind: PartType::LinuxRootX86_64,
-                contents: Contents::File(root),
-            },
-        ],
+        partitions,
         seed: seed.into(),
     };
     let disk = work.path().join("disk.img");
     let layout = write_disk(&spec, &disk)?;
-    let core = grub_mkimage(grub, "(hd0,gpt2)/boot/grub", GRUB_BIOS_MODULES)?;
+    let core = grub_mkimage(grub, Platform::Bios, &prefix, GRUB_BIOS_MODULES)?;
     let boot_img_path = grub.join(GRUB_PC_DIR).join("boot.img");
     let boot_img = std::fs::read(&boot_img_path).at(&boot_img_path)?;
     install_grub_bios(&disk, &layout, &boot_img, &core)?;

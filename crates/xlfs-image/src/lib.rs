@@ -36,6 +36,7 @@
 mod cpio;
 mod disk;
 mod error;
+mod esp;
 mod ext4;
 mod grub;
 mod rootfs;
@@ -48,9 +49,10 @@ pub use disk::{
     DiskSpec, PartLayout, PartSpec, PartType, SECTOR,
 };
 pub use error::ImageError;
+pub use esp::{esp_cat, write_esp, BOOT_PATH as EFI_BOOT_PATH, ESP_MIB};
 pub use ext4::{derive_uuid, ext4_cat, ext4_put, read_ext4, write_ext4, Ext4Entry, Ext4Options};
 pub use grub::{
     add_grub_modules, grub_mkimage, install_grub_bios, patch_boot_img, patch_core_img, write_grub_disk,
-    GRUB_BIOS_MODULES, GRUB_PC_DIR,
+    Platform, ESP_PARTITION, GRUB_BIOS_MODULES, GRUB_EFI_DIR, GRUB_EFI_MODULES, GRUB_PC_DIR, ROOT_PARTITION,
 };
 pub use rootfs::{FileSource, Node, NodeKind, RootFs};

@@ -100,7 +100,7 @@ pub fn sysv_inputs<'a>(
     app: &App,
     book: &xlfs_book::Book,
     profile: &Profile,
-    grub: &'a Path,
+    grub: xlfs_assemble::GrubTrees<'a>,
 ) -> Result<xlfs_assemble::sysv::SysvInputs<'a>> {
     let binutils = if profile.host.keep.contains(&xlfs_book::profile::Keep::Debug) {
         None
@@ -145,19 +145,52 @@ pub fn machine(
             .clone()
             .context("these images have no disk; run `xlfs image PROFILE`")?
     };
-    Ok(disk_machine(
+    disk_machine(
         profile,
         &disk,
         accel,
+        Firmware::Bios,
         crate::system::uplink_args(profile, fwd),
-    ))
+    )
+}
+
+/// The firmware a disk machine starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU's own SeaBIOS: GRUB's boot.img in the MBR, core.img in the BIOS boot partition.
+    Bios,
+    /// OVMF (UEFI): GRUB's BOOTX64.EFI in the EFI system partition.
+    Uefi,
+}
+
+/// Where Debian's `ovmf` puts the UEFI firmware, code and variables in one image.
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+
+/// The UEFI firmware for QEMU, or an error that says how to get it.
+pub fn ovmf() -> Result<PathBuf> {
+    let p = PathBuf::from(OVMF);
+    if !p.is_file() {
+        bail!("a UEFI boot needs OVMF, QEMU's UEFI firmware ({OVMF}): install Debian's `ovmf` (`xlfs doctor --fix` does)");
+    }
+    Ok(p)
 }
 
 /// A QEMU machine that boots from the qcow2 disk `disk` with `-snapshot` (a boot never changes
-/// it), with the profile's memory and CPUs; `extra`: further QEMU arguments.
-pub fn disk_machine(profile: &Profile, disk: &Path, accel: Accel, mut extra: Vec<String>) -> Machine {
+/// it), with the profile's memory and CPUs, started by `firmware`; `extra`: further QEMU
+/// arguments.
+pub fn disk_machine(
+    profile: &Profile,
+    disk: &Path,
+    accel: Accel,
+    firmware: Firmware,
+    mut extra: Vec<String>,
+) -> Result<Machine> {
     extra.push("-snapshot".into());
-    Machine {
+    if firmware == Firmware::Uefi {
+        extra.push("-bios".into());
+        extra.push(ovmf()?.display().to_string());
+    }
+    Ok(Machine {
         memory_mib: profile.boot.memory_mib,
         smp: profile.boot.cpus,
         cpu: "qemu64".into(),
@@ -167,7 +200,7 @@ pub fn disk_machine(profile: &Profile, disk: &Path, accel: Accel, mut extra: Vec
         }],
         extra,
         ..Machine::new(accel)
-    }
+    })
 }
 
 fn indent(s: &str) -> String {

@@ -67,19 +67,35 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
     let out = images_dir(app, name);
     std::fs::create_dir_all(out.parent().expect("images dir has a parent"))?;
     // A disk-image profile's GRUB disk: a SysV host runs from it, a BusyBox one carries it.
-    let grub = if profile.host.disk_image {
-        let grub = plan
-            .get(xlfs_book::profile::GRUB_PACKAGE)
-            .context("the plan of a disk-image profile has grub")?;
-        Some(
-            store
-                .tree(&grub.key)
-                .with_context(|| format!("cannot unpack the grub artifact {}", grub.key))?,
-        )
-    } else {
-        None
+    let tree = |package: &str| -> Result<Option<PathBuf>> {
+        let Some(step) = plan.get(package) else {
+            return Ok(None);
+        };
+        let tree = store
+            .tree(&step.key)
+            .with_context(|| format!("cannot unpack the {package} artifact {}", step.key))?;
+        Ok(Some(tree))
     };
-    let sysv = match &grub {
+    let (grub, grub_efi) = if profile.host.disk_image {
+        let grub =
+            tree(xlfs_book::profile::GRUB_PACKAGE)?.context("the plan of a disk-image profile has grub")?;
+        let efi = if profile.host.uefi {
+            Some(
+                tree(xlfs_book::profile::GRUB_EFI_PACKAGE)?
+                    .context("the plan of a UEFI profile has grub-efi")?,
+            )
+        } else {
+            None
+        };
+        (Some(grub), efi)
+    } else {
+        (None, None)
+    };
+    let grub = grub.as_deref().map(|bios| xlfs_assemble::GrubTrees {
+        bios,
+        efi: grub_efi.as_deref(),
+    });
+    let sysv = match grub {
         Some(grub) if profile.host.init == xlfs_book::profile::Init::Sysv => {
             let inputs = crate::host::sysv_inputs(app, &book, &profile, grub)?;
             if inputs.credentials.is_some() {
@@ -94,7 +110,7 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
         }
         _ => None,
     };
-    let disk = match (&sysv, &grub) {
+    let disk = match (&sysv, grub) {
         (Some(inputs), _) => xlfs_assemble::Disk::Sysv(inputs),
         (None, Some(grub)) => xlfs_assemble::Disk::Grub(grub),
         (None, None) => xlfs_assemble::Disk::None,
@@ -819,8 +835,10 @@ fn power_off(con: &mut Console, deadline: Instant, marks: &mut Vec<(String, Dura
 
 /// A BusyBox profile with a disk image: boot the disk itself, as a machine would, through
 /// GRUB's default entry (Xen by multiboot2 with the dom0 kernel and initramfs from the disk's
-/// `/boot`), until dom0 answers `xl info`; then power off. The guests are checked after that,
-/// on the direct boot (their disks are a second drive that the disk's grub.cfg does not name).
+/// `/boot`), until dom0 answers `xl info`; then power off. With `uefi = true`, twice: from
+/// SeaBIOS, then from OVMF (UEFI), where Xen must say that it took its memory map from EFI.
+/// The guests are checked after that, on the direct boot (their disks are a second drive that
+/// the disk's grub.cfg does not name).
 fn disk_boot_check(
     app: &App,
     profile: &Profile,
@@ -828,52 +846,77 @@ fn disk_boot_check(
     accel: Accel,
     marks: &mut Vec<(String, Duration)>,
 ) -> Result<()> {
+    use crate::host::Firmware;
     let Some(disk) = &images.disk_qcow2 else {
         return Ok(());
     };
-    println!(
-        "booting `{}`'s disk {} through GRUB",
-        profile.name,
-        disk.display()
-    );
-    let m = crate::host::disk_machine(profile, disk, accel, Vec::new());
-    let log = app
-        .home
-        .root
-        .join("logs")
-        .join(format!("boot-{}-disk.log", profile.name));
-    let mut con = Console::spawn(&m, &log)?;
-    let deadline = Instant::now() + Duration::from_secs(profile.boot.timeout_s);
-    // GRUB's menu; Xen's banner; Xen saying GRUB loaded it; then dom0 as in every boot.
-    let mut disk_marks = Vec::new();
-    let checks = checks(images);
-    crate::host::wait(
-        &mut con,
-        "the disk boots GRUB's menu",
-        "GNU GRUB  version",
-        120,
-        &mut disk_marks,
-    )?;
-    boot_checks(&mut con, &checks[..1], &mut disk_marks)?;
-    crate::host::wait(
-        &mut con,
-        "GRUB loaded Xen (multiboot2)",
-        "(XEN) Bootloader: GRUB",
-        120,
-        &mut disk_marks,
-    )?;
-    boot_checks(&mut con, &checks[1..], &mut disk_marks)?;
-    con.sendline("")?;
-    must(
-        &mut con,
-        "`xl info` works on the Xen GRUB booted",
-        "xl info",
-        "xen_version",
-        60,
-        &mut disk_marks,
-    )?;
-    power_off(&mut con, deadline, &mut disk_marks)?;
-    marks.extend(disk_marks.into_iter().map(|(n, t)| (format!("disk: {n}"), t)));
+    let mut firmwares = vec![Firmware::Bios];
+    if profile.host.uefi {
+        firmwares.push(Firmware::Uefi);
+    }
+    for firmware in firmwares {
+        let (label, memmap) = match firmware {
+            Firmware::Bios => ("BIOS", "(XEN) Xen-e820 RAM map:"),
+            Firmware::Uefi => ("UEFI", "(XEN) EFI RAM map:"),
+        };
+        println!(
+            "booting `{}`'s disk {} through GRUB ({label})",
+            profile.name,
+            disk.display()
+        );
+        let m = crate::host::disk_machine(profile, disk, accel, firmware, Vec::new())?;
+        let log = app.home.root.join("logs").join(format!(
+            "boot-{}-disk-{}.log",
+            profile.name,
+            label.to_lowercase()
+        ));
+        let mut con = Console::spawn(&m, &log)?;
+        let deadline = Instant::now() + Duration::from_secs(profile.boot.timeout_s);
+        // GRUB's menu; Xen's banner; Xen saying GRUB loaded it, and whose memory map it has;
+        // then dom0 as in every boot.
+        let mut disk_marks = Vec::new();
+        let checks = checks(images);
+        crate::host::wait(
+            &mut con,
+            &format!("the disk boots GRUB's menu ({label})"),
+            "GNU GRUB  version",
+            // OVMF under TCG takes a while before it loads BOOTX64.EFI.
+            240,
+            &mut disk_marks,
+        )?;
+        boot_checks(&mut con, &checks[..1], &mut disk_marks)?;
+        crate::host::wait(
+            &mut con,
+            "GRUB loaded Xen (multiboot2)",
+            "(XEN) Bootloader: GRUB",
+            120,
+            &mut disk_marks,
+        )?;
+        crate::host::wait(
+            &mut con,
+            &format!("Xen has the memory map of the {label} firmware"),
+            memmap,
+            60,
+            &mut disk_marks,
+        )?;
+        boot_checks(&mut con, &checks[1..], &mut disk_marks)?;
+        con.sendline("")?;
+        must(
+            &mut con,
+            "`xl info` works on the Xen GRUB booted",
+            "xl info",
+            "xen_version",
+            60,
+            &mut disk_marks,
+        )?;
+        power_off(&mut con, deadline, &mut disk_marks)?;
+        let tag = label.to_lowercase();
+        marks.extend(
+            disk_marks
+                .into_iter()
+                .map(|(n, t)| (format!("disk ({tag}): {n}"), t)),
+        );
+    }
     Ok(())
 }
 

@@ -1,11 +1,12 @@
 //! GRUB from source, installed by xlfs on a GPT disk image file, booting under QEMU (TCG).
 //!
-//! The book's `grub` is built from an empty home in the pinned toolchain root (a few minutes);
-//! xlfs then writes a disk whose grub.cfg runs the boot watchdog's prelude and prints a marker on
-//! the serial console, and QEMU boots it twice: the first boot takes the once-only
-//! `next_entry` and erases it from grubenv (GRUB's `save_env` on our ext4), the second boot
-//! sees only `saved_entry`. The generated grub.cfg of the quick profile passes
-//! `grub-script-check`.
+//! The book's `grub` (BIOS) and `grub-efi` (UEFI) are built from an empty home in the pinned
+//! toolchain root (a few minutes each); xlfs then writes a disk with both whose grub.cfg runs the
+//! boot watchdog's prelude and prints a marker on the serial console, and QEMU boots it twice
+//! from SeaBIOS: the first boot takes the once-only `next_entry` and erases it from grubenv
+//! (GRUB's `save_env` on our ext4), the second boot sees only `saved_entry`. Then OVMF boots a
+//! copy with `next_entry` set again through the EFI system partition. The generated grub.cfg
+//! of the quick profile passes `grub-script-check`.
 
 mod common;
 use common::{plan_steps, text, toolchains};
@@ -14,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use xlfs_image::{Ext4Options, RootFs};
 
-/// Build `grub` in a fresh home; the path of its artifact's tree.
-fn build_grub(home: &Path) -> PathBuf {
+/// Build `package` (grub or grub-efi) in `home`; the path of its artifact's tree.
+fn build_grub(home: &Path, package: &str) -> PathBuf {
     let book = concat!(env!("CARGO_MANIFEST_DIR"), "/../../book");
     let run = |args: &[&str]| {
         let started = Instant::now();
@@ -38,22 +39,28 @@ fn build_grub(home: &Path) -> PathBuf {
         t
     };
     run(&["toolchain"]);
-    let out = run(&["build", "grub", "--no-runtime"]);
+    let out = run(&["build", package, "--no-runtime"]);
     assert!(out.contains("failed 0") || out.contains("all cached"), "{out}");
-    let steps = plan_steps(&run(&["plan", "--json", "grub"]));
-    let (_, key, status) = steps.iter().find(|s| s.0 == "grub").expect("grub planned");
+    let steps = plan_steps(&run(&["plan", "--json", package]));
+    let (_, key, status) = steps.iter().find(|s| s.0 == package).expect("grub planned");
     assert_eq!(status, "cached");
     let store = xlfs_store::LocalStore::open(home.join("store")).unwrap();
     store.tree(key).unwrap()
 }
 
 /// Boot `disk` (qcow2) until QEMU exits (GRUB's `reboot` with `-no-reboot`); the serial output.
-fn boot(disk: &Path, dir: &Path) -> String {
+/// `uefi`: from OVMF (Debian's `ovmf`), else from QEMU's SeaBIOS.
+fn boot(disk: &Path, dir: &Path, uefi: bool) -> String {
     let serial = dir.join("serial.txt");
     let _ = std::fs::remove_file(&serial);
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-machine", "pc", "-accel", "tcg", "-m", "128", "-display", "none"])
         .args(["-no-reboot", "-monitor", "none", "-nodefaults", "-vga", "std"])
+        .args(if uefi {
+            &["-bios", "/usr/share/ovmf/OVMF.fd"][..]
+        } else {
+            &[]
+        })
         .arg("-serial")
         .arg(format!("file:{}", serial.display()))
         .arg("-drive")
@@ -85,7 +92,8 @@ fn grub_from_source_boots_a_gpt_disk_written_by_xlfs() {
     // XLFS_TEST_GRUB_HOME reuses a home where grub is built (the build is then cached).
     let home = tempfile::tempdir().unwrap();
     let home = std::env::var_os("XLFS_TEST_GRUB_HOME").map_or(home.path().to_path_buf(), PathBuf::from);
-    let grub = build_grub(&home);
+    let grub = build_grub(&home, "grub");
+    let grub_efi = build_grub(&home, "grub-efi");
     for f in [
         "boot.img",
         "diskboot.img",
@@ -97,6 +105,18 @@ fn grub_from_source_boots_a_gpt_disk_written_by_xlfs() {
         assert!(
             grub.join(xlfs_image::GRUB_PC_DIR).join(f).is_file(),
             "{f} in the grub artifact"
+        );
+    }
+    for f in [
+        "kernel.img",
+        "normal.mod",
+        "multiboot2.mod",
+        "efi_gop.mod",
+        "moddep.lst",
+    ] {
+        assert!(
+            grub_efi.join(xlfs_image::GRUB_EFI_DIR).join(f).is_file(),
+            "{f} in the grub-efi artifact"
         );
     }
 
@@ -136,24 +156,79 @@ fn grub_from_source_boots_a_gpt_disk_written_by_xlfs() {
         mtime: 1_704_067_200,
         ..Ext4Options::default()
     };
-    let layout = xlfs_image::write_grub_disk(fs, &grub, &opts, "grub boot test", &raw, Some(&qcow)).unwrap();
+    let layout = xlfs_image::write_grub_disk(
+        fs,
+        &grub,
+        Some(&grub_efi),
+        &opts,
+        "grub boot test",
+        &raw,
+        Some(&qcow),
+    )
+    .unwrap();
     assert_eq!(
         layout.partitions[1].number, 2,
-        "the root is gpt2, core.img's prefix"
+        "the root is gpt2, the loaders' prefix"
     );
     let v = Command::new("sgdisk").arg("-v").arg(&raw).output().unwrap();
     assert!(text(&v).contains("No problems found"), "{}", text(&v));
+    // The EFI system partition: partition 3, FAT32, GRUB's EFI image at the removable-media path.
+    let esp = layout.find(xlfs_image::PartType::Esp).expect("an ESP");
+    assert_eq!(esp.number, xlfs_image::ESP_PARTITION);
+    let info = Command::new("sgdisk")
+        .args(["-i", "3"])
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(
+        text(&info).contains("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
+        "{}",
+        text(&info)
+    );
+    let loader = xlfs_image::esp_cat(
+        &raw,
+        esp.first_lba * xlfs_image::SECTOR,
+        xlfs_image::EFI_BOOT_PATH,
+    )
+    .unwrap();
+    assert_eq!(&loader[..2], b"MZ", "BOOTX64.EFI is a PE image");
 
-    let first = boot(&qcow, dir.path());
+    let first = boot(&qcow, dir.path(), false);
     assert!(
         first.contains("XLFS-GRUB-OK default=xen-new trial=1 fallback=xen linux"),
         "first boot:\n{first}"
     );
     // save_env erased next_entry on the disk: the second boot is back on saved_entry.
-    let second = boot(&qcow, dir.path());
+    let second = boot(&qcow, dir.path(), false);
     assert!(
         second.contains("XLFS-GRUB-OK default=xen trial=0 fallback=xen linux"),
         "second boot:\n{second}"
+    );
+    // The same disk from UEFI firmware: OVMF loads BOOTX64.EFI from the ESP, which reads the
+    // same grub.cfg and grubenv from the root.
+    let next = dir.path().join("disk-next.qcow2");
+    let mut fs = RootFs::new();
+    fs.add_file(
+        "boot/grub/grubenv",
+        xlfs_system::grub::grubenv(&[("saved_entry", "xen"), ("next_entry", "xen-new")]),
+        0o644,
+        0,
+        0,
+    )
+    .unwrap();
+    xlfs_image::write_disk_variant(
+        &raw,
+        &layout,
+        xlfs_image::ROOT_PARTITION,
+        &fs,
+        1_704_067_200,
+        &next,
+    )
+    .unwrap();
+    let efi = boot(&next, dir.path(), true);
+    assert!(
+        efi.contains("XLFS-GRUB-OK default=xen-new trial=1 fallback=xen linux"),
+        "UEFI boot:\n{efi}"
     );
 
     // A BusyBox profile's disk (`disk-image = true`): Xen, the kernel and the initramfs of the
@@ -171,10 +246,17 @@ fn grub_from_source_boots_a_gpt_disk_written_by_xlfs() {
     let disk_text = include_str!("../../../book/profiles/disk.toml");
     let (p, d) = xlfs_book::profile::parse_profile(Path::new("profiles/disk.toml"), "disk", disk_text);
     assert!(d.is_empty(), "{d:?}");
-    let layout = xlfs_assemble::busybox_disk(&p.unwrap(), &images, &grub, 1_704_067_200).unwrap();
+    let p = p.unwrap();
+    assert!(p.host.uefi, "the disk profile boots from UEFI too");
+    let trees = xlfs_assemble::GrubTrees {
+        bios: &grub,
+        efi: Some(&grub_efi),
+    };
+    let layout = xlfs_assemble::busybox_disk(&p, &images, trees, 1_704_067_200).unwrap();
     let raw = images.join(xlfs_assemble::sysv::DISK_RAW);
     assert!(images.join(xlfs_assemble::sysv::DISK_QCOW2).is_file());
-    let root = layout.partitions.last().unwrap();
+    assert!(layout.find(xlfs_image::PartType::Esp).is_some());
+    let root = &layout.partitions[xlfs_image::ROOT_PARTITION as usize - 1];
     let part = format!("{}?offset={}", raw.display(), root.first_lba * xlfs_image::SECTOR);
     let cat = |path: &str| {
         let out = Command::new("debugfs")
