@@ -45,6 +45,7 @@ fn the_host_profile_loads_and_its_plan_resolves() {
         "xen-tools-lfs",
         "linux-lfs",
         "grub",
+        "grub-efi",
         "openssh",
         "glibc",
         "gcc",

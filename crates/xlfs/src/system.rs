@@ -1051,7 +1051,7 @@ pub fn boot_interactive(app: &App, name: &str, forced: Option<&str>) -> Result<i
     let (accel, reason) = accel(&profile, forced);
     eprintln!("booting `{name}` under QEMU with {accel:?}: {reason}; quit with Ctrl-A X");
     let m = if profile.host.init == xlfs_book::profile::Init::Sysv {
-        crate::host::machine(&profile, &images, accel, &[], false)?
+        crate::host::machine(&profile, &images, accel, crate::host::Firmware::Bios, &[], false)?
     } else {
         machine(&profile, &images, accel)
     };
