@@ -500,20 +500,28 @@ fn a_recipe_named_like_a_twin_is_refused() {
 fn uefi_needs_a_disk_and_adds_grub_efi() {
     let path = std::path::Path::new("profiles/u.toml");
     let base = "[host]\nhostname = \"h\"\nxen = \"xen\"\nkernel = \"linux\"\npackages = [\"busybox\"]\nxen-cmdline = \"console=com1\"\n";
-    let (p, d) = xlfs_book::profile::parse_profile(path, "u", &format!("{base}disk-image = true\nuefi = true\n"));
+    let (p, d) =
+        xlfs_book::profile::parse_profile(path, "u", &format!("{base}disk-image = true\nuefi = true\n"));
     assert!(d.is_empty(), "{d:?}");
     let p = p.unwrap();
     assert!(p.host.uefi);
     let t = p.targets();
-    assert!(t.iter().any(|t| t == "grub") && t.iter().any(|t| t == "grub-efi"), "{t:?}");
+    assert!(
+        t.iter().any(|t| t == "grub") && t.iter().any(|t| t == "grub-efi"),
+        "{t:?}"
+    );
     let (_, d) = xlfs_book::profile::parse_profile(path, "u", &format!("{base}uefi = true\n"));
     let err = d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n");
     assert!(
         err.contains("profiles/u.toml:7:8: host.uefi: UEFI boots a disk, but the profile writes none"),
         "{err}"
     );
-    assert!(err.contains("add `disk-image = true` to [host], or remove `uefi`"), "{err}");
-    let (_, d) = xlfs_book::profile::parse_profile(path, "u", &format!("{base}disk-image = true\nuefi = \"yes\"\n"));
+    assert!(
+        err.contains("add `disk-image = true` to [host], or remove `uefi`"),
+        "{err}"
+    );
+    let (_, d) =
+        xlfs_book::profile::parse_profile(path, "u", &format!("{base}disk-image = true\nuefi = \"yes\"\n"));
     let err = d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n");
     assert!(err.contains("host.uefi"), "{err}");
 }

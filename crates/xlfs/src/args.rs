@@ -127,6 +127,10 @@ pub enum Command {
         /// Keep the scratch home even when everything is identical
         #[arg(long)]
         keep: bool,
+        /// Also run the recipes' check steps (test suites) in the rebuild, judged against their
+        /// `[build.tests] allow` lists: a cached package's test suite, without touching the home
+        #[arg(long)]
+        check: bool,
     },
     /// Assemble a profile's images (dom0 initramfs and ext4, guest disks, xl.cfg)
     Image { profile: String },

@@ -70,11 +70,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             packages,
             jobs,
             keep,
+            check,
         } => crate::rebuild::rebuild_compare(
             &app,
             &packages,
             jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
             keep,
+            check,
         ),
         Command::Guest { command } => crate::guest::run(&app, command),
         Command::Up { profile, jobs } => crate::system::up(&app, &profile, jobs),

@@ -704,7 +704,10 @@ fn uefi_boot(
     password: &str,
     marks: &mut Vec<(String, Duration)>,
 ) -> Result<()> {
-    println!("booting `{}` from its disk again, from UEFI firmware (OVMF)", profile.name);
+    println!(
+        "booting `{}` from its disk again, from UEFI firmware (OVMF)",
+        profile.name
+    );
     let m = machine(profile, images, accel, Firmware::Uefi, &[], true)?;
     let log = app
         .home
@@ -714,9 +717,21 @@ fn uefi_boot(
     let mut con = Console::spawn(&m, &log)?;
     let mut uefi = Vec::new();
     let steps: [(&str, String, u64); 6] = [
-        ("GRUB boots the disk (UEFI)", "Loading Xen with Linux dom0".into(), 300),
-        ("GRUB loaded Xen (multiboot2)", "(XEN) Bootloader: GRUB".into(), 300),
-        ("Xen has the memory map of the UEFI firmware", "(XEN) EFI RAM map:".into(), 60),
+        (
+            "GRUB boots the disk (UEFI)",
+            "Loading Xen with Linux dom0".into(),
+            300,
+        ),
+        (
+            "GRUB loaded Xen (multiboot2)",
+            "(XEN) Bootloader: GRUB".into(),
+            300,
+        ),
+        (
+            "Xen has the memory map of the UEFI firmware",
+            "(XEN) EFI RAM map:".into(),
+            60,
+        ),
         (
             "the dom0 kernel comes up",
             format!("Linux version {}", images.kernel_version),
@@ -733,7 +748,13 @@ fn uefi_boot(
         wait(&mut con, what, pattern, *secs, &mut uefi)?;
     }
     con.sendline("root")?;
-    wait(&mut con, "the console asks for root's password", "Password:", 60, &mut uefi)?;
+    wait(
+        &mut con,
+        "the console asks for root's password",
+        "Password:",
+        60,
+        &mut uefi,
+    )?;
     con.sendline(password)?;
     std::thread::sleep(Duration::from_secs(3));
     power_off(&mut con, &mut uefi)?;

@@ -1,7 +1,8 @@
 //! `xlfs rebuild --compare PKG…`: build packages again, in a scratch home that holds the same
 //! cached dependencies (hard links to the same stored artifacts) and a copy of the state
 //! database, and compare the new artifacts with the stored ones bit for bit. Same key, same
-//! bytes: a difference is a reproducibility bug, and the report says which files differ.
+//! bytes: a difference is a reproducibility bug, and the report says which files differ. With
+//! `--check`, the rebuild also runs the test suites, judged as `xlfs build --check` judges them.
 
 use crate::app::App;
 use anyhow::{bail, Context, Result};
@@ -39,7 +40,9 @@ pub fn diff_manifests(a: &xlfs_store::Manifest, b: &xlfs_store::Manifest) -> Vec
     out
 }
 
-pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool) -> Result<i32> {
+/// `check`: the scratch build also runs the targets' test suites (`xlfs build --check`), so a
+/// cached package's suite can be run without rebuilding it in the home.
+pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool, check: bool) -> Result<i32> {
     if targets.is_empty() {
         bail!("name the packages to rebuild, e.g. `xlfs rebuild --compare zlib bash`");
     }
@@ -102,8 +105,11 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool) -
     if app.global.quiet {
         cmd.arg("--quiet");
     }
-    cmd.args(["build", "--no-runtime", "-k", "-j", &jobs.to_string()])
-        .args(targets);
+    cmd.args(["build", "--no-runtime", "-k", "-j", &jobs.to_string()]);
+    if check {
+        cmd.arg("--check");
+    }
+    cmd.args(targets);
     let status = cmd.status().context("cannot run the scratch build")?;
 
     let mut differ = 0;

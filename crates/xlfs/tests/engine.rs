@@ -160,6 +160,19 @@ fn rebuild_compare_finds_identical_and_differing_artifacts() {
     // The home's own artifacts are untouched.
     let out = w.ok(&["build"]);
     assert!(out.contains("nothing to do"), "{out}");
+
+    // --check runs a cached package's test suite in the rebuild: a failing one fails it.
+    let lib = std::fs::read_to_string(w.book().join("libgreet.toml")).unwrap();
+    w.write_recipe(
+        "libgreet",
+        &format!("{lib}steps.check = \"echo the test suite ran; false\"\n"),
+    );
+    w.ok(&["build", "libgreet"]);
+    let out = w.ok(&["rebuild", "--compare", "libgreet"]);
+    assert!(out.contains("libgreet: identical"), "{out}");
+    let out = w.fails(&["rebuild", "--compare", "--check", "libgreet"]);
+    assert!(out.contains("FAILED libgreet"), "{out}");
+    assert!(out.contains("libgreet: FAILED to rebuild"), "{out}");
 }
 
 #[test]
