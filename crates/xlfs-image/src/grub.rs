@@ -148,10 +148,10 @@ pub const GRUB_PC_DIR: &str = "usr/lib/grub/i386-pc";
 /// Where GRUB's x86_64-efi files are in the `grub-efi` package's artifact.
 pub const GRUB_EFI_DIR: &str = "usr/lib/grub/x86_64-efi";
 
-/// The modules core.img embeds: enough to read GPT and ext4 and run grub.cfg on a serial
-/// console; the rest load from `/boot/grub/i386-pc` on demand.
-pub const GRUB_BIOS_MODULES: &[&str] = &[
-    "biosdisk",
+/// The modules both loaders embed: enough to read GPT and ext4 and run grub.cfg on a serial
+/// console; the rest load from `/boot/grub/TARGET` on demand. [`Platform::modules`] adds the
+/// firmware's own.
+pub const GRUB_MODULES: &[&str] = &[
     "part_gpt",
     "ext2",
     "normal",
@@ -165,27 +165,6 @@ pub const GRUB_BIOS_MODULES: &[&str] = &[
     "linux",
     "reboot",
     "halt",
-];
-
-/// The modules BOOTX64.EFI embeds: as for BIOS, with the firmware's disks instead of the BIOS's
-/// and its graphics output (Xen and Linux take their console geometry from it); the rest load
-/// from `/boot/grub/x86_64-efi`.
-pub const GRUB_EFI_MODULES: &[&str] = &[
-    "part_gpt",
-    "ext2",
-    "fat",
-    "normal",
-    "configfile",
-    "serial",
-    "terminal",
-    "echo",
-    "test",
-    "loadenv",
-    "multiboot2",
-    "linux",
-    "reboot",
-    "halt",
-    "efi_gop",
 ];
 
 /// A GRUB platform xlfs installs.
@@ -214,12 +193,15 @@ impl Platform {
         }
     }
 
-    /// The modules embedded in the image firmware loads.
-    pub fn modules(self) -> &'static [&'static str] {
-        match self {
-            Platform::Bios => GRUB_BIOS_MODULES,
-            Platform::Efi => GRUB_EFI_MODULES,
-        }
+    /// The modules embedded in the image firmware loads: [`GRUB_MODULES`], plus the BIOS's
+    /// disks, or the UEFI firmware's FAT (its own partition) and graphics output (Xen and Linux
+    /// take their console geometry from it).
+    pub fn modules(self) -> Vec<&'static str> {
+        let own: &[&str] = match self {
+            Platform::Bios => &["biosdisk"],
+            Platform::Efi => &["fat", "efi_gop"],
+        };
+        own.iter().chain(GRUB_MODULES).copied().collect()
     }
 }
 
@@ -331,7 +313,7 @@ pub fn write_grub_disk(
         },
     ];
     if let Some(efi) = efi {
-        let loader = grub_mkimage(efi, Platform::Efi, &prefix, GRUB_EFI_MODULES)?;
+        let loader = grub_mkimage(efi, Platform::Efi, &prefix, &Platform::Efi.modules())?;
         let esp = work.path().join("esp.fat");
         let id = u32::from_str_radix(&crate::derive_uuid(&format!("{seed} esp"))[..8], 16).unwrap_or(0);
         crate::esp::write_esp(&esp, "EFI", id, &[(crate::esp::BOOT_PATH, &loader)])?;
@@ -347,7 +329,7 @@ pub fn write_grub_disk(
     };
     let disk = work.path().join("disk.img");
     let layout = write_disk(&spec, &disk)?;
-    let core = grub_mkimage(grub, Platform::Bios, &prefix, GRUB_BIOS_MODULES)?;
+    let core = grub_mkimage(grub, Platform::Bios, &prefix, &Platform::Bios.modules())?;
     let boot_img_path = grub.join(GRUB_PC_DIR).join("boot.img");
     let boot_img = std::fs::read(&boot_img_path).at(&boot_img_path)?;
     install_grub_bios(&disk, &layout, &boot_img, &core)?;

@@ -53,6 +53,6 @@ pub use esp::{esp_cat, write_esp, BOOT_PATH as EFI_BOOT_PATH, ESP_MIB};
 pub use ext4::{derive_uuid, ext4_cat, ext4_put, read_ext4, write_ext4, Ext4Entry, Ext4Options};
 pub use grub::{
     add_grub_modules, grub_mkimage, install_grub_bios, patch_boot_img, patch_core_img, write_grub_disk,
-    Platform, ESP_PARTITION, GRUB_BIOS_MODULES, GRUB_EFI_DIR, GRUB_EFI_MODULES, GRUB_PC_DIR, ROOT_PARTITION,
+    Platform, ESP_PARTITION, GRUB_EFI_DIR, GRUB_MODULES, GRUB_PC_DIR, ROOT_PARTITION,
 };
 pub use rootfs::{FileSource, Node, NodeKind, RootFs};

@@ -486,16 +486,7 @@ pub fn boot_check(
         120,
         &mut marks,
     )?;
-    con.sendline("root")?;
-    wait(
-        &mut con,
-        "the console asks for root's password",
-        "Password:",
-        60,
-        &mut marks,
-    )?;
-    con.sendline(&password)?;
-    std::thread::sleep(Duration::from_secs(3));
+    login(&mut con, &password, &mut marks)?;
     let must = |con: &mut Console,
                 what: &str,
                 cmd: &str,
@@ -667,6 +658,22 @@ pub fn boot_check(
     })
 }
 
+/// Log in as root on the serial console's getty (its `login:` prompt seen) with the boot check's
+/// console password.
+fn login(con: &mut Console, password: &str, marks: &mut Vec<(String, Duration)>) -> Result<()> {
+    con.sendline("root")?;
+    wait(
+        con,
+        "the console asks for root's password",
+        "Password:",
+        60,
+        marks,
+    )?;
+    con.sendline(password)?;
+    std::thread::sleep(Duration::from_secs(3));
+    Ok(())
+}
+
 /// `poweroff` on dom0's console (logged in), then the machine must stop: the boot scripts stop
 /// the guests and services first, so this may take minutes under TCG.
 fn power_off(con: &mut Console, marks: &mut Vec<(String, Duration)>) -> Result<()> {
@@ -747,16 +754,7 @@ fn uefi_boot(
     for (what, pattern, secs) in &steps {
         wait(&mut con, what, pattern, *secs, &mut uefi)?;
     }
-    con.sendline("root")?;
-    wait(
-        &mut con,
-        "the console asks for root's password",
-        "Password:",
-        60,
-        &mut uefi,
-    )?;
-    con.sendline(password)?;
-    std::thread::sleep(Duration::from_secs(3));
+    login(&mut con, password, &mut uefi)?;
     power_off(&mut con, &mut uefi)?;
     marks.extend(uefi.into_iter().map(|(n, t)| (format!("uefi: {n}"), t)));
     Ok(())
