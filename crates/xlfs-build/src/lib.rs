@@ -12,6 +12,7 @@
 //! - [`run`]: the parallel scheduler and its progress display;
 //! - [`report`]: times, SBU and sizes.
 
+pub mod archives;
 pub mod cctools;
 pub mod display;
 pub mod envid;

@@ -1,4 +1,5 @@
-//! Packing a build's DESTDIR and running the contamination check ([`crate::qa`]) on it.
+//! Packing a build's DESTDIR and running the contamination check ([`crate::qa`]) on it. Static
+//! archives' symbol-table times are zeroed first ([`crate::archives`]).
 //!
 //! A build may give files to other ids (`chown 1000 …; chmod 0600 …`). Outside its user
 //! namespace those are subordinate ids of the user, and the user cannot read such files. So when
@@ -90,6 +91,7 @@ fn pack_and_check(
     opts: &PackOptions,
     qa: &Qa,
 ) -> Result<(Packed, Vec<Problem>), String> {
+    crate::archives::normalize_tree(destdir).map_err(|e| format!("normalizing static archives: {e}"))?;
     let packed = xlfs_store::pack(destdir, out, opts).map_err(|e| e.to_string())?;
     let problems = crate::qa::check(destdir, qa).map_err(|e| format!("contamination check: {e}"))?;
     Ok((packed, problems))
