@@ -83,7 +83,8 @@ pub fn normalize_tree(root: &Path) -> Result<usize, String> {
         if f.read_exact(&mut head).is_err() || &head != MAGIC {
             continue;
         }
-        let mut bytes = std::fs::read(p).map_err(|x| err("cannot read", x))?;
+        let mut bytes = head.to_vec();
+        f.read_to_end(&mut bytes).map_err(|x| err("cannot read", x))?;
         if normalize_armap(&mut bytes) {
             // In place (open for writing, not a new file): the mode, owner and links stay.
             let mut w = std::fs::OpenOptions::new()

@@ -207,13 +207,8 @@ impl Platform {
 
 /// The image the firmware loads (core.img for BIOS, BOOTX64.EFI for UEFI): `grub-mkimage -O
 /// TARGET` run from the platform's GRUB artifact tree `grub`, with `prefix` (e.g.
-/// `(hd0,gpt2)/boot/grub`) and `modules` embedded.
-pub fn grub_mkimage(
-    grub: &Path,
-    platform: Platform,
-    prefix: &str,
-    modules: &[&str],
-) -> Result<Vec<u8>, ImageError> {
+/// `(hd0,gpt2)/boot/grub`) and the platform's [`Platform::modules`] embedded.
+pub fn grub_mkimage(grub: &Path, platform: Platform, prefix: &str) -> Result<Vec<u8>, ImageError> {
     let tool = grub.join("usr/bin/grub-mkimage");
     let out = tempfile::NamedTempFile::new().at(std::env::temp_dir())?;
     let o = std::process::Command::new(&tool)
@@ -221,7 +216,7 @@ pub fn grub_mkimage(
         .arg(grub.join(platform.dir()))
         .args(["-O", platform.target(), "-p", prefix, "-o"])
         .arg(out.path())
-        .args(modules)
+        .args(platform.modules())
         .env("LC_ALL", "C")
         .output()
         .map_err(|e| ImageError::ToolMissing {
@@ -313,7 +308,7 @@ pub fn write_grub_disk(
         },
     ];
     if let Some(efi) = efi {
-        let loader = grub_mkimage(efi, Platform::Efi, &prefix, &Platform::Efi.modules())?;
+        let loader = grub_mkimage(efi, Platform::Efi, &prefix)?;
         let esp = work.path().join("esp.fat");
         let id = u32::from_str_radix(&crate::derive_uuid(&format!("{seed} esp"))[..8], 16).unwrap_or(0);
         crate::esp::write_esp(&esp, "EFI", id, &[(crate::esp::BOOT_PATH, &loader)])?;
@@ -329,7 +324,7 @@ pub fn write_grub_disk(
     };
     let disk = work.path().join("disk.img");
     let layout = write_disk(&spec, &disk)?;
-    let core = grub_mkimage(grub, Platform::Bios, &prefix, &Platform::Bios.modules())?;
+    let core = grub_mkimage(grub, Platform::Bios, &prefix)?;
     let boot_img_path = grub.join(GRUB_PC_DIR).join("boot.img");
     let boot_img = std::fs::read(&boot_img_path).at(&boot_img_path)?;
     install_grub_bios(&disk, &layout, &boot_img, &core)?;

@@ -204,12 +204,7 @@ pub fn disk_machine(
     })
 }
 
-fn indent(s: &str) -> String {
-    s.lines()
-        .map(|l| format!("  | {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+use crate::system::indent;
 
 /// Wait for `pattern` on the console; a failure names the expectation and shows the console.
 pub(crate) fn wait(
@@ -443,49 +438,8 @@ pub fn boot_check(
     let log = app.home.root.join("logs").join(format!("boot-{name}.log"));
     let mut con = Console::spawn(&m, &log)?;
     let mut marks = Vec::new();
-    let xen_major = images.xen_version.split('+').next().unwrap_or("").to_string();
-    wait(
-        &mut con,
-        "GRUB boots the disk",
-        "Loading Xen with Linux dom0",
-        180,
-        &mut marks,
-    )?;
-    wait(
-        &mut con,
-        "the Xen banner and version appear",
-        &format!("Xen version {xen_major}"),
-        300,
-        &mut marks,
-    )?;
-    wait(
-        &mut con,
-        "the dom0 kernel comes up",
-        &format!("Linux version {}", images.kernel_version),
-        300,
-        &mut marks,
-    )?;
-    wait(
-        &mut con,
-        "SysV init runs the boot scripts",
-        "INIT: version",
-        300,
-        &mut marks,
-    )?;
-    wait(
-        &mut con,
-        "the boot scripts reach multi-user",
-        xlfs_system::sysv::MULTI_USER_MARK,
-        900,
-        &mut marks,
-    )?;
-    wait(
-        &mut con,
-        "a getty on the serial console",
-        "login:",
-        120,
-        &mut marks,
-    )?;
+    boot_to_login(&mut con, images, Firmware::Bios, &mut marks)?;
+    let xen_major = xen_major(images);
     login(&mut con, &password, &mut marks)?;
     let must = |con: &mut Console,
                 what: &str,
@@ -646,7 +600,7 @@ pub fn boot_check(
             &mut marks,
         )?;
     }
-    power_off(&mut con, &mut marks)?;
+    crate::system::power_off(&mut con, POWER_OFF, &mut marks)?;
     if profile.host.uefi {
         uefi_boot(app, profile, images, accel, &password, &mut marks)?;
     }
@@ -674,29 +628,66 @@ fn login(con: &mut Console, password: &str, marks: &mut Vec<(String, Duration)>)
     Ok(())
 }
 
-/// `poweroff` on dom0's console (logged in), then the machine must stop: the boot scripts stop
-/// the guests and services first, so this may take minutes under TCG.
-fn power_off(con: &mut Console, marks: &mut Vec<(String, Duration)>) -> Result<()> {
-    con.sendline("poweroff")?;
-    let halted = con.expect_any(
-        &[
-            "Hardware Dom0 shutdown",
-            "Hardware Dom0 halted",
-            "reboot: Power down",
-        ],
-        Duration::from_secs(300),
-    );
-    if let Err(e) = halted {
-        if con.exit_status().is_none() {
-            bail!(
-                "check failed: dom0 powers off cleanly: {e}\n  the console, last lines:\n{}",
-                indent(&con.tail(40))
-            );
-        }
+/// A SysV dom0 gets this long to power off: its boot scripts stop the guests and services
+/// first, which may take minutes under TCG.
+const POWER_OFF: Duration = Duration::from_secs(300);
+
+/// Xen's version without the snapshot suffix (`4.17.5+72` -> `4.17.5`), as its banner and
+/// `xl info` give it.
+fn xen_major(images: &Images) -> String {
+    images.xen_version.split('+').next().unwrap_or("").to_string()
+}
+
+/// From power-on to the serial getty's `login:`: GRUB, Xen (with `Uefi`, also Xen saying that
+/// GRUB loaded it and that it took its memory map from EFI), the dom0 kernel, SysV init and the
+/// boot scripts to multi-user.
+fn boot_to_login(
+    con: &mut Console,
+    images: &Images,
+    firmware: Firmware,
+    marks: &mut Vec<(String, Duration)>,
+) -> Result<()> {
+    let xen_major = xen_major(images);
+    // OVMF under TCG takes a while before it loads GRUB.
+    let (grub, grub_secs) = match firmware {
+        Firmware::Bios => ("GRUB boots the disk", 180),
+        Firmware::Uefi => ("GRUB boots the disk (UEFI)", 300),
+    };
+    let mut steps: Vec<(&str, String, u64)> = vec![(grub, "Loading Xen with Linux dom0".into(), grub_secs)];
+    steps.push((
+        "the Xen banner and version appear",
+        format!("Xen version {xen_major}"),
+        300,
+    ));
+    if firmware == Firmware::Uefi {
+        steps.push((
+            "GRUB loaded Xen (multiboot2)",
+            "(XEN) Bootloader: GRUB".into(),
+            300,
+        ));
+        steps.push((
+            "Xen has the memory map of the UEFI firmware",
+            "(XEN) EFI RAM map:".into(),
+            60,
+        ));
     }
-    let _ = con.wait_exit(Duration::from_secs(20));
-    println!("  ok  dom0 powered off ({:.1}s)", con.elapsed().as_secs_f64());
-    marks.push(("powered off".into(), con.elapsed()));
+    steps.extend([
+        (
+            "the dom0 kernel comes up",
+            format!("Linux version {}", images.kernel_version),
+            300,
+        ),
+        ("SysV init runs the boot scripts", "INIT: version".into(), 300),
+        (
+            "the boot scripts reach multi-user",
+            xlfs_system::sysv::MULTI_USER_MARK.into(),
+            900,
+        ),
+        ("a getty on the serial console", "login:".into(), 120),
+    ]);
+    for (what, pattern, secs) in &steps {
+        wait(con, what, pattern, *secs, marks)?;
+    }
     Ok(())
 }
 
@@ -723,39 +714,9 @@ fn uefi_boot(
         .join(format!("boot-{}-uefi.log", profile.name));
     let mut con = Console::spawn(&m, &log)?;
     let mut uefi = Vec::new();
-    let steps: [(&str, String, u64); 6] = [
-        (
-            "GRUB boots the disk (UEFI)",
-            "Loading Xen with Linux dom0".into(),
-            300,
-        ),
-        (
-            "GRUB loaded Xen (multiboot2)",
-            "(XEN) Bootloader: GRUB".into(),
-            300,
-        ),
-        (
-            "Xen has the memory map of the UEFI firmware",
-            "(XEN) EFI RAM map:".into(),
-            60,
-        ),
-        (
-            "the dom0 kernel comes up",
-            format!("Linux version {}", images.kernel_version),
-            300,
-        ),
-        (
-            "the boot scripts reach multi-user",
-            xlfs_system::sysv::MULTI_USER_MARK.into(),
-            900,
-        ),
-        ("a getty on the serial console", "login:".into(), 120),
-    ];
-    for (what, pattern, secs) in &steps {
-        wait(&mut con, what, pattern, *secs, &mut uefi)?;
-    }
+    boot_to_login(&mut con, images, Firmware::Uefi, &mut uefi)?;
     login(&mut con, password, &mut uefi)?;
-    power_off(&mut con, &mut uefi)?;
+    crate::system::power_off(&mut con, POWER_OFF, &mut uefi)?;
     marks.extend(uefi.into_iter().map(|(n, t)| (format!("uefi: {n}"), t)));
     Ok(())
 }

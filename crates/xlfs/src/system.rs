@@ -67,31 +67,21 @@ pub fn image(app: &App, name: &str) -> Result<Images> {
     let out = images_dir(app, name);
     std::fs::create_dir_all(out.parent().expect("images dir has a parent"))?;
     // A disk-image profile's GRUB disk: a SysV host runs from it, a BusyBox one carries it.
-    let tree = |package: &str| -> Result<Option<PathBuf>> {
-        let Some(step) = plan.get(package) else {
+    let tree = |wanted: bool, package: &str| -> Result<Option<PathBuf>> {
+        if !wanted {
             return Ok(None);
-        };
+        }
+        let step = plan
+            .get(package)
+            .with_context(|| format!("the plan of profile `{name}` has no {package}"))?;
         let tree = store
             .tree(&step.key)
             .with_context(|| format!("cannot unpack the {package} artifact {}", step.key))?;
         Ok(Some(tree))
     };
-    let (grub, grub_efi) = if profile.host.disk_image {
-        let grub =
-            tree(xlfs_book::profile::GRUB_PACKAGE)?.context("the plan of a disk-image profile has grub")?;
-        let efi = if profile.host.uefi {
-            Some(
-                tree(xlfs_book::profile::GRUB_EFI_PACKAGE)?
-                    .context("the plan of a UEFI profile has grub-efi")?,
-            )
-        } else {
-            None
-        };
-        (Some(grub), efi)
-    } else {
-        (None, None)
-    };
-    let grub = grub.as_deref().map(|bios| xlfs_assemble::GrubTrees {
+    let grub_bios = tree(profile.host.disk_image, xlfs_book::profile::GRUB_PACKAGE)?;
+    let grub_efi = tree(profile.host.uefi, xlfs_book::profile::GRUB_EFI_PACKAGE)?;
+    let grub = grub_bios.as_deref().map(|bios| xlfs_assemble::GrubTrees {
         bios,
         efi: grub_efi.as_deref(),
     });
@@ -559,7 +549,8 @@ fn guest_side_checks(
     Ok(saved)
 }
 
-fn indent(s: &str) -> String {
+/// Console lines quoted in an error, each behind `  | `.
+pub(crate) fn indent(s: &str) -> String {
     s.lines()
         .map(|l| format!("  | {l}"))
         .collect::<Vec<_>>()
@@ -783,7 +774,7 @@ pub fn boot_check_guests(
             &mut marks,
         )?;
     }
-    power_off(&mut con, deadline, &mut marks)?;
+    power_off(&mut con, power_off_budget(deadline), &mut marks)?;
     Ok(BootReport {
         accel,
         accel_reason: reason,
@@ -804,25 +795,38 @@ fn boot_checks(con: &mut Console, checks: &[Check], marks: &mut Vec<(String, Dur
     Ok(())
 }
 
-/// Power dom0 off and wait for the machine to stop.
-fn power_off(con: &mut Console, deadline: Instant, marks: &mut Vec<(String, Duration)>) -> Result<()> {
-    con.sendline("poweroff")?;
-    // dom0's power-off goes through ACPI S5 and QEMU exits; where the machine has no ACPI
-    // power-off, Xen halts it once dom0 has shut down, which is as clean, and QEMU is stopped here.
-    let left = deadline
+/// The time a BusyBox dom0 gets to power off: what is left of the boot's budget, at least 60 s
+/// and at most 120 s.
+fn power_off_budget(deadline: Instant) -> Duration {
+    deadline
         .saturating_duration_since(Instant::now())
-        .max(Duration::from_secs(60));
+        .max(Duration::from_secs(60))
+        .min(Duration::from_secs(120))
+}
+
+/// `poweroff` on dom0's console, then the machine must stop within `within`. dom0's power-off
+/// goes through ACPI S5 and QEMU exits; where the machine has no ACPI power-off, Xen halts it
+/// once dom0 has shut down, which is as clean, and QEMU is stopped here.
+pub(crate) fn power_off(
+    con: &mut Console,
+    within: Duration,
+    marks: &mut Vec<(String, Duration)>,
+) -> Result<()> {
+    con.sendline("poweroff")?;
     let halted = con.expect_any(
         &[
             "Hardware Dom0 shutdown",
             "Hardware Dom0 halted",
             "reboot: Power down",
         ],
-        left.min(Duration::from_secs(120)),
+        within,
     );
     if let Err(e) = halted {
         if con.exit_status().is_none() {
-            return Err(anyhow::Error::new(e).context("check failed: dom0 powers off cleanly"));
+            bail!(
+                "check failed: dom0 powers off cleanly: {e}\n  the console, last lines:\n{}",
+                indent(&con.tail(40))
+            );
         }
     }
     if con.wait_exit(Duration::from_secs(20)).is_err() {
@@ -854,6 +858,7 @@ fn disk_boot_check(
     if profile.host.uefi {
         firmwares.push(Firmware::Uefi);
     }
+    let checks = checks(images);
     for firmware in firmwares {
         let (label, memmap) = match firmware {
             Firmware::Bios => ("BIOS", "(XEN) Xen-e820 RAM map:"),
@@ -875,7 +880,6 @@ fn disk_boot_check(
         // GRUB's menu; Xen's banner; Xen saying GRUB loaded it, and whose memory map it has;
         // then dom0 as in every boot.
         let mut disk_marks = Vec::new();
-        let checks = checks(images);
         crate::host::wait(
             &mut con,
             &format!("the disk boots GRUB's menu ({label})"),
@@ -909,7 +913,7 @@ fn disk_boot_check(
             60,
             &mut disk_marks,
         )?;
-        power_off(&mut con, deadline, &mut disk_marks)?;
+        power_off(&mut con, power_off_budget(deadline), &mut disk_marks)?;
         let tag = label.to_lowercase();
         marks.extend(
             disk_marks

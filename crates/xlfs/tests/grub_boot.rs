@@ -94,30 +94,22 @@ fn grub_from_source_boots_a_gpt_disk_written_by_xlfs() {
     let home = std::env::var_os("XLFS_TEST_GRUB_HOME").map_or(home.path().to_path_buf(), PathBuf::from);
     let grub = build_grub(&home, "grub");
     let grub_efi = build_grub(&home, "grub-efi");
-    for f in [
-        "boot.img",
-        "diskboot.img",
-        "kernel.img",
-        "normal.mod",
-        "multiboot2.mod",
-        "moddep.lst",
+    let common = ["kernel.img", "normal.mod", "multiboot2.mod", "moddep.lst"];
+    for (package, dir, own) in [
+        (
+            "grub",
+            grub.join(xlfs_image::GRUB_PC_DIR),
+            &["boot.img", "diskboot.img"][..],
+        ),
+        (
+            "grub-efi",
+            grub_efi.join(xlfs_image::GRUB_EFI_DIR),
+            &["efi_gop.mod"],
+        ),
     ] {
-        assert!(
-            grub.join(xlfs_image::GRUB_PC_DIR).join(f).is_file(),
-            "{f} in the grub artifact"
-        );
-    }
-    for f in [
-        "kernel.img",
-        "normal.mod",
-        "multiboot2.mod",
-        "efi_gop.mod",
-        "moddep.lst",
-    ] {
-        assert!(
-            grub_efi.join(xlfs_image::GRUB_EFI_DIR).join(f).is_file(),
-            "{f} in the grub-efi artifact"
-        );
+        for f in common.iter().chain(own) {
+            assert!(dir.join(f).is_file(), "{f} in the {package} artifact");
+        }
     }
 
     // The quick profile's grub.cfg is valid GRUB script.
