@@ -2,7 +2,8 @@
 //!
 //! A build runs as root of its own user namespace (root inside is an unprivileged id outside,
 //! see [`IdMap`]), in its own mount, pid, network, UTS and IPC namespaces, with a clean
-//! environment, `no_new_privs`, and fixed paths:
+//! environment, `no_new_privs`, a fixed niceness and umask ([`BUILD_NICENESS`], [`BUILD_UMASK`]),
+//! and fixed paths:
 //!
 //! | path       | what                                                                  |
 //! |------------|-----------------------------------------------------------------------|
@@ -276,6 +277,9 @@ fn become_root() {
 /// Run in the helper process: set up the namespaces and run the spec. Never returns.
 /// Exit status: the build's, 128+N if it was killed by signal N, 125 for a sandbox failure.
 pub fn enter(spec_path: &Path) -> ! {
+    // From the start: the helper's own mount points need it too (under a umask of 077 the
+    // build's namespace could not reach them), and the build inherits it.
+    unsafe { libc::umask(BUILD_UMASK) };
     let mut spec: Spec = match std::fs::read(spec_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -416,6 +420,14 @@ fn wait_exit(child: Pid) -> i32 {
     }
 }
 
+/// Every build's niceness: the lowest priority, which any process may take without privilege,
+/// whatever niceness xlfs itself runs at (a build started under `nice -n 19` and one started
+/// at 0 must not differ).
+pub const BUILD_NICENESS: i32 = 19;
+
+/// Every build's umask.
+pub const BUILD_UMASK: libc::mode_t = 0o022;
+
 fn exec(spec: &Spec) -> ! {
     for &cap in DROPPED_CAPS {
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
@@ -423,6 +435,13 @@ fn exec(spec: &Spec) -> ! {
                 &format!("dropping capability {cap}"),
                 std::io::Error::last_os_error(),
             );
+        }
+    }
+    // The same niceness for every build, whoever starts it and how: Python's configure, for
+    // one, compares two `nice()` calls. (The umask was set by `enter`.)
+    unsafe {
+        if libc::setpriority(libc::PRIO_PROCESS, 0, BUILD_NICENESS) != 0 {
+            die("setpriority", std::io::Error::last_os_error());
         }
     }
     unsafe {

@@ -505,3 +505,26 @@ fn works_as_an_ordinary_user() {
     assert_eq!(sb.ids.inside_uid(f.uid()), Some(1000));
     // Root (outside) cleans up what the subordinate ids own.
 }
+
+/// A build sees one niceness and one umask, whatever xlfs was started with: Python's configure,
+/// for one, decides `HAVE_BROKEN_NICE` from what `nice()` returns.
+#[test]
+fn niceness_and_umask_are_the_same_for_every_build() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        sb.path("build/script.sh"),
+        "cut -d' ' -f19 /proc/self/stat; umask",
+    )
+    .unwrap();
+    let spec = sb.spec(Root::Tree("/".into()), &["bash", "-e", "/build/script.sh"]);
+    let plain = lines(&sb.run_spec(&spec, &[]));
+    let niced = lines(&sb.run_spec(&spec, &["nice", "-n", "7"]));
+    let masked = lines(&sb.run_spec(&spec, &["sh", "-c", "umask 077; exec \"$@\"", "umask"]));
+    let expected = [
+        xlfs_sandbox::BUILD_NICENESS.to_string(),
+        format!("{:04o}", xlfs_sandbox::BUILD_UMASK),
+    ];
+    assert_eq!(plain, expected);
+    assert_eq!(niced, expected);
+    assert_eq!(masked, expected);
+}
