@@ -188,7 +188,7 @@ const BUILD_KEYS: [&str; 9] = [
 ];
 
 /// The contamination checks run after every build (see xlfs-build's `qa`), by name.
-pub const QA_CHECKS: [&str; 5] = ["needed", "rpaths", "buildpaths", "shadows", "strays"];
+pub const QA_CHECKS: [&str; 6] = ["needed", "rpaths", "buildpaths", "shadows", "strays", "layout"];
 /// Bounds of `[build] cost` in SBU.
 pub const COST_RANGE: std::ops::RangeInclusive<i64> = 1..=100_000;
 const FILE_KEYS: [&str; 4] = ["path", "uid", "gid", "mode"];

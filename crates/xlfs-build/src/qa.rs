@@ -17,6 +17,9 @@
 //!   link and everything behind it.
 //! - **strays**: no regular file lies at the top of the tree (`/AnyDBM_File.0`): an install
 //!   directory variable was empty.
+//! - **layout**: nothing but a directory (or a symbolic link: a merged `/usr`'s `/sbin`) sits
+//!   where the file system hierarchy has a directory ([`LAYOUT_DIRS`]): `mv usr/bin/chroot
+//!   usr/sbin` into a destdir without `usr/sbin` renames the program to `/usr/sbin`.
 //!
 //! A recipe may turn a check off with `[build.qa-skip] CHECK = "reason"`.
 //!
@@ -30,6 +33,66 @@ use std::path::{Component, Path, PathBuf};
 /// Search strings shorter than this are not looked for (a home at `/x` would match everything).
 pub const MIN_BUILD_PATH: usize = 8;
 
+/// The directories of the file system hierarchy (FHS, and LFS's layout) that an installed tree
+/// may only hold as directories or symbolic links.
+pub const LAYOUT_DIRS: &[&str] = &[
+    "bin",
+    "boot",
+    "dev",
+    "etc",
+    "etc/default",
+    "etc/init.d",
+    "etc/profile.d",
+    "etc/rc.d",
+    "etc/sysconfig",
+    "home",
+    "lib",
+    "lib64",
+    "media",
+    "mnt",
+    "opt",
+    "proc",
+    "root",
+    "run",
+    "sbin",
+    "srv",
+    "sys",
+    "tmp",
+    "usr",
+    "usr/bin",
+    "usr/include",
+    "usr/lib",
+    "usr/lib64",
+    "usr/libexec",
+    "usr/local",
+    "usr/sbin",
+    "usr/share",
+    "usr/share/doc",
+    "usr/share/info",
+    "usr/share/locale",
+    "usr/share/man",
+    "usr/share/man/man1",
+    "usr/share/man/man2",
+    "usr/share/man/man3",
+    "usr/share/man/man4",
+    "usr/share/man/man5",
+    "usr/share/man/man6",
+    "usr/share/man/man7",
+    "usr/share/man/man8",
+    "usr/share/misc",
+    "usr/share/zoneinfo",
+    "usr/src",
+    "var",
+    "var/cache",
+    "var/lib",
+    "var/local",
+    "var/log",
+    "var/mail",
+    "var/opt",
+    "var/spool",
+    "var/tmp",
+];
+
 /// What the checks compare the installed tree with.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Qa {
@@ -42,7 +105,8 @@ pub struct Qa {
     /// Symbolic links near the top of the declared dependencies' outputs (installed path, e.g.
     /// `/bin`, → its target), which no installed directory may hide.
     pub dep_links: BTreeMap<String, String>,
-    /// Checks turned off (by name: `needed`, `rpaths`, `buildpaths`, `shadows`, `strays`).
+    /// Checks turned off (by name: `needed`, `rpaths`, `buildpaths`, `shadows`, `strays`,
+    /// `layout`).
     pub skip: BTreeSet<String>,
 }
 
@@ -86,6 +150,17 @@ pub fn check(destdir: &Path, qa: &Qa) -> std::io::Result<Vec<Problem>> {
                 });
             }
             continue;
+        }
+        if !entry.file_type().is_symlink()
+            && LAYOUT_DIRS.contains(&rel.to_string_lossy().as_ref())
+            && !qa.skip.contains("layout")
+        {
+            problems.push(Problem {
+                check: "layout".into(),
+                file: file.clone(),
+                value: "not a directory, where the file system hierarchy has one".into(),
+                fix: format!("a command probably moved or copied a file to {file} while that directory did not exist in the destdir: make it first (install -d \"$DESTDIR\"{file}) or name the file in the destination"),
+            });
         }
         if !entry.file_type().is_file() {
             continue;
@@ -258,7 +333,23 @@ mod tests {
         assert_eq!(got, [("strays", "/AnyDBM_File.0"), ("shadows", "/bin")]);
         assert!(found[1].value.contains("/bin -> usr/bin"), "{}", found[1]);
 
-        qa.skip = ["shadows".to_string(), "strays".to_string()].into();
+        // `mv usr/bin/chroot usr/sbin` without usr/sbin: the program is now /usr/sbin. A link
+        // there (merged /usr) and a file below it are fine.
+        std::fs::write(dest.path().join("usr/sbin"), b"\x7fELF").unwrap();
+        std::os::unix::fs::symlink("usr/bin", dest.path().join("sbin")).unwrap();
+        std::fs::write(dest.path().join("usr/share/sbin"), b"x").unwrap();
+        let found = check(dest.path(), &qa).unwrap();
+        let layout: Vec<&str> = found
+            .iter()
+            .filter(|p| p.check == "layout")
+            .map(|p| p.file.as_str())
+            .collect();
+        assert_eq!(layout, ["/usr/sbin"]);
+        assert!(found
+            .iter()
+            .any(|p| p.fix.contains("install -d \"$DESTDIR\"/usr/sbin")));
+
+        qa.skip = ["shadows", "strays", "layout"].map(String::from).into();
         assert!(check(dest.path(), &qa).unwrap().is_empty());
     }
 
