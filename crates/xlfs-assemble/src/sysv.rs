@@ -235,6 +235,11 @@ pub fn assemble_sysv(
     fs.add_dir("dev", 0o755, 0, 0)?;
     fs.add_device("dev/console", 'c', 5, 1, 0o600)?;
     fs.add_device("dev/null", 'c', 1, 3, 0o666)?;
+    // The mount points of fstab's file systems on / (LFS §7.3 makes them on the partition, not
+    // a package): proc and sys are in none.
+    fs.add_dir("proc", 0o555, 0, 0)?;
+    fs.add_dir("sys", 0o555, 0, 0)?;
+    fs.add_dir("run", 0o755, 0, 0)?;
 
     // Debug information out.
     let debug_split = match (&inputs.binutils, keep.contains(&Keep::Debug)) {

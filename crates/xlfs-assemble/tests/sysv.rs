@@ -486,6 +486,30 @@ fn the_root_is_the_closure_with_its_configuration() {
         "PARTUUID={} / ext4",
         images.root_partuuid.as_ref().unwrap().to_lowercase()
     )));
+    // Every mount point of fstab outside the file systems mounted on / (devtmpfs, sysfs makes
+    // its own) is a directory of the root: proc and sys are in no package.
+    let fstab = cat(&root, "etc/fstab");
+    let mounts: Vec<&str> = fstab
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    for m in &mounts {
+        let top = m.trim_start_matches('/');
+        if top.is_empty()
+            || mounts
+                .iter()
+                .any(|o| *o != "/" && o != m && m.starts_with(&format!("{o}/")))
+        {
+            continue;
+        }
+        let e = listing
+            .iter()
+            .find(|e| e.path == top)
+            .unwrap_or_else(|| panic!("mount point {m}"));
+        assert_eq!(e.mode & 0o170000, 0o040000, "mount point {m} is a directory");
+    }
+    assert!(mounts.contains(&"/proc") && mounts.contains(&"/sys"), "{fstab}");
     assert!(cat(&root, "etc/inittab").contains("agetty -L 115200 ttyS0"));
     assert!(cat(&root, "boot/grub/grub.cfg").contains("multiboot2"));
     assert!(has("boot/grub/i386-pc/normal.mod"));
