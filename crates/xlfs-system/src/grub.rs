@@ -26,8 +26,8 @@ pub struct BootFiles {
     /// The dom0 (and plain) Linux kernel, e.g. `/boot/vmlinuz`.
     pub kernel: String,
     pub initrd: Option<String>,
-    /// Linux's `root=`, e.g. `PARTUUID=…` of the root partition; `None` when the system runs
-    /// from its initramfs.
+    /// Linux's `root=`, e.g. `PARTUUID=…` of the root partition, mounted read-only for the boot
+    /// scripts to check; `None` when the system runs from its initramfs.
     pub root: Option<String>,
 }
 
@@ -87,7 +87,9 @@ pub fn grub_cfg(profile: &Profile, files: &BootFiles) -> String {
     }
     let mut dom0 = words(&profile.host.linux_cmdline);
     dom0.retain(|w| !w.starts_with("console=") && !w.starts_with("root="));
-    let root: Vec<String> = files.root.iter().map(|r| format!("root={r} rw")).collect();
+    // Read-only, as LFS boots: the boot scripts check it (checkfs: e2fsck refuses a file system
+    // mounted read-write), then remount it read-write (mountfs).
+    let root: Vec<String> = files.root.iter().map(|r| format!("root={r} ro")).collect();
     // The last console= is /dev/console: the serial one.
     let dom0_line = |extra: &[&str], entry: &str| {
         let mut l = root.clone();

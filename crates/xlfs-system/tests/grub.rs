@@ -35,12 +35,12 @@ fn grub_cfg_for_the_quick_profile() {
         "  multiboot2 '/boot/xen.gz' console=com1 com1=115200,8n1 dom0_mem=512M,max:512M loglvl=all guest_loglvl=all vga=text-80x25\n"
     ), "{xen}");
     assert!(xen.contains(
-        "  module2 '/boot/vmlinuz' root=PARTUUID=0B2F1E6A-1C4D-4A9B-8E3F-0123456789AB rw console=tty0 console=hvc0 earlyprintk=xen xlfs.entry=xen xlfs.trial=${xlfs_trial}\n"
+        "  module2 '/boot/vmlinuz' root=PARTUUID=0B2F1E6A-1C4D-4A9B-8E3F-0123456789AB ro console=tty0 console=hvc0 earlyprintk=xen xlfs.entry=xen xlfs.trial=${xlfs_trial}\n"
     ), "{xen}");
     assert!(xen.ends_with("  module2 --nounzip '/boot/initrd.img'"), "{xen}");
     let linux = entry(&cfg, "linux");
     assert!(linux.contains(
-        "  linux '/boot/vmlinuz' root=PARTUUID=0B2F1E6A-1C4D-4A9B-8E3F-0123456789AB rw console=tty0 console=ttyS0,115200n8 xlfs.entry=linux"
+        "  linux '/boot/vmlinuz' root=PARTUUID=0B2F1E6A-1C4D-4A9B-8E3F-0123456789AB ro console=tty0 console=ttyS0,115200n8 xlfs.entry=linux"
     ), "{linux}");
     assert!(linux.contains("  initrd '/boot/initrd.img'"), "{linux}");
     let debug = entry(&cfg, "xen-debug");
