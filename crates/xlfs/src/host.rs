@@ -441,29 +441,6 @@ pub fn boot_check(
     boot_to_login(&mut con, images, Firmware::Bios, &mut marks)?;
     let xen_major = xen_major(images);
     login(&mut con, &password, &mut marks)?;
-    let must = |con: &mut Console,
-                what: &str,
-                cmd: &str,
-                expect: &str,
-                marks: &mut Vec<(String, Duration)>|
-     -> Result<String> {
-        let (rc, out) = con.run(cmd, Duration::from_secs(120)).map_err(|e| {
-            anyhow::anyhow!(
-                "check failed: {what}\n  {e}\n  the console, last lines:\n{}",
-                indent(&con.tail(40))
-            )
-        })?;
-        if rc != 0 || !out.contains(expect) {
-            bail!(
-                "check failed: {what}\n  command: {cmd}\n  expected exit 0 and `{expect}`, got exit {rc}:\n{}\n  the console, last lines:\n{}",
-                indent(&out),
-                indent(&con.tail(40))
-            );
-        }
-        println!("  ok  {what} ({:.1}s)", con.elapsed().as_secs_f64());
-        marks.push((what.into(), con.elapsed()));
-        Ok(out)
-    };
     must(
         &mut con,
         "root is logged in on the serial console",
@@ -614,6 +591,33 @@ pub fn boot_check(
 
 /// Log in as root on the serial console's getty (its `login:` prompt seen) with the boot check's
 /// console password.
+/// Run `cmd` on the logged-in console: a check that passes when it exits 0 and prints `expect`.
+/// A failure names the check, the command, its output and the console's last lines.
+fn must(
+    con: &mut Console,
+    what: &str,
+    cmd: &str,
+    expect: &str,
+    marks: &mut Vec<(String, Duration)>,
+) -> Result<String> {
+    let (rc, out) = con.run(cmd, Duration::from_secs(120)).map_err(|e| {
+        anyhow::anyhow!(
+            "check failed: {what}\n  {e}\n  the console, last lines:\n{}",
+            indent(&con.tail(40))
+        )
+    })?;
+    if rc != 0 || !out.contains(expect) {
+        bail!(
+            "check failed: {what}\n  command: {cmd}\n  expected exit 0 and `{expect}`, got exit {rc}:\n{}\n  the console, last lines:\n{}",
+            indent(&out),
+            indent(&con.tail(40))
+        );
+    }
+    println!("  ok  {what} ({:.1}s)", con.elapsed().as_secs_f64());
+    marks.push((what.into(), con.elapsed()));
+    Ok(out)
+}
+
 fn login(con: &mut Console, password: &str, marks: &mut Vec<(String, Duration)>) -> Result<()> {
     con.sendline("root")?;
     wait(
@@ -716,6 +720,13 @@ fn uefi_boot(
     let mut uefi = Vec::new();
     boot_to_login(&mut con, images, Firmware::Uefi, &mut uefi)?;
     login(&mut con, password, &mut uefi)?;
+    must(
+        &mut con,
+        "root is logged in on the serial console",
+        "id -u",
+        "0",
+        &mut uefi,
+    )?;
     crate::system::power_off(&mut con, POWER_OFF, &mut uefi)?;
     marks.extend(uefi.into_iter().map(|(n, t)| (format!("uefi: {n}"), t)));
     Ok(())
