@@ -38,10 +38,38 @@ pub struct Report {
     /// Totals per chapter, in the order chapters first started building.
     pub chapters: Vec<Row>,
     pub total: Row,
+    /// Seconds during which at least one of these builds ran: the union of their intervals, so
+    /// the parallel builds count once and the pauses between runs (a resumed build) not at all.
+    pub busy_s: f64,
+}
+
+/// The length of the union of the intervals `(start, end)`.
+pub fn union_length(intervals: &[(f64, f64)]) -> f64 {
+    let mut v: Vec<(f64, f64)> = intervals.iter().copied().filter(|(a, b)| b > a).collect();
+    v.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut total = 0.0;
+    let mut current: Option<(f64, f64)> = None;
+    for (a, b) in v {
+        current = match current {
+            Some((ca, cb)) if a <= cb => Some((ca, cb.max(b))),
+            Some((ca, cb)) => {
+                total += cb - ca;
+                Some((a, b))
+            }
+            None => Some((a, b)),
+        };
+    }
+    total + current.map(|(a, b)| b - a).unwrap_or(0.0)
 }
 
 /// One CPU sample: Unix milliseconds, busy fraction of all cores, number of cores.
 pub type CpuSample = (i64, f64, u32);
+
+/// The rows of packages built in this home: one fetched from a shared cache has no build time
+/// (`finished_at` 0) and no place on the timeline.
+fn built_here<'a>(rows: &'a [&'a Row]) -> impl Iterator<Item = &'a &'a Row> {
+    rows.iter().filter(|r| r.finished_at > 0.0)
+}
 
 fn sum(name: &str, chapter: &str, rows: &[&Row], sbu: Option<f64>) -> Row {
     let wall: f64 = rows.iter().map(|r| r.wall_s).sum();
@@ -56,8 +84,10 @@ fn sum(name: &str, chapter: &str, rows: &[&Row], sbu: Option<f64>) -> Row {
         installed_bytes: rows.iter().map(|r| r.installed_bytes).sum(),
         artifact_bytes: rows.iter().map(|r| r.artifact_bytes).sum(),
         artifact_sha256: String::new(),
-        started_at: rows.iter().map(|r| r.started_at).fold(f64::INFINITY, f64::min),
-        finished_at: rows.iter().map(|r| r.finished_at).fold(0.0, f64::max),
+        started_at: built_here(rows)
+            .map(|r| r.started_at)
+            .fold(f64::INFINITY, f64::min),
+        finished_at: built_here(rows).map(|r| r.finished_at).fold(0.0, f64::max),
     }
 }
 
@@ -116,7 +146,10 @@ pub fn report(
     let chapters = by_chapter.iter().map(|(c, rows)| sum(c, c, rows, sbu)).collect();
     let all: Vec<&Row> = packages.iter().collect();
     let total = sum("total", "", &all, sbu);
+    let intervals: Vec<(f64, f64)> = packages.iter().map(|r| (r.started_at, r.finished_at)).collect();
+    let busy_s = union_length(&intervals);
     Report {
+        busy_s,
         sbu_reference: sbu_reference.map(str::to_string),
         sbu_seconds: sbu,
         packages,
@@ -150,6 +183,13 @@ impl Report {
             s.push_str(&fmt_row(r));
         }
         s.push_str(&fmt_row(&self.total));
+        if !self.packages.is_empty() {
+            s.push_str(&format!(
+                "elapsed: {:.1} s with a build running ({:.1} s from the first start to the last end)\n",
+                self.busy_s,
+                self.total.finished_at - self.total.started_at
+            ));
+        }
         s.push('\n');
         s.push_str(&header("chapter"));
         for r in &self.chapters {
@@ -178,9 +218,10 @@ impl Report {
         );
         let _ = writeln!(
             h,
-            "<p>{} packages, {} wall (sum of builds), {} CPU{}</p>",
+            "<p>{} packages, {} wall (sum of builds), {} with a build running, {} CPU{}</p>",
             self.packages.len(),
             hms(self.total.wall_s),
+            hms(self.busy_s),
             hms(self.total.cpu_s),
             match (&self.sbu_reference, self.sbu_seconds) {
                 (Some(r), Some(t)) => format!("; 1 SBU = {t:.1} s ({})", esc(r)),
@@ -213,13 +254,15 @@ impl Report {
 
     fn timeline_svg(&self, cpu: &[CpuSample]) -> String {
         let mut s = String::new();
-        if self.packages.is_empty() {
+        let all: Vec<&Row> = self.packages.iter().collect();
+        let packages: Vec<&Row> = built_here(&all).copied().collect();
+        if packages.is_empty() {
             return "<p>nothing built yet</p>\n".into();
         }
         let t0 = self.total.started_at;
         let span = (self.total.finished_at - t0).max(1.0);
         let (left, width, bar, gap) = (200.0, 900.0, 12.0, 2.0);
-        let bars_h = self.packages.len() as f64 * (bar + gap);
+        let bars_h = packages.len() as f64 * (bar + gap);
         let cpu_h = 100.0;
         let height = bars_h + cpu_h + 60.0;
         let x = |t: f64| left + (t - t0) / span * width;
@@ -229,7 +272,7 @@ impl Report {
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-size=\"10\">",
             left + width + 20.0
         );
-        for (i, r) in self.packages.iter().enumerate() {
+        for (i, r) in packages.iter().enumerate() {
             let y = i as f64 * (bar + gap);
             let w = (x(r.finished_at) - x(r.started_at)).max(1.0);
             let _ = writeln!(
@@ -457,6 +500,38 @@ mod tests {
             .to_string()
         };
         report(&recs, Some("binutils-pass1"), &chapter)
+    }
+
+    #[test]
+    fn elapsed_time_counts_parallel_builds_once_and_no_pause() {
+        assert_eq!(union_length(&[]), 0.0);
+        // Two builds side by side, then a pause (the build was resumed later), then one more.
+        assert_eq!(
+            union_length(&[(50.0, 150.0), (0.0, 100.0), (300.0, 400.0)]),
+            250.0
+        );
+        assert_eq!(union_length(&[(0.0, 100.0), (10.0, 20.0)]), 100.0);
+        let r = sample();
+        assert_eq!(r.busy_s, 500.0);
+        // A package fetched from a shared cache was not built here: no time, no bar.
+        let recs = [
+            rec("fetched", 0, 0, 0, 1 << 20),
+            rec("built", 2_000_000, 60_000, 90_000, 1 << 20),
+        ];
+        let r2 = report(&recs, None, &|_| "base".to_string());
+        assert_eq!(
+            (r2.total.started_at, r2.total.finished_at),
+            (1_999_940.0, 2_000_000.0)
+        );
+        assert_eq!(r2.busy_s, 60.0);
+        assert_eq!(
+            r2.html(&[]).matches("<rect x=").count(),
+            1 + 1 + 2,
+            "one bar, one legend entry, two sizes"
+        );
+        assert!(r
+            .table()
+            .contains("elapsed: 500.0 s with a build running (500.0 s from the first start"));
     }
 
     #[test]
