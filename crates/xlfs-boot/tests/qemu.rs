@@ -307,7 +307,8 @@ fn run_returns_exit_code_and_output() {
 /// 30 ms are the hypervisor's, which a loaded build machine does not stretch: when the model
 /// wakes late, the ring has drained once per 30 ms gone by (a real-time priority, tried first,
 /// is refused inside a cgroup without a real-time budget, and the model then lost a chunk under
-/// load).
+/// load). As on a real console, the command waits for the shell's prompt: under load, Python
+/// took longer to start than xlfs took to send it.
 #[test]
 fn long_commands_survive_a_small_input_ring() {
     let dir = tempfile::tempdir().unwrap();
@@ -316,26 +317,32 @@ fn long_commands_survive_a_small_input_ring() {
         &fake,
         r##"#!/usr/bin/python3
 import os, select, subprocess, time
+# Input that came after `since` has not been drained yet (the ring is there from the start).
+since = time.monotonic()
 sh = subprocess.Popen(["sh", "-v", "-i"], stdin=subprocess.PIPE, stderr=subprocess.STDOUT,
                       env=dict(os.environ, PS1="# "))
-last = time.monotonic()
 while True:
     time.sleep(0.03)
-    now = time.monotonic()
-    # 128 bytes for each 30 ms since the last drain: the hypervisor's time, not this process's.
-    room = 128 * max(1, int((now - last) / 0.03))
-    last = now
-    if select.select([0], [], [], 0)[0]:
-        data = os.read(0, 65536)
-        if not data:
-            break
-        sh.stdin.write(data[:room])
-        sh.stdin.flush()
+    t = time.monotonic()
+    if not select.select([0], [], [], 0)[0]:
+        since = t
+        continue
+    data = os.read(0, 65536)
+    if not data:
+        break
+    # 128 bytes for each 30 ms gone by since then, measured after the read: the hypervisor's
+    # time, however late this process ran.
+    room = 128 * max(1, int((time.monotonic() - since) / 0.03))
+    since = t
+    sh.stdin.write(data[:room])
+    sh.stdin.flush()
 "##,
     )
     .unwrap();
     make_executable(&fake);
     let mut c = Console::spawn_command(&fake, &[], &dir.path().join("console.log")).unwrap();
+    // As on a real console, the shell is there first (the boot check waits for its login).
+    c.expect("# ", Duration::from_secs(60)).unwrap();
     let word = "0123456789abcdef".repeat(120);
     let (rc, out) = c
         .run(&format!("echo {word} | wc -c"), Duration::from_secs(60))
