@@ -30,6 +30,14 @@ pub struct Row {
     pub finished_at: f64,
 }
 
+impl Row {
+    /// Whether the package was built in this home: one fetched from a shared cache has no build
+    /// time (`finished_at` 0) and no place on the timeline.
+    fn built_here(&self) -> bool {
+        self.finished_at > 0.0
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub sbu_reference: Option<String>,
@@ -65,12 +73,6 @@ pub fn union_length(intervals: &[(f64, f64)]) -> f64 {
 /// One CPU sample: Unix milliseconds, busy fraction of all cores, number of cores.
 pub type CpuSample = (i64, f64, u32);
 
-/// The rows of packages built in this home: one fetched from a shared cache has no build time
-/// (`finished_at` 0) and no place on the timeline.
-fn built_here<'a>(rows: &'a [&'a Row]) -> impl Iterator<Item = &'a &'a Row> {
-    rows.iter().filter(|r| r.finished_at > 0.0)
-}
-
 fn sum(name: &str, chapter: &str, rows: &[&Row], sbu: Option<f64>) -> Row {
     let wall: f64 = rows.iter().map(|r| r.wall_s).sum();
     Row {
@@ -84,10 +86,12 @@ fn sum(name: &str, chapter: &str, rows: &[&Row], sbu: Option<f64>) -> Row {
         installed_bytes: rows.iter().map(|r| r.installed_bytes).sum(),
         artifact_bytes: rows.iter().map(|r| r.artifact_bytes).sum(),
         artifact_sha256: String::new(),
-        started_at: built_here(rows)
+        started_at: rows
+            .iter()
+            .filter(|r| r.built_here())
             .map(|r| r.started_at)
             .fold(f64::INFINITY, f64::min),
-        finished_at: built_here(rows).map(|r| r.finished_at).fold(0.0, f64::max),
+        finished_at: rows.iter().map(|r| r.finished_at).fold(0.0, f64::max),
     }
 }
 
@@ -183,7 +187,7 @@ impl Report {
             s.push_str(&fmt_row(r));
         }
         s.push_str(&fmt_row(&self.total));
-        if !self.packages.is_empty() {
+        if self.total.built_here() {
             s.push_str(&format!(
                 "elapsed: {:.1} s with a build running ({:.1} s from the first start to the last end)\n",
                 self.busy_s,
@@ -254,8 +258,7 @@ impl Report {
 
     fn timeline_svg(&self, cpu: &[CpuSample]) -> String {
         let mut s = String::new();
-        let all: Vec<&Row> = self.packages.iter().collect();
-        let packages: Vec<&Row> = built_here(&all).copied().collect();
+        let packages: Vec<&Row> = self.packages.iter().filter(|r| r.built_here()).collect();
         if packages.is_empty() {
             return "<p>nothing built yet</p>\n".into();
         }

@@ -3,6 +3,7 @@
 //! GRUB -> Xen -> Linux dom0 -> SysV init, a login on the serial console, then the checks.
 
 use crate::app::App;
+use crate::system::indent;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -203,8 +204,6 @@ pub fn disk_machine(
         ..Machine::new(accel)
     })
 }
-
-use crate::system::indent;
 
 /// Wait for `pattern` on the console; a failure names the expectation and shows the console.
 pub(crate) fn wait(
@@ -443,13 +442,6 @@ pub fn boot_check(
     login(&mut con, &password, &mut marks)?;
     must(
         &mut con,
-        "root is logged in on the serial console",
-        "id -u",
-        "0",
-        &mut marks,
-    )?;
-    must(
-        &mut con,
         "/etc/lfs-release is present",
         "cat /etc/lfs-release",
         xlfs_system::sysv::LFS_RELEASE,
@@ -589,8 +581,6 @@ pub fn boot_check(
     })
 }
 
-/// Log in as root on the serial console's getty (its `login:` prompt seen) with the boot check's
-/// console password.
 /// Run `cmd` on the logged-in console: a check that passes when it exits 0 and prints `expect`.
 /// A failure names the check, the command, its output and the console's last lines.
 fn must(
@@ -618,6 +608,8 @@ fn must(
     Ok(out)
 }
 
+/// Log in as root on the serial console's getty (its `login:` prompt seen) with the boot check's
+/// console password, and check that the shell is root's.
 fn login(con: &mut Console, password: &str, marks: &mut Vec<(String, Duration)>) -> Result<()> {
     con.sendline("root")?;
     wait(
@@ -629,6 +621,13 @@ fn login(con: &mut Console, password: &str, marks: &mut Vec<(String, Duration)>)
     )?;
     con.sendline(password)?;
     std::thread::sleep(Duration::from_secs(3));
+    must(
+        con,
+        "root is logged in on the serial console",
+        "id -u",
+        "0",
+        marks,
+    )?;
     Ok(())
 }
 
@@ -720,13 +719,6 @@ fn uefi_boot(
     let mut uefi = Vec::new();
     boot_to_login(&mut con, images, Firmware::Uefi, &mut uefi)?;
     login(&mut con, password, &mut uefi)?;
-    must(
-        &mut con,
-        "root is logged in on the serial console",
-        "id -u",
-        "0",
-        &mut uefi,
-    )?;
     crate::system::power_off(&mut con, POWER_OFF, &mut uefi)?;
     marks.extend(uefi.into_iter().map(|(n, t)| (format!("uefi: {n}"), t)));
     Ok(())
