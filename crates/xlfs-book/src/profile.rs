@@ -286,6 +286,9 @@ pub struct BootSettings {
 pub struct Profile {
     pub name: String,
     pub summary: String,
+    /// `[profile] tests`: packages whose test suites run whenever they build for this profile
+    /// (`xlfs build --profile`, `xlfs up`), judged by their recipes' `[build.tests]`.
+    pub tests: Vec<AtLine>,
     #[serde(skip)]
     pub path: PathBuf,
     pub host: Host,
@@ -451,7 +454,51 @@ impl Profile {
                 need(&format!("guest[{i}].packages"), p);
             }
         }
+        for t in &self.tests {
+            let (message, help) = match book.recipes.get(&t.value) {
+                None => (
+                    format!("unknown package `{}`", t.value),
+                    suggest(&t.value, book.recipes.keys().map(|s| s.as_str()))
+                        .map(|s| format!("did you mean `{s}`?")),
+                ),
+                Some(r) if !r.steps.contains_key("check") => (
+                    format!(
+                        "`{}` has no check step ({} runs no test suite)",
+                        t.value,
+                        r.path.display()
+                    ),
+                    Some(format!("remove `{}` from profile.tests", t.value)),
+                ),
+                Some(_) => continue,
+            };
+            d.push(Diagnostic {
+                file: self.path.clone(),
+                line: t.line,
+                col: t.col,
+                field: "profile.tests".into(),
+                message,
+                help,
+            });
+        }
         d
+    }
+}
+
+/// A value with the line and column it was read from (serialised as the value alone).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct AtLine {
+    pub value: String,
+    #[serde(skip)]
+    pub line: usize,
+    #[serde(skip)]
+    pub col: usize,
+}
+
+impl Profile {
+    /// The names in `[profile] tests`.
+    pub fn test_names(&self) -> impl Iterator<Item = &str> {
+        self.tests.iter().map(|t| t.value.as_str())
     }
 }
 
@@ -560,12 +607,21 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
     };
     let mut top = Reader::new(doc.as_table(), Some(0..0), "");
     let mut summary = String::new();
+    let mut tests = Vec::new();
     if let Some(mut p) = top.table(&mut sink, "profile") {
         summary = p
             .string(&mut sink, "summary")
             .map(|s| s.value)
             .unwrap_or_default();
-        p.finish(&mut sink, &["summary"]);
+        for t in p.string_list(&mut sink, "tests").unwrap_or_default() {
+            let (line, col) = t.span.map(|s| sink.line_col(s.start)).unwrap_or((0, 0));
+            tests.push(AtLine {
+                value: t.value,
+                line,
+                col,
+            });
+        }
+        p.finish(&mut sink, &["summary", "tests"]);
     }
 
     let mut host = Host {
@@ -1062,6 +1118,7 @@ pub fn parse_profile(path: &Path, name: &str, text: &str) -> (Option<Profile>, V
     let p = Profile {
         name: name.to_string(),
         summary,
+        tests,
         path: path.to_path_buf(),
         host,
         guests,

@@ -525,3 +525,49 @@ fn uefi_needs_a_disk_and_adds_grub_efi() {
     let err = d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n");
     assert!(err.contains("host.uefi"), "{err}");
 }
+
+#[test]
+fn profile_tests_name_packages_with_a_check_step() {
+    let book = load(
+        &[
+            ("base/gmp.toml", &recipe("gmp", &[], "")),
+            (
+                "base/data.toml",
+                &recipe("data", &[], "[build.steps]\ninstall = \"true\"\n")
+                    .replace("template = \"autotools\"\n", ""),
+            ),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(book.get("gmp").unwrap().steps.contains_key("check"));
+    assert!(!book.get("data").unwrap().steps.contains_key("check"));
+    let path = std::path::Path::new("profiles/t.toml");
+    let host = "[host]\nhostname = \"h\"\nxen = \"gmp\"\nkernel = \"gmp\"\npackages = []\nxen-cmdline = \"console=com1\"\n";
+    let text = format!("[profile]\nsummary = \"s\"\ntests = [\"gmp\", \"gmpp\", \"data\"]\n{host}");
+    let (p, d) = xlfs_book::profile::parse_profile(path, "t", &text);
+    assert!(d.is_empty(), "{d:?}");
+    let p = p.unwrap();
+    assert_eq!(p.test_names().collect::<Vec<_>>(), ["gmp", "gmpp", "data"]);
+    let err = p
+        .check(&book)
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        err.contains("profiles/t.toml:3:17: profile.tests: unknown package `gmpp`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `gmp`?"), "{err}");
+    assert!(
+        err.contains("profiles/t.toml:3:25: profile.tests: `data` has no check step"),
+        "{err}"
+    );
+    assert!(err.contains("remove `data` from profile.tests"), "{err}");
+    assert!(!err.contains("`gmp`:"), "{err}");
+    // Not a list of strings: an error at the field.
+    let (_, d) = xlfs_book::profile::parse_profile(path, "t", &format!("[profile]\ntests = 3\n{host}"));
+    let err = d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n");
+    assert!(err.contains("profile.tests"), "{err}");
+}

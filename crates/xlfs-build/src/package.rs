@@ -24,7 +24,8 @@ pub struct Ctx {
     pub db: Mutex<StateDb>,
     /// Total parallelism (`-j`).
     pub jobs: usize,
-    pub run_checks: bool,
+    /// Whose check steps (test suites) run.
+    pub checks: crate::suites::Checks,
     /// The binary that runs `__sandbox` (xlfs itself).
     pub sandbox_exe: PathBuf,
     /// Set on Ctrl-C: builds stop starting new phases.
@@ -335,7 +336,8 @@ fn run(
     let workdir = format!("/build/src/{workdir_rel}");
     let workdir = workdir.trim_end_matches('/').to_string();
     let script_path = dir.join("steps.sh");
-    std::fs::write(&script_path, script(r, &workdir, ctx.run_checks)).map_err(|e| e.to_string())?;
+    std::fs::write(&script_path, script(r, &workdir, ctx.checks.wants(&r.name)))
+        .map_err(|e| e.to_string())?;
     let env = environment(ctx, r, step.inputs.march.as_deref());
     let ids = IdMap::for_current_user()?;
     let toolchain_root = match r.env {
@@ -425,7 +427,7 @@ fn run(
         }
     }
     check_cancel()?;
-    if let (true, Some(suite)) = (ctx.run_checks, &r.tests) {
+    if let (true, Some(suite)) = (ctx.checks.wants(&r.name), &r.tests) {
         judge_tests(suite, &src.join(&workdir_rel), log)?;
     }
 

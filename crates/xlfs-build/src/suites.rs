@@ -10,6 +10,48 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use xlfs_book::TestSuite;
 
+/// Which packages run their `check` step (`xlfs build --check[=PKG,...]`, a profile's
+/// `[profile] tests`). Never in a key: a test suite decides whether a build passes, not its bytes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Checks {
+    /// No check step runs (the default).
+    #[default]
+    None,
+    /// Every package's check step runs.
+    All,
+    /// Only these packages' (by exact name: `glibc`, not its twin `glibc-boot`).
+    Only(BTreeSet<String>),
+}
+
+impl Checks {
+    pub fn wants(&self, name: &str) -> bool {
+        match self {
+            Checks::None => false,
+            Checks::All => true,
+            Checks::Only(names) => names.contains(name),
+        }
+    }
+
+    /// These checks and `more` (a package list adds to `Only`, `All` stays all).
+    pub fn with(self, more: impl IntoIterator<Item = String>) -> Checks {
+        match self {
+            Checks::All => Checks::All,
+            Checks::None => {
+                let names: BTreeSet<String> = more.into_iter().collect();
+                if names.is_empty() {
+                    Checks::None
+                } else {
+                    Checks::Only(names)
+                }
+            }
+            Checks::Only(mut names) => {
+                names.extend(more);
+                Checks::Only(names)
+            }
+        }
+    }
+}
+
 /// What the result files say.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Results {
@@ -113,6 +155,18 @@ mod tests {
         XPASS: g++.dg/e.C\n\
         FAIL: gcc.dg/b.c execution test\n\
         # of expected passes 1\n";
+
+    #[test]
+    fn checks_name_packages_exactly_and_lists_add_up() {
+        assert!(!Checks::None.wants("glibc"));
+        assert!(Checks::All.wants("glibc-boot"));
+        let c = Checks::None.with(["glibc".to_string()]);
+        assert!(c.wants("glibc") && !c.wants("glibc-boot") && !c.wants("gcc"));
+        let c = c.with(["gcc".to_string()]);
+        assert!(c.wants("glibc") && c.wants("gcc"));
+        assert_eq!(Checks::All.with(["gcc".to_string()]), Checks::All);
+        assert_eq!(Checks::None.with(Vec::new()), Checks::None);
+    }
 
     #[test]
     fn failures_are_read_once_each_with_their_kind() {

@@ -317,9 +317,10 @@ pub struct BuildArgs {
     /// Keep building what does not depend on a failed package
     #[arg(long, short)]
     pub keep_going: bool,
-    /// Run the recipes' check steps (test suites)
-    #[arg(long)]
-    pub check: bool,
+    /// Run the check steps (test suites) of every package built, or with `--check=PKG,...` of
+    /// those only (added to the profile's `[profile] tests`); judged by `[build.tests]`
+    #[arg(long, num_args = 0..=1, require_equals = true, value_delimiter = ',', value_name = "PKG,...")]
+    pub check: Option<Vec<String>>,
     /// Refuse instead of waiting when another build holds the lock
     #[arg(long)]
     pub no_wait: bool,

@@ -213,10 +213,17 @@ pub(crate) fn fetch(app: &App, targets: &[String], runtime: bool, parallel: usiz
 pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
     // A profile's host tuning (`host.march`) goes into the keys of everything it builds.
     let mut march = None;
+    // `--check` alone: every package's suite; `--check=PKG,...`: those, with the profile's.
+    let mut checks = match args.check.take() {
+        None => xlfs_build::suites::Checks::None,
+        Some(names) if names.is_empty() => xlfs_build::suites::Checks::All,
+        Some(names) => xlfs_build::suites::Checks::None.with(names),
+    };
     if let Some(p) = args.profile.take() {
         let (_, profile) = app.profile(&p)?;
         args.targets.extend(profile.targets());
         march = profile.host.machine.march.clone();
+        checks = checks.with(profile.test_names().map(str::to_string));
     }
     app.prepare_home()?;
     let quiet = app.global.quiet;
@@ -229,6 +236,24 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
     // Read the book only once the lock is held, so that a queued build uses the recipes as they
     // are when it starts, not as they were when it began waiting.
     let book = app.book()?;
+    if let xlfs_build::suites::Checks::Only(names) = &checks {
+        for n in names {
+            let Some(r) = book.get(n) else {
+                bail!(
+                    "--check: no package `{n}` in the book{}",
+                    xlfs_book::suggest(n, book.recipes.keys().map(|s| s.as_str()))
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default()
+                );
+            };
+            if !r.steps.contains_key("check") {
+                bail!(
+                    "--check: `{n}` has no check step (its recipe, {}, has no test suite to run)",
+                    r.path.display()
+                );
+            }
+        }
+    }
     let (db, store) = (app.db()?, app.store()?);
     let caches = crate::cache::Caches::open(app)?;
     let replan = || {
@@ -277,7 +302,7 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
         fetcher: app.fetcher(),
         db: Mutex::new(db),
         jobs,
-        run_checks: args.check,
+        checks,
         sandbox_exe: std::env::current_exe().context("cannot find the xlfs binary")?,
         cancel: AtomicBool::new(false),
         running: Mutex::new(Vec::new()),

@@ -1091,7 +1091,8 @@ pub fn up(app: &App, name: &str, jobs: Option<usize>) -> Result<i32> {
             profile: Some(name.to_string()),
             jobs,
             keep_going: false,
-            check: false,
+            // The profile's `[profile] tests` still run.
+            check: None,
             no_wait: false,
             no_runtime: false,
             push: false,

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 fn a_dependency_is_visible_to_its_dependent_and_a_second_build_is_cached() {
     let w = World::new();
     w.greet_and_hello(&["libgreet"]);
-    let out = w.ok(&["build", "--check"]);
+    let out = w.ok(&["build", "--check=hello"]);
     assert!(out.contains("built 2, cached 0, failed 0"), "{out}");
-    // hello's check step ran the program against libgreet from its build root.
+    // hello's check step ran the program against libgreet from its build root (`--check=hello`:
+    // hello's suite, not libgreet's).
     let log = w.ok(&["log", "hello"]);
     assert!(log.contains("hello from libgreet"), "{log}");
+    assert!(!w.ok(&["log", "libgreet"]).contains("==> xlfs: check"));
     let files = w.ok(&["files", "hello"]);
     assert!(files.contains("/usr/bin/hello"), "{files}");
     assert!(
@@ -132,6 +134,15 @@ fn a_check_step_runs_apart_and_still_fails_the_build() {
     );
     let out = w.fails(&["build", "libgreet", "--check"]);
     assert!(out.contains("FAILED libgreet"), "{out}");
+    // `--check=PKG,...`: only those suites run; libgreet's failing one does not.
+    let out = w.ok(&["build", "libgreet", "--check=hello"]);
+    assert!(out.contains("built 1"), "{out}");
+    assert!(!w.ok(&["log", "libgreet"]).contains("==> xlfs: check"));
+    let out = w.fails(&["build", "hello", "--check=helo"]);
+    assert!(
+        out.contains("--check: no package `helo` in the book (did you mean `hello`?)"),
+        "{out}"
+    );
 }
 
 #[test]
