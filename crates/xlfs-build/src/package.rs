@@ -292,10 +292,7 @@ fn run(
             std::fs::copy(&path, src.join(&fname)).map_err(|e| format!("cannot copy {fname}: {e}"))?;
         }
     }
-    let workdir_rel = match &r.subdir {
-        Some(sub) => sub.clone(),
-        None => single_top_dir(&src).unwrap_or_default(),
-    };
+    let workdir_rel = workdir_in(r, &src);
     let work = src.join(&workdir_rel);
     if !work.is_dir() {
         return Err(format!(
@@ -749,6 +746,15 @@ fn is_archive(name: &str) -> bool {
     .any(|e| name.ends_with(e))
 }
 
+/// The directory a recipe builds in, relative to its unpacked sources `src`: its `subdir`, else
+/// the sources' single top directory.
+pub fn workdir_in(r: &Recipe, src: &Path) -> String {
+    match &r.subdir {
+        Some(sub) => sub.clone(),
+        None => single_top_dir(src).unwrap_or_default(),
+    }
+}
+
 fn single_top_dir(src: &Path) -> Option<String> {
     let entries: Vec<_> = std::fs::read_dir(src).ok()?.filter_map(Result::ok).collect();
     match entries.as_slice() {
@@ -799,17 +805,9 @@ pub const DEFAULT_CFLAGS: &str = "-O2 -ffile-prefix-map=/build/src=.";
 
 /// Judge a test suite's results against the recipe's allowlist, logging the counts.
 fn judge_tests(suite: &xlfs_book::TestSuite, workdir: &Path, log: &mut Log) -> Result<(), String> {
-    let (results, files) = crate::suites::collect(suite, workdir)?;
-    let unexpected = crate::suites::unexpected(&results, &suite.allow)?;
-    log.line(&format!(
-        "==> xlfs: tests ({}): {} passed, {} expected failures or skipped, {} failed ({} known, {} not)",
-        files.join(", "),
-        results.passed,
-        results.expected,
-        results.failures.len(),
-        results.failures.len() - unexpected.len(),
-        unexpected.len()
-    ));
+    let verdict = crate::suites::judge(suite, workdir)?;
+    log.line(&format!("==> xlfs: {}", verdict.summary()));
+    let unexpected = verdict.unexpected;
     for f in &unexpected {
         log.line(&format!("==> xlfs: unexpected {f}"));
     }

@@ -105,6 +105,42 @@ pub fn unexpected(results: &Results, allow: &[String]) -> Result<Vec<String>, St
         .collect())
 }
 
+/// A test suite's verdict: what its result files say, and the failures its allowlist lacks.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub results: Results,
+    /// The result files read, relative to the build directory.
+    pub files: Vec<String>,
+    /// `KIND: NAME` of each failure outside the allowlist.
+    pub unexpected: Vec<String>,
+}
+
+impl Verdict {
+    /// One line: the files and the counts.
+    pub fn summary(&self) -> String {
+        format!(
+            "tests ({}): {} passed, {} expected failures or skipped, {} failed ({} known, {} not)",
+            self.files.join(", "),
+            self.results.passed,
+            self.results.expected,
+            self.results.failures.len(),
+            self.results.failures.len() - self.unexpected.len(),
+            self.unexpected.len()
+        )
+    }
+}
+
+/// Read `suite`'s result files under `workdir` and judge them against its allowlist.
+pub fn judge(suite: &TestSuite, workdir: &Path) -> Result<Verdict, String> {
+    let (results, files) = collect(suite, workdir)?;
+    let unexpected = unexpected(&results, &suite.allow)?;
+    Ok(Verdict {
+        results,
+        files,
+        unexpected,
+    })
+}
+
 /// Read every result file of `suite` under `workdir`. No result file at all is an error: the
 /// test suite did not run where the recipe says.
 pub fn collect(suite: &TestSuite, workdir: &Path) -> Result<(Results, Vec<String>), String> {

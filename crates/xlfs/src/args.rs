@@ -95,6 +95,15 @@ pub enum Command {
     },
     /// Why a package would rebuild
     Why { package: String },
+    /// Judge the test results of a kept build tree against the package's `[build.tests] allow`
+    /// again (after editing the allowlist, without running the suite again). Exit status 1 if a
+    /// failure is still not allowed
+    Tests {
+        package: String,
+        /// The build tree [default: the tree this home kept when the package's last build failed]
+        #[arg(long)]
+        tree: Option<std::path::PathBuf>,
+    },
     /// Remove artifacts and build trees the book no longer needs
     Gc {
         /// Only say what would be removed

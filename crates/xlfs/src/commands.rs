@@ -39,6 +39,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Log { package, tail } => log(&app, &package, tail),
         Command::Files { package, json } => files(&app, &package, json),
         Command::Why { package } => why(&app, &package),
+        Command::Tests { package, tree } => tests(&app, &package, tree.as_deref()),
         Command::Toolchain { packages } => toolchain(&app, packages),
         Command::Gc { dry_run } => gc(&app, dry_run),
         Command::Verify => verify(&app),
@@ -494,6 +495,57 @@ fn files(app: &App, package: &str, json: bool) -> Result<i32> {
         human_bytes(manifest.installed_size())
     );
     Ok(0)
+}
+
+/// `xlfs tests PKG`: the verdict of `[build.tests]` on the result files a kept build tree holds.
+fn tests(app: &App, package: &str, tree: Option<&std::path::Path>) -> Result<i32> {
+    let book = app.book()?;
+    let Some(r) = book.get(package) else {
+        bail!(
+            "no package `{package}` in the book{}",
+            xlfs_book::suggest(package, book.recipes.keys().map(|s| s.as_str()))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default()
+        );
+    };
+    let Some(suite) = &r.tests else {
+        bail!(
+            "`{package}` has no [build.tests] in {}: add `results` (the suite's result files) and \
+             `allow` (its known failures) to judge its suite",
+            r.path.display()
+        );
+    };
+    let tree = match tree {
+        Some(t) => t.to_path_buf(),
+        None => match app.db()?.failures()?.into_iter().find(|f| f.name == package) {
+            Some(f) => std::path::PathBuf::from(f.build_dir),
+            None => bail!(
+                "no kept build tree of `{package}` in {}: a tree is kept when a build fails (e.g. \
+                 `xlfs build --check={package}`, or the scratch home of `xlfs rebuild --compare \
+                 --check`: pass it with --home); or give one with --tree DIR",
+                app.home.root.display()
+            ),
+        },
+    };
+    let src = tree.join("src");
+    if !src.is_dir() {
+        bail!("{} is not a build tree: it has no src/", tree.display());
+    }
+    let workdir = src.join(xlfs_build::package::workdir_in(r, &src));
+    let verdict = xlfs_build::suites::judge(suite, &workdir)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", workdir.display()))?;
+    println!("{package}: {}", verdict.summary());
+    for u in &verdict.unexpected {
+        println!("  unexpected {u}");
+    }
+    if verdict.unexpected.is_empty() {
+        return Ok(0);
+    }
+    println!(
+        "  fix the package, or add the test's name to `allow` in {} with a comment saying why it may fail",
+        r.path.display()
+    );
+    Ok(1)
 }
 
 fn why(app: &App, package: &str) -> Result<i32> {

@@ -104,10 +104,28 @@ fn a_test_suite_fails_the_build_only_for_failures_outside_its_allowlist() {
         log.contains("1 passed, 1 expected failures or skipped, 2 failed (1 known, 1 not)"),
         "{log}"
     );
-    // Both known: the build passes although `make check` exited 1.
+    // The kept tree judged again: still one unknown failure; then none, once `three` is allowed.
+    let out = w.fails(&["tests", "suite"]);
+    assert!(
+        out.contains("2 failed (1 known, 1 not)") && out.contains("unexpected FAIL: three"),
+        "{out}"
+    );
     w.write_recipe("suite", &recipe("\"two *\", \"three\""));
+    let out = w.ok(&["tests", "suite"]);
+    assert!(
+        out.contains(
+            "suite: tests (t/suite.sum): 1 passed, 1 expected failures or skipped, 2 failed (2 known, 0 not)"
+        ),
+        "{out}"
+    );
+    let out = w.fails(&["tests", "suite", "--tree", "/nonexistent"]);
+    assert!(out.contains("/nonexistent is not a build tree"), "{out}");
+    // Both known: the build passes although `make check` exited 1.
     let out = w.ok(&["build", "suite", "--check"]);
     assert!(out.contains("built 1"), "{out}");
+    // Its tree is gone with the failure.
+    let out = w.fails(&["tests", "suite"]);
+    assert!(out.contains("no kept build tree of `suite`"), "{out}");
     // Without --check the suite does not run at all.
     w.write_recipe("suite", &recipe("\"two *\""));
     w.ok(&["gc"]);
