@@ -239,14 +239,7 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
     let book = app.book()?;
     if let xlfs_build::suites::Checks::Only(names) = &checks {
         for n in names {
-            let Some(r) = book.get(n) else {
-                bail!(
-                    "--check: no package `{n}` in the book{}",
-                    xlfs_book::suggest(n, book.recipes.keys().map(|s| s.as_str()))
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default()
-                );
-            };
+            let r = recipe_named(&book, n).context("--check")?;
             if !r.steps.contains_key("check") {
                 bail!(
                     "--check: `{n}` has no check step (its recipe, {}, has no test suite to run)",
@@ -497,17 +490,22 @@ fn files(app: &App, package: &str, json: bool) -> Result<i32> {
     Ok(0)
 }
 
+/// The recipe of `name`, or an error that suggests the closest name.
+fn recipe_named<'b>(book: &'b xlfs_book::Book, name: &str) -> Result<&'b xlfs_book::Recipe> {
+    book.get(name).with_context(|| {
+        format!(
+            "no package `{name}` in the book{}",
+            xlfs_book::suggest(name, book.recipes.keys().map(|s| s.as_str()))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default()
+        )
+    })
+}
+
 /// `xlfs tests PKG`: the verdict of `[build.tests]` on the result files a kept build tree holds.
 fn tests(app: &App, package: &str, tree: Option<&std::path::Path>) -> Result<i32> {
     let book = app.book()?;
-    let Some(r) = book.get(package) else {
-        bail!(
-            "no package `{package}` in the book{}",
-            xlfs_book::suggest(package, book.recipes.keys().map(|s| s.as_str()))
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default()
-        );
-    };
+    let r = recipe_named(&book, package)?;
     let Some(suite) = &r.tests else {
         bail!(
             "`{package}` has no [build.tests] in {}: add `results` (the suite's result files) and \
