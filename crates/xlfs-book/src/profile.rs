@@ -299,7 +299,23 @@ pub struct Profile {
     pub templates: BTreeMap<String, GuestTemplate>,
 }
 
+/// A value with the line and column it was read from (serialised as the value alone).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct AtLine {
+    pub value: String,
+    #[serde(skip)]
+    pub line: usize,
+    #[serde(skip)]
+    pub col: usize,
+}
+
 impl Profile {
+    /// The names in `[profile] tests`.
+    pub fn test_names(&self) -> impl Iterator<Item = &str> {
+        self.tests.iter().map(|t| t.value.as_str())
+    }
+
     /// Every package the profile needs built (hosts, kernels, guests).
     pub fn targets(&self) -> Vec<String> {
         let mut t = vec![self.host.xen.clone(), self.host.kernel.clone()];
@@ -481,24 +497,6 @@ impl Profile {
             });
         }
         d
-    }
-}
-
-/// A value with the line and column it was read from (serialised as the value alone).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct AtLine {
-    pub value: String,
-    #[serde(skip)]
-    pub line: usize,
-    #[serde(skip)]
-    pub col: usize,
-}
-
-impl Profile {
-    /// The names in `[profile] tests`.
-    pub fn test_names(&self) -> impl Iterator<Item = &str> {
-        self.tests.iter().map(|t| t.value.as_str())
     }
 }
 
