@@ -816,11 +816,11 @@ fn judge_tests(suite: &xlfs_book::TestSuite, workdir: &Path, log: &mut Log) -> R
     }
     let shown: Vec<&str> = unexpected.iter().take(10).map(|s| s.as_str()).collect();
     Err(format!(
-        "{} test(s) failed that [build.tests] allow does not list: {}{}\n  \
-         fix the package, or add the test's name to `allow` with a comment saying why it may fail",
+        "{} test(s) failed that [build.tests] allow does not list: {}{}\n  {}",
         unexpected.len(),
         shown.join("; "),
-        if unexpected.len() > 10 { "; ..." } else { "" }
+        if unexpected.len() > 10 { "; ..." } else { "" },
+        crate::suites::UNEXPECTED_FIX
     ))
 }
 

@@ -105,6 +105,10 @@ pub fn unexpected(results: &Results, allow: &[String]) -> Result<Vec<String>, St
         .collect())
 }
 
+/// What to do about a failure outside the allowlist (the build's error and `xlfs tests` say it).
+pub const UNEXPECTED_FIX: &str =
+    "fix the package, or add the test's name to `allow` with a comment saying why it may fail";
+
 /// A test suite's verdict: what its result files say, and the failures its allowlist lacks.
 #[derive(Debug, Clone)]
 pub struct Verdict {

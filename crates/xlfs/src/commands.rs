@@ -540,7 +540,8 @@ fn tests(app: &App, package: &str, tree: Option<&std::path::Path>) -> Result<i32
         return Ok(0);
     }
     println!(
-        "  fix the package, or add the test's name to `allow` in {} with a comment saying why it may fail",
+        "  {} (in {})",
+        xlfs_build::suites::UNEXPECTED_FIX,
         r.path.display()
     );
     Ok(1)
