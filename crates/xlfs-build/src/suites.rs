@@ -62,17 +62,30 @@ pub struct Results {
     pub failures: Vec<(String, String)>,
 }
 
-/// Read result lines from one file's text.
+/// Read result lines from one file's text. An automake `test-suite.log` lists in detail only the
+/// tests that did not pass, so its counts come from its summary (`# PASS:  70`), and only its
+/// failures from the detail.
 pub fn parse(text: &str, into: &mut Results) {
+    let automake = text.lines().any(|l| l.starts_with("# TOTAL:"));
     let mut seen: BTreeSet<(String, String)> = into.failures.iter().cloned().collect();
     for line in text.lines() {
+        if automake {
+            if let Some((kind, n)) = line.strip_prefix("# ").and_then(|l| l.split_once(':')) {
+                match (kind, n.trim().parse::<usize>()) {
+                    ("PASS", Ok(n)) => into.passed += n,
+                    ("SKIP" | "XFAIL", Ok(n)) => into.expected += n,
+                    _ => {}
+                }
+                continue;
+            }
+        }
         let Some((kind, name)) = line.split_once(": ") else {
             continue;
         };
         let name = name.trim();
         match kind {
-            "PASS" => into.passed += 1,
-            "XFAIL" | "UNSUPPORTED" | "SKIP" => into.expected += 1,
+            "PASS" if !automake => into.passed += 1,
+            "XFAIL" | "UNSUPPORTED" | "SKIP" if !automake => into.expected += 1,
             "FAIL" | "XPASS" | "ERROR" | "UNRESOLVED" if !name.is_empty() => {
                 let f = (kind.to_string(), name.to_string());
                 if seen.insert(f.clone()) {
@@ -81,6 +94,13 @@ pub fn parse(text: &str, into: &mut Results) {
             }
             _ => {}
         }
+    }
+}
+
+impl Results {
+    /// No test at all: the suite ran nothing, or wrote a format this does not read.
+    pub fn is_empty(&self) -> bool {
+        self.passed == 0 && self.expected == 0 && self.failures.is_empty()
     }
 }
 
@@ -180,6 +200,13 @@ pub fn collect(suite: &TestSuite, workdir: &Path) -> Result<(Results, Vec<String
         let bytes = std::fs::read(workdir.join(f)).map_err(|e| format!("cannot read {f}: {e}"))?;
         parse(&String::from_utf8_lossy(&bytes), &mut results);
     }
+    if results.is_empty() {
+        return Err(format!(
+            "the test suite's result files ({}) report no test: it ran none, or they are not \
+             DejaGNU `.sum`, glibc `tests.sum` or automake `test-suite.log` files",
+            files.join(", ")
+        ));
+    }
     Ok((results, files))
 }
 
@@ -221,6 +248,44 @@ mod tests {
                 ("XPASS".to_string(), "g++.dg/e.C".to_string())
             ]
         );
+    }
+
+    /// As automake writes it (mpfr's tests/Makefile.in: the summary, then a section per test
+    /// that did not pass, with its log).
+    const AUTOMAKE: &str = "==============================================\n\
+        \x20  MPFR 4.2.2: tests/test-suite.log\n\
+        ==============================================\n\n\
+        # TOTAL: 72\n# PASS:  69\n# SKIP:  1\n# XFAIL: 1\n# FAIL:  1\n# XPASS: 0\n# ERROR: 0\n\n\
+        .. contents:: :depth: 2\n\n\
+        SKIP: tfpif\n===========\n\nSKIP tfpif (exit status: 77)\n\n\
+        XFAIL: tget_flt\n===============\n\nXFAIL tget_flt (exit status: 1)\n\n\
+        FAIL: tversion\n==============\n\nFAIL tversion (exit status: 1)\n";
+
+    #[test]
+    fn automake_logs_count_from_their_summary_and_fail_by_their_sections() {
+        let mut r = Results::default();
+        parse(AUTOMAKE, &mut r);
+        assert_eq!((r.passed, r.expected), (69, 2));
+        assert_eq!(r.failures, [("FAIL".to_string(), "tversion".to_string())]);
+        // A second directory's log adds to the counts.
+        parse(AUTOMAKE, &mut r);
+        assert_eq!((r.passed, r.expected, r.failures.len()), (138, 4, 1));
+    }
+
+    #[test]
+    fn result_files_without_a_single_test_are_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("test-suite.log"),
+            "make: Nothing to be done for 'check'.\n",
+        )
+        .unwrap();
+        let suite = TestSuite {
+            results: vec!["test-suite.log".into()],
+            allow: vec![],
+        };
+        let e = collect(&suite, d.path()).unwrap_err();
+        assert!(e.contains("(test-suite.log) report no test"), "{e}");
     }
 
     #[test]
