@@ -215,6 +215,7 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
     // A profile's host tuning (`host.march`) goes into the keys of everything it builds.
     let mut march = None;
     // `--check` alone: every package's suite; `--check=PKG,...`: those, with the profile's.
+    let asked: Vec<String> = args.check.clone().unwrap_or_default();
     let mut checks = match args.check.take() {
         None => xlfs_build::suites::Checks::None,
         Some(names) if names.is_empty() => xlfs_build::suites::Checks::All,
@@ -275,6 +276,17 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
         plan = replan()?;
     }
     crate::cache::adopt(&plan, &store, &db)?;
+    // A suite named with --check=PKG that will not run says so, and how to run it.
+    for n in &asked {
+        match plan.get(n) {
+            None => eprintln!("--check: `{n}` is not part of this build: name it as a target too"),
+            Some(s) if s.is_cached() => eprintln!(
+                "--check: `{n}` is already built (a test suite is not in the key, so it does not \
+                 rebuild): run its suite with `xlfs rebuild --compare --check {n}`"
+            ),
+            Some(_) => {}
+        }
+    }
     let to_build = plan.to_build().count();
     if to_build == 0 {
         if !quiet {

@@ -26,6 +26,12 @@ fn a_dependency_is_visible_to_its_dependent_and_a_second_build_is_cached() {
     let out = w.ok(&["build"]);
     assert!(out.contains("nothing to do"), "{out}");
     assert!(w.plan().iter().all(|(_, _, s)| s == "cached"));
+    // A cached package's suite does not run again: the build says so, and how to run it.
+    let out = w.ok(&["build", "--check=hello"]);
+    assert!(
+        out.contains("`hello` is already built") && out.contains("xlfs rebuild --compare --check hello"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -155,6 +161,10 @@ fn a_check_step_runs_apart_and_still_fails_the_build() {
     // `--check=PKG,...`: only those suites run; libgreet's failing one does not.
     let out = w.ok(&["build", "libgreet", "--check=hello"]);
     assert!(out.contains("built 1"), "{out}");
+    assert!(
+        out.contains("--check: `hello` is not part of this build"),
+        "{out}"
+    );
     assert!(!w.ok(&["log", "libgreet"]).contains("==> xlfs: check"));
     let out = w.fails(&["build", "hello", "--check=helo"]);
     assert!(
