@@ -358,6 +358,14 @@ fn after_a_kill_during_a_build_resuming_gives_the_same_artifacts() {
     let mut child = w.cmd(&["build", "-j2"]).spawn().unwrap();
     // Wait until the slow package is inside its sandbox, then kill xlfs without warning.
     wait_until_slow_is_building(&w);
+    // ... and `a` and `b`, which run beside it, have finished (under load they can still be
+    // building when slow starts).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let finished = |name: &str| w.plan().iter().any(|(n, _, s)| n == name && s == "cached");
+    while !(finished("a") && finished("b")) {
+        assert!(Instant::now() < deadline, "a and b never finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     // The sandbox dies with xlfs.
