@@ -158,10 +158,10 @@ pub enum Command {
         #[command(subcommand)]
         command: GuestCommand,
     },
-    /// The main job: doctor, fetch, build, images and boot check of a profile (default: quick;
-    /// `host` is the LFS system, which becomes the default once its boot check has passed)
+    /// The main job: doctor, fetch, build, images and boot check of a profile (default: host,
+    /// the LFS system; `quick` is the 30-minute proof on a BusyBox dom0)
     Up {
-        #[arg(default_value = "quick")]
+        #[arg(default_value = "host")]
         profile: String,
         #[arg(long, short)]
         jobs: Option<usize>,
