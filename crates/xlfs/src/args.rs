@@ -214,8 +214,8 @@ pub struct GuestNewArgs {
     /// The template: a file of book/guests/ without `.toml`
     #[arg(long, short)]
     pub template: String,
-    /// The profile to add the guest to
-    #[arg(long, default_value = "quick")]
+    /// The profile to add the guest to (default: host, the default of `xlfs up`)
+    #[arg(long, default_value = "host")]
     pub profile: String,
     #[arg(long)]
     pub hostname: Option<String>,
