@@ -233,7 +233,8 @@ pub fn guest_report_table(guests: &[GuestReport]) -> String {
                 }
             }
             None => s.push_str(&format!(
-                "listening sockets: not checked yet (`xlfs boot {} --check`)\n",
+                "listening sockets: not listed (`xlfs boot {} --check` lists those of a guest made \
+                 from a template)\n",
                 g.profile
             )),
         }
@@ -1214,7 +1215,8 @@ mod tests {
         assert!(text.contains("  tcp   LISTEN 127.0.0.1:953\n"), "{text}");
         assert!(
             text.contains(
-                "guest `ns2` (dns): packages \nlistening sockets: not checked yet (`xlfs boot dns --check`)"
+                "guest `ns2` (dns): packages \nlistening sockets: not listed (`xlfs boot dns --check` \
+                 lists those of a guest made from a template)"
             ),
             "{text}"
         );
