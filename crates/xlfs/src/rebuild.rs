@@ -110,7 +110,31 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool, c
         cmd.arg("--check");
     }
     cmd.args(targets);
+    // Ctrl-C reaches the scratch build too (one process group): it stops its builds and exits
+    // 130. This process waits for it, then removes the scratch home (nothing of this home changed).
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let interrupted = interrupted.clone();
+        ctrlc::set_handler(move || interrupted.store(true, std::sync::atomic::Ordering::SeqCst))
+            .context("cannot install the Ctrl-C handler")?;
+    }
     let status = cmd.status().context("cannot run the scratch build")?;
+    if interrupted.load(std::sync::atomic::Ordering::SeqCst) || status.code() == Some(130) {
+        if keep {
+            println!("interrupted: scratch home kept: {}", guard.disarm().display());
+        } else {
+            drop(guard);
+            if scratch.exists() {
+                println!(
+                    "interrupted: remove the scratch home {} by hand",
+                    scratch.display()
+                );
+            } else {
+                println!("interrupted: scratch home removed; this home is unchanged");
+            }
+        }
+        return Ok(130);
+    }
 
     let mut differ = 0;
     for t in targets {

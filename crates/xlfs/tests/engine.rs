@@ -419,6 +419,51 @@ fn ctrl_c_stops_the_running_builds_and_the_next_run_resumes() {
 }
 
 #[test]
+fn ctrl_c_during_rebuild_compare_removes_the_scratch_home() {
+    let w = World::new();
+    slow_book(&w);
+    w.ok(&["build"]);
+    // Its own process group, so that the signal reaches xlfs and its scratch build together,
+    // as Ctrl-C in a terminal does.
+    use std::os::unix::process::CommandExt;
+    let child = w
+        .cmd(&["rebuild", "--compare", "slow"])
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rebuild = w.home().join("rebuild");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let building = std::fs::read_dir(&rebuild)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| {
+                std::fs::read_to_string(d.path().join("logs/slow.log"))
+                    .is_ok_and(|l| l.contains("==> xlfs: build"))
+            });
+        if building {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scratch build of slow never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let text = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    assert!(text.contains("interrupted: scratch home removed"), "{text}");
+    let left: Vec<_> = std::fs::read_dir(&rebuild).unwrap().flatten().collect();
+    assert!(left.is_empty(), "scratch homes left: {left:?}");
+    assert!(w.plan().iter().all(|(_, _, s)| s == "cached"));
+}
+
+#[test]
 fn a_corrupt_or_truncated_source_is_refused_and_never_unpacked() {
     let w = World::new();
     w.greet_and_hello(&["libgreet"]);
