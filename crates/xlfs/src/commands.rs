@@ -97,15 +97,28 @@ fn book(app: &App, cmd: BookCommand) -> Result<i32> {
     match cmd {
         BookCommand::Check => match xlfs_book::Book::load(&app.book_dir()) {
             Ok(b) => {
+                // Every profile of the book, against it (packages, tests, machine config).
+                let profiles = xlfs_book::profile::list_profiles(&b.root);
+                let mut problems = Vec::new();
+                for p in &profiles {
+                    if let Err(e) = xlfs_book::profile::Profile::load(&b, p) {
+                        problems.extend(e.0);
+                    }
+                }
+                if !problems.is_empty() {
+                    println!("{}", xlfs_book::BookErrors(problems));
+                    return Ok(1);
+                }
                 let warnings = xlfs_book::lint::lint_book(&b.root, b.recipes.values());
                 for w in &warnings {
                     println!("warning: {w}");
                 }
                 println!(
-                    "{}: {} recipes, {} templates, no problems{}",
+                    "{}: {} recipes, {} templates, {} profiles, no problems{}",
                     app.book_dir().display(),
                     b.recipes.len(),
                     b.templates.len(),
+                    profiles.len(),
                     match warnings.len() {
                         0 => String::new(),
                         n => format!(", {n} warning{}", if n == 1 { "" } else { "s" }),

@@ -580,6 +580,31 @@ fn book_errors_name_file_line_and_fix() {
 }
 
 #[test]
+fn book_check_reads_every_profile_against_the_book() {
+    let w = World::new();
+    w.greet_and_hello(&["libgreet"]);
+    std::fs::create_dir_all(w.book().join("profiles")).unwrap();
+    let profile = |tests: &str| {
+        format!(
+            "[profile]\ntests = [{tests}]\n[host]\nhostname = \"h\"\nxen = \"hello\"\n\
+             kernel = \"hello\"\npackages = [\"hello\"]\nxen-cmdline = \"console=com1\"\n"
+        )
+    };
+    std::fs::write(w.book().join("profiles/p.toml"), profile("\"helo\"")).unwrap();
+    let out = w.run(&["book", "check"]);
+    let text = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("profiles/p.toml:2:10: profile.tests: unknown package `helo`")
+            && text.contains("did you mean `hello`?"),
+        "{text}"
+    );
+    std::fs::write(w.book().join("profiles/p.toml"), profile("\"hello\"")).unwrap();
+    let out = w.ok(&["book", "check"]);
+    assert!(out.contains("1 profiles, no problems"), "{out}");
+}
+
+#[test]
 fn a_package_that_records_its_build_directory_fails_the_contamination_check() {
     let w = World::new();
     let leak = tarball(
