@@ -114,11 +114,12 @@ fn book(app: &App, cmd: BookCommand) -> Result<i32> {
                     println!("warning: {w}");
                 }
                 println!(
-                    "{}: {} recipes, {} templates, {} profiles, no problems{}",
+                    "{}: {} recipes, {} templates, {} profile{}, no problems{}",
                     app.book_dir().display(),
                     b.recipes.len(),
                     b.templates.len(),
                     profiles.len(),
+                    if profiles.len() == 1 { "" } else { "s" },
                     match warnings.len() {
                         0 => String::new(),
                         n => format!(", {n} warning{}", if n == 1 { "" } else { "s" }),

@@ -601,7 +601,7 @@ fn book_check_reads_every_profile_against_the_book() {
     );
     std::fs::write(w.book().join("profiles/p.toml"), profile("\"hello\"")).unwrap();
     let out = w.ok(&["book", "check"]);
-    assert!(out.contains("1 profiles, no problems"), "{out}");
+    assert!(out.contains("1 profile, no problems"), "{out}");
 }
 
 #[test]
