@@ -159,7 +159,7 @@ pub enum Command {
         command: GuestCommand,
     },
     /// The main job: doctor, fetch, build, images and boot check of a profile (default: host,
-    /// the LFS system; `quick` is the 30-minute proof on a BusyBox dom0)
+    /// the LFS system; `quick` is the 40-minute proof on a BusyBox dom0)
     Up {
         #[arg(default_value = "host")]
         profile: String,
