@@ -229,11 +229,12 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
     // A profile's host tuning (`host.march`) goes into the keys of everything it builds.
     let mut march = None;
     // `--check` alone: every package's suite; `--check=PKG,...`: those, with the profile's.
-    let asked: Vec<String> = args.check.clone().unwrap_or_default();
-    let mut checks = match args.check.take() {
+    let check = args.check.take();
+    let asked: &[String] = check.as_deref().unwrap_or_default();
+    let mut checks = match &check {
         None => xlfs_build::suites::Checks::None,
         Some(names) if names.is_empty() => xlfs_build::suites::Checks::All,
-        Some(names) => xlfs_build::suites::Checks::None.with(names),
+        Some(names) => xlfs_build::suites::Checks::None.with(names.iter().cloned()),
     };
     if let Some(p) = args.profile.take() {
         let (_, profile) = app.profile(&p)?;
@@ -291,7 +292,7 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
     }
     crate::cache::adopt(&plan, &store, &db)?;
     // A suite named with --check=PKG that will not run says so, and how to run it.
-    for n in &asked {
+    for n in asked {
         match plan.get(n) {
             None => eprintln!("--check: `{n}` is not part of this build: name it as a target too"),
             Some(s) if s.is_cached() => eprintln!(

@@ -111,15 +111,11 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool, c
     }
     cmd.args(targets);
     // Ctrl-C reaches the scratch build too (one process group): it stops its builds and exits
-    // 130. This process waits for it, then removes the scratch home (nothing of this home changed).
-    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let interrupted = interrupted.clone();
-        ctrlc::set_handler(move || interrupted.store(true, std::sync::atomic::Ordering::SeqCst))
-            .context("cannot install the Ctrl-C handler")?;
-    }
+    // 130. This process outlives the signal, waits for it, then removes the scratch home
+    // (nothing of this home changed).
+    ctrlc::set_handler(|| {}).context("cannot install the Ctrl-C handler")?;
     let status = cmd.status().context("cannot run the scratch build")?;
-    if interrupted.load(std::sync::atomic::Ordering::SeqCst) || status.code() == Some(130) {
+    if status.code() == Some(130) {
         if keep {
             println!("interrupted: scratch home kept: {}", guard.disarm().display());
         } else {
