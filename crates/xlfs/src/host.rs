@@ -32,9 +32,13 @@ fn run(cmd: &mut Command, what: &str) -> Result<Vec<u8>> {
 /// random console password hashed with SHA-512 crypt (`openssl passwd -6`). Mode 0600; the
 /// password is never printed.
 pub fn check_credentials(app: &App) -> Result<CheckCredentials> {
-    let dir = credentials_dir(app);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    credentials_in(&credentials_dir(app))
+}
+
+/// [`check_credentials`] kept in `dir`.
+fn credentials_in(dir: &Path) -> Result<CheckCredentials> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     let key = dir.join("id_ed25519");
     if !key.exists() {
         run(
@@ -45,7 +49,17 @@ pub fn check_credentials(app: &App) -> Result<CheckCredentials> {
         )?;
     }
     let pw_file = dir.join("console-password");
+    // The hash is made once too (its salt is random), so that the check disk of one home is
+    // the same bytes on every `xlfs image` of the same artifacts.
+    let hash_file = dir.join("console-password.sha512crypt");
     if !pw_file.exists() {
+        // A new password: the old one's hash goes.
+        match std::fs::remove_file(&hash_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", hash_file.display()))
+            }
+            _ => {}
+        }
         let mut bytes = [0u8; 18];
         getrandom(&mut bytes)?;
         let pw: String = bytes
@@ -58,7 +72,32 @@ pub fn check_credentials(app: &App) -> Result<CheckCredentials> {
         std::fs::write(&pw_file, format!("{pw}\n"))?;
         std::fs::set_permissions(&pw_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     }
-    let password = std::fs::read_to_string(&pw_file)?.trim().to_string();
+    if !hash_file.exists() {
+        let password = std::fs::read_to_string(&pw_file)?.trim().to_string();
+        let hash = sha512_crypt(&password)?;
+        let tmp = dir.join("console-password.sha512crypt.tmp");
+        std::fs::write(&tmp, format!("{hash}\n"))?;
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        std::fs::rename(&tmp, &hash_file)?;
+    }
+    let password_hash = std::fs::read_to_string(&hash_file)?.trim().to_string();
+    if !password_hash.starts_with("$6$") {
+        bail!(
+            "{} is not a SHA-512 crypt hash; remove it and it is made again",
+            hash_file.display()
+        );
+    }
+    let public_key = std::fs::read_to_string(key.with_extension("pub"))?
+        .trim()
+        .to_string();
+    Ok(CheckCredentials {
+        public_key,
+        password_hash,
+    })
+}
+
+/// A SHA-512 crypt(3) hash of `password`, with a random salt (`openssl passwd -6`).
+fn sha512_crypt(password: &str) -> Result<String> {
     let mut child = Command::new("openssl")
         .args(["passwd", "-6", "-stdin"])
         .stdin(std::process::Stdio::piped())
@@ -77,17 +116,11 @@ pub fn check_credentials(app: &App) -> Result<CheckCredentials> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let password_hash = String::from_utf8(out.stdout)?.trim().to_string();
-    if !password_hash.starts_with("$6$") {
+    let hash = String::from_utf8(out.stdout)?.trim().to_string();
+    if !hash.starts_with("$6$") {
         bail!("openssl passwd -6 did not give a SHA-512 crypt hash");
     }
-    let public_key = std::fs::read_to_string(key.with_extension("pub"))?
-        .trim()
-        .to_string();
-    Ok(CheckCredentials {
-        public_key,
-        password_hash,
-    })
+    Ok(hash)
 }
 
 fn getrandom(buf: &mut [u8]) -> Result<()> {
@@ -727,6 +760,41 @@ fn uefi_boot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The salt of a `$6$SALT$HASH` string, and whether `password` gives that hash.
+    fn hash_matches(hash: &str, password: &str) -> bool {
+        let salt = hash.split('$').nth(2).unwrap();
+        let out = Command::new("openssl")
+            .args(["passwd", "-6", "-salt", salt, password])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim() == hash
+    }
+
+    #[test]
+    fn check_credentials_are_made_once_with_one_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("boot-check");
+        let first = credentials_in(&keys).unwrap();
+        let password = std::fs::read_to_string(keys.join("console-password")).unwrap();
+        assert!(hash_matches(&first.password_hash, password.trim()));
+        // Again: the same key and the same hash (openssl's salt is random), so the check disk of
+        // one home is the same bytes on every `xlfs image`.
+        let again = credentials_in(&keys).unwrap();
+        assert_eq!(again.public_key, first.public_key);
+        assert_eq!(again.password_hash, first.password_hash);
+        // A new password gets its own hash, not the old one's.
+        std::fs::remove_file(keys.join("console-password")).unwrap();
+        let new = credentials_in(&keys).unwrap();
+        let new_password = std::fs::read_to_string(keys.join("console-password")).unwrap();
+        assert_ne!(new_password, password);
+        assert_ne!(new.password_hash, first.password_hash);
+        assert!(hash_matches(&new.password_hash, new_password.trim()));
+        // A damaged hash file is an error that names it.
+        std::fs::write(keys.join("console-password.sha512crypt"), "plain\n").unwrap();
+        let e = credentials_in(&keys).unwrap_err().to_string();
+        assert!(e.contains("console-password.sha512crypt"), "{e}");
+    }
 
     /// `ss -Hltun` of a host whose chronyd still has its command port (323) on loopback.
     const SS_CHRONY_CMDPORT: &str = "\
