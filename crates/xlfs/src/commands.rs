@@ -354,11 +354,18 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
         let _ = std::fs::remove_file(&ic.relay);
     }
     let cpu: u64 = out.built.iter().map(|b| b.cpu_ms).sum();
+    // A build stopped by Ctrl-C did not fail: it is counted apart.
+    let stopped = out.failed.iter().filter(|f| f.interrupted).count();
     eprintln!(
-        "built {}, cached {}, failed {}, skipped {} in {:.1}s (cpu {:.1}s)",
+        "built {}, cached {}, failed {}{}, skipped {} in {:.1}s (cpu {:.1}s)",
         out.built.len(),
         out.cached.len(),
-        out.failed.len(),
+        out.failed.len() - stopped,
+        if stopped > 0 {
+            format!(", stopped {stopped}")
+        } else {
+            String::new()
+        },
         out.skipped.len(),
         out.wall.as_secs_f64(),
         cpu as f64 / 1000.0

@@ -403,6 +403,8 @@ fn ctrl_c_stops_the_running_builds_and_the_next_run_resumes() {
     let text = text(&out);
     assert_eq!(out.status.code(), Some(130), "{text}");
     assert!(text.contains("run `xlfs build` again to resume"), "{text}");
+    // The summary counts the stopped build apart from the failed ones.
+    assert!(text.contains("failed 0, stopped "), "{text}");
     assert_eq!(
         sandboxes_of(&w.home()),
         0,
