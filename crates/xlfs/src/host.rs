@@ -54,11 +54,9 @@ fn credentials_in(dir: &Path) -> Result<CheckCredentials> {
     let hash_file = dir.join("console-password.sha512crypt");
     if !pw_file.exists() {
         // A new password: the old one's hash goes.
-        match std::fs::remove_file(&hash_file) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e).with_context(|| format!("cannot remove {}", hash_file.display()))
-            }
-            _ => {}
+        if hash_file.exists() {
+            std::fs::remove_file(&hash_file)
+                .with_context(|| format!("cannot remove {}", hash_file.display()))?;
         }
         let mut bytes = [0u8; 18];
         getrandom(&mut bytes)?;
@@ -75,10 +73,8 @@ fn credentials_in(dir: &Path) -> Result<CheckCredentials> {
     if !hash_file.exists() {
         let password = std::fs::read_to_string(&pw_file)?.trim().to_string();
         let hash = sha512_crypt(&password)?;
-        let tmp = dir.join("console-password.sha512crypt.tmp");
-        std::fs::write(&tmp, format!("{hash}\n"))?;
-        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        std::fs::rename(&tmp, &hash_file)?;
+        xlfs_cache::write_atomic(&hash_file, format!("{hash}\n").as_bytes(), 0o600)
+            .map_err(anyhow::Error::msg)?;
     }
     let password_hash = std::fs::read_to_string(&hash_file)?.trim().to_string();
     if !password_hash.starts_with("$6$") {
