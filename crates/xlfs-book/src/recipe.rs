@@ -18,6 +18,10 @@ pub struct TestSuite {
     pub results: Vec<String>,
     /// Known failures: test names as the result lines give them; `*` matches any text.
     pub allow: Vec<String>,
+    /// The suite in parts (shell commands run one after another after the `check` step, which
+    /// is then their common set-up). Each part is recorded when it ends, so a suite that was
+    /// interrupted goes on from the part it was in instead of from its start.
+    pub parts: Vec<String>,
 }
 
 /// Where a package builds.
@@ -735,8 +739,33 @@ pub fn parse_recipe(
                     .into_iter()
                     .map(|a| a.value)
                     .collect();
-                t.finish(&mut sink, &["results", "allow"]);
-                tests = Some(TestSuite { results, allow });
+                let parts: Vec<String> = t
+                    .string_list(&mut sink, "parts")
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|p| {
+                        let empty = p.value.trim().is_empty();
+                        if empty {
+                            sink.error(
+                                p.span.clone(),
+                                t.field("parts"),
+                                "a part of the test suite is an empty command",
+                                Some(
+                                    "give each part the command that runs it, e.g. \"make -k check-gcc-c\""
+                                        .into(),
+                                ),
+                            );
+                        }
+                        !empty
+                    })
+                    .map(|p| p.value)
+                    .collect();
+                t.finish(&mut sink, &["results", "allow", "parts"]);
+                tests = Some(TestSuite {
+                    results,
+                    allow,
+                    parts,
+                });
             }
             let mut explicit = BTreeMap::new();
             if let Some(mut s) = b.table(&mut sink, "steps") {

@@ -117,36 +117,125 @@ pub fn tail(path: &Path, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// The shell script that runs a recipe's steps in one shell, like a page of the book typed in order.
-pub fn script(r: &Recipe, workdir: &str, run_checks: bool) -> String {
+/// Where a build tree records how far its steps got (`/build/.xlfs` in the sandbox, so the
+/// build could write it too; it only decides which of the build's own steps run again).
+pub const PROGRESS_DIR: &str = ".xlfs";
+
+/// How far an earlier run of a build got in its tree (same key, same directory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Nothing usable: the tree is made again from the sources.
+    Fresh,
+    /// The build step had finished (the shell's directory and exported variables were saved);
+    /// `checked`: the check step had ended too, and its results are in the tree.
+    AfterBuild { checked: bool },
+}
+
+/// Read a build tree's progress marks (see [`PROGRESS_DIR`]).
+pub fn resume_point(dir: &Path) -> Resume {
+    let p = dir.join(PROGRESS_DIR);
+    let built = ["workdir", "built", "cwd", "env"]
+        .iter()
+        .all(|f| p.join(f).is_file());
+    if !built || !dir.join("src").is_dir() {
+        return Resume::Fresh;
+    }
+    Resume::AfterBuild {
+        checked: p.join("checked").is_file(),
+    }
+}
+
+/// The mark of one part of a test suite: its position and its command, so that an edited part
+/// runs again.
+fn part_mark(i: usize, cmd: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(cmd.as_bytes());
+    format!("part-{}-{}", i + 1, &hex::encode(h)[..12])
+}
+
+/// The shell script that runs a recipe's steps in one shell, like a page of the book typed in
+/// order. It marks its progress in `/build/.xlfs`: after the build step (the shell's directory
+/// and exported variables), after the check step, and after each part of a test suite. With
+/// `resume`, it starts where an earlier run of the same tree stopped: after the build step, and
+/// past the check (or its finished parts) when those had ended.
+pub fn script(r: &Recipe, workdir: &str, run_checks: bool, resume: Resume) -> String {
+    let marks = format!("/build/{PROGRESS_DIR}");
     let mut s = format!(
-        "# xlfs: {} {}\nset -e -o pipefail\numask 022\ncd {}\n",
+        "# xlfs: {} {}\nset -e -o pipefail\numask 022\ncd {}\nmkdir -p {marks}\n",
         r.name,
         r.version,
         shell_quote(workdir)
     );
+    let resumed = resume != Resume::Fresh;
+    if resumed {
+        s.push_str(&format!(
+            "printf '\\n==> xlfs: resuming this build tree: prepare, configure and build ended in an earlier run\\n'\n\
+             . {marks}/env\ncd \"$(cat {marks}/cwd)\"\n"
+        ));
+    }
+    let parts = r.tests.as_ref().map(|t| t.parts.as_slice()).unwrap_or_default();
     for step in xlfs_book::STEP_NAMES {
+        if resumed && matches!(step, "prepare" | "configure" | "build") {
+            continue;
+        }
+        if step == "check" && !resumed {
+            // The build step has ended: what a later run needs to go on from here.
+            s.push_str(&format!(
+                "pwd > {marks}/cwd\nexport -p | grep -v '^declare -[^ ]*r' > {marks}/env || true\n: > {marks}/built\n"
+            ));
+        }
+        if step == "check" && run_checks && resume == (Resume::AfterBuild { checked: true }) {
+            s.push_str(
+                "printf '\\n==> xlfs: check ended in an earlier run; its results are judged again\\n'\n",
+            );
+            continue;
+        }
         if step == "check" && !run_checks {
             continue;
         }
-        let Some(text) = r.steps.get(step) else { continue };
+        let text = match r.steps.get(step) {
+            Some(text) => text.trim_end().to_string(),
+            // A suite in parts needs no check step of its own.
+            None if step == "check" && !parts.is_empty() => ":".to_string(),
+            None => continue,
+        };
         s.push_str(&format!(
             "printf '\\n==> xlfs: {step} (%s)\\n' \"$(date -u +%T)\"\n"
         ));
         if step == "check" && r.tests.is_some() {
             // A test suite with an allowlist: its exit status does not decide, its result files
             // do (judged after the build, see suites.rs). It runs in a subshell so that a failed
-            // test does not end the script.
+            // test does not end the script. Each part is marked when it ends, and skipped when
+            // its mark is there.
+            let mut body = text;
+            for (i, cmd) in parts.iter().enumerate() {
+                let mark = format!("{marks}/{}", part_mark(i, cmd));
+                let n = parts.len();
+                let q = shell_quote(cmd.trim());
+                body.push_str(&format!(
+                    "\nif [ -e {mark} ]; then\n\
+                     printf '==> xlfs: check part {}/{n} ended in an earlier run: %s\\n' {q}\n\
+                     else\n\
+                     printf '\\n==> xlfs: check part {}/{n} (%s): %s\\n' \"$(date -u +%T)\" {q}\n\
+                     (\n{}\n)\n\
+                     printf '==> xlfs: check part {}/{n} exited with status %s\\n' \"$?\"\n\
+                     : > {mark}\n\
+                     fi",
+                    i + 1,
+                    i + 1,
+                    cmd.trim_end(),
+                    i + 1,
+                ));
+            }
             s.push_str(&format!(
-                "set +e\n(\n{}\n)\nstatus=$?\nset -e\n\
+                "set +e\n(\n{body}\n)\nstatus=$?\nset -e\n: > {marks}/checked\n\
                  printf '==> xlfs: check exited with status %s; the results are judged against [build.tests] allow\\n' \"$status\"\n",
-                text.trim_end()
             ));
         } else if step == "check" {
             // In a subshell: a test suite that changes directory must not move the install.
-            s.push_str(&format!("(\n{}\n)\n", text.trim_end()));
+            s.push_str(&format!("(\n{text}\n)\n: > {marks}/checked\n"));
         } else {
-            s.push_str(&format!("{}\n", text.trim_end()));
+            s.push_str(&format!("{text}\n"));
         }
     }
     s
@@ -183,7 +272,18 @@ pub fn build(ctx: &Ctx, step: &Step, progress: &dyn Progress) -> Result<BuildRec
             interrupted,
         })
     };
-    let file = match File::create(&log_path) {
+    // A tree whose build step ended in an earlier run (interrupted or killed during its check
+    // or install, or failed by its test results) goes on from there; its log goes on too.
+    let resume = resume_point(&dir);
+    let opened = if resume == Resume::Fresh {
+        File::create(&log_path)
+    } else {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log_path)
+    };
+    let file = match opened {
         Ok(f) => f,
         Err(e) => {
             return Err(fail(
@@ -199,7 +299,7 @@ pub fn build(ctx: &Ctx, step: &Step, progress: &dyn Progress) -> Result<BuildRec
         file,
         path: log_path.clone(),
     };
-    match run(ctx, step, r, &dir, &mut log, progress) {
+    match run(ctx, step, r, &dir, resume, &mut log, progress) {
         Ok(rec) => {
             if let Err(e) = remove_build_tree(&ctx.sandbox_exe, &dir) {
                 log.line(&format!("==> xlfs: warning: {e}"));
@@ -233,6 +333,7 @@ fn run(
     step: &Step,
     r: &Recipe,
     dir: &Path,
+    resume: Resume,
     log: &mut Log,
     progress: &dyn Progress,
 ) -> Result<BuildRecord, String> {
@@ -244,12 +345,27 @@ fn run(
         step.key,
         dir.display()
     ));
-    // A build directory left by a crash or an earlier failure: start over.
-    remove_build_tree(&ctx.sandbox_exe, dir)?;
     let src = dir.join("src");
     let destdir = dir.join("destdir");
     let book_dir = dir.join("book");
     let tmp_dir = dir.join("tmp");
+    if resume == Resume::Fresh {
+        // A build directory left by a crash or an earlier failure before its build step ended:
+        // start over.
+        remove_build_tree(&ctx.sandbox_exe, dir)?;
+    } else {
+        // The install starts again from an empty DESTDIR, the steps from an empty /tmp.
+        log.line(&format!(
+            "==> xlfs: resuming the tree of an earlier run (its build step had ended{})",
+            if resume == (Resume::AfterBuild { checked: true }) {
+                ", and its check"
+            } else {
+                ""
+            }
+        ));
+        remove_build_tree(&ctx.sandbox_exe, &destdir)?;
+        remove_build_tree(&ctx.sandbox_exe, &tmp_dir)?;
+    }
     for d in [&src, &destdir, &book_dir, &tmp_dir] {
         std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     }
@@ -261,9 +377,10 @@ fn run(
         }
     };
 
-    // Sources.
+    // Sources (a resumed tree has them unpacked and patched already).
     progress.phase(&r.name, "unpacking");
     let mut used = Vec::new();
+    let fresh = resume == Resume::Fresh;
     for (i, s) in r.sources.iter().enumerate() {
         check_cancel()?;
         let sref = source_ref(s);
@@ -283,6 +400,9 @@ fn run(
             path.display()
         ));
         used.push((fname.clone(), sha));
+        if !fresh {
+            continue;
+        }
         if s.unpack && is_archive(&fname) {
             let tmp = dir.join(format!("unpack-{i}"));
             xlfs_unpack::unpack(&path, &tmp).map_err(|e| e.to_string())?;
@@ -292,7 +412,19 @@ fn run(
             std::fs::copy(&path, src.join(&fname)).map_err(|e| format!("cannot copy {fname}: {e}"))?;
         }
     }
-    let workdir_rel = workdir_in(r, &src);
+    // Where the steps start: found in the fresh tree, and kept for a later run of it (the build
+    // may add directories beside the one it started in).
+    let marks = dir.join(PROGRESS_DIR);
+    let workdir_rel = if fresh {
+        let w = workdir_in(r, &src);
+        std::fs::create_dir_all(&marks)
+            .and_then(|()| std::fs::write(marks.join("workdir"), &w))
+            .map_err(|e| format!("cannot write {}: {e}", marks.display()))?;
+        w
+    } else {
+        std::fs::read_to_string(marks.join("workdir"))
+            .map_err(|e| format!("cannot read {}: {e}", marks.join("workdir").display()))?
+    };
     let work = src.join(&workdir_rel);
     if !work.is_dir() {
         return Err(format!(
@@ -304,13 +436,13 @@ fn run(
     // Patches and inputs from the book: copied into the build, and the copy (what the build
     // reads) checked against the hash of the book as it was loaded.
     let recipe_dir = ctx.book.root.join(r.dir());
-    for p in &r.patches {
+    for p in r.patches.iter().filter(|_| fresh) {
         check_cancel()?;
         let to = copy_verified(&recipe_dir, &p.file, &p.sha256, &book_dir, "patch")?;
         log.line(&format!("==> xlfs: patch {} -p{}", p.file, p.strip));
         xlfs_unpack::apply_patch_inside(&src, &workdir_rel, &to, p.strip).map_err(|e| e.to_string())?;
     }
-    for (name, sha) in &r.inputs {
+    for (name, sha) in r.inputs.iter().filter(|_| fresh) {
         copy_verified(&recipe_dir, name, sha, &book_dir, "input")?;
     }
 
@@ -333,8 +465,11 @@ fn run(
     let workdir = format!("/build/src/{workdir_rel}");
     let workdir = workdir.trim_end_matches('/').to_string();
     let script_path = dir.join("steps.sh");
-    std::fs::write(&script_path, script(r, &workdir, ctx.checks.wants(&r.name)))
-        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        &script_path,
+        script(r, &workdir, ctx.checks.wants(&r.name), resume),
+    )
+    .map_err(|e| e.to_string())?;
     let env = environment(ctx, r, step.inputs.march.as_deref());
     let ids = IdMap::for_current_user()?;
     let toolchain_root = match r.env {

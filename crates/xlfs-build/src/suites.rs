@@ -283,6 +283,7 @@ mod tests {
         let suite = TestSuite {
             results: vec!["test-suite.log".into()],
             allow: vec![],
+            parts: vec![],
         };
         let e = collect(&suite, d.path()).unwrap_err();
         assert!(e.contains("(test-suite.log) report no test"), "{e}");
@@ -312,6 +313,7 @@ mod tests {
         let suite = TestSuite {
             results: vec!["build/gcc/testsuite/*/*.sum".into(), "build/tests.sum".into()],
             allow: vec![],
+            parts: vec![],
         };
         let (r, files) = collect(&suite, d.path()).unwrap();
         assert_eq!(files, ["build/gcc/testsuite/gcc/gcc.sum", "build/tests.sum"]);
@@ -319,6 +321,7 @@ mod tests {
         let none = TestSuite {
             results: vec!["nowhere/*.sum".into()],
             allow: vec![],
+            parts: vec![],
         };
         assert!(collect(&none, d.path()).unwrap_err().contains("nowhere/*.sum"));
     }

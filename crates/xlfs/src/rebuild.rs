@@ -7,7 +7,7 @@
 use crate::app::App;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
-use xlfs_store::LocalStore;
+use xlfs_store::{ArtifactStore, LocalStore};
 
 /// What a comparison found for one package.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,20 +70,48 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool, c
         .map(|s| s.key.clone())
         .collect();
 
-    // The scratch home: the dependencies' artifacts as hard links, a copy of the database.
+    // The scratch home: the dependencies' artifacts as hard links, a copy of the database. One
+    // per set of targets, so that a rebuild that was interrupted (killed, or Ctrl-C with
+    // --keep) goes on in it: its build trees resume where they stopped (a long test suite
+    // after its last finished part). One that ran to its end is made anew.
     let parent = app.home.root.join("rebuild");
     std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let guard = xlfs_util::TempDirGuard::new_in(&parent, "compare")
+    let name = scratch_name(targets, check);
+    let locks = parent.join(".locks");
+    std::fs::create_dir_all(&locks).with_context(|| format!("cannot create {}", locks.display()))?;
+    let _lock = xlfs_build::lock::lock(
+        &locks.join(format!("{name}.lock")),
+        "rebuild --compare",
+        true,
+        &|holder| eprintln!("waiting for another `xlfs rebuild --compare` of the same packages ({holder})"),
+    )?;
+    let scratch = parent.join(&name);
+    let resuming = scratch.join("state.db").is_file() && !scratch.join(FINISHED).exists();
+    if scratch.exists() && !resuming {
+        xlfs_util::force_remove_dir_all(&scratch)
+            .with_context(|| format!("cannot remove the old scratch home {}", scratch.display()))?;
+    }
+    std::fs::create_dir_all(&scratch)
         .with_context(|| format!("cannot create a scratch home in {}", parent.display()))?;
-    let scratch = guard.path().to_path_buf();
+    let guard = xlfs_util::TempDirGuard::adopt(scratch.clone());
     let scratch_store = LocalStore::open(scratch.join("store")).context("cannot create the scratch store")?;
     for key in &deps {
+        if resuming && scratch_store.contains(key).unwrap_or(false) {
+            continue;
+        }
         store
             .link_to(&scratch_store, key)
             .with_context(|| format!("cannot link {key} into the scratch store"))?;
     }
-    db.copy_to(&scratch.join("state.db"))
-        .context("cannot copy the state database into the scratch home")?;
+    if resuming {
+        eprintln!(
+            "resuming the interrupted rebuild in {} (remove it to start over)",
+            scratch.display()
+        );
+    } else {
+        db.copy_to(&scratch.join("state.db"))
+            .context("cannot copy the state database into the scratch home")?;
+    }
 
     eprintln!(
         "rebuilding {} in {} against {} cached dependencies",
@@ -117,7 +145,10 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool, c
     let status = cmd.status().context("cannot run the scratch build")?;
     if status.code() == Some(130) {
         if keep {
-            println!("interrupted: scratch home kept: {}", guard.disarm().display());
+            println!(
+                "interrupted: scratch home kept: {} (the same rebuild goes on in it)",
+                guard.disarm().display()
+            );
         } else {
             drop(guard);
             if scratch.exists() {
@@ -132,6 +163,9 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool, c
         return Ok(130);
     }
 
+    // It ran to its end: a later rebuild of the same packages starts anew.
+    std::fs::write(scratch.join(FINISHED), b"")
+        .with_context(|| format!("cannot write {}", scratch.join(FINISHED).display()))?;
     let mut differ = 0;
     for t in targets {
         let key = &plan.get(t).expect("checked").key;
@@ -173,6 +207,22 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool, c
         println!("scratch home kept for inspection: {}", guard.disarm().display());
     }
     Ok(if differ == 0 && status.success() { 0 } else { 1 })
+}
+
+/// In a scratch home: the rebuild ran to its end (it is not resumed).
+const FINISHED: &str = "finished";
+
+/// The scratch home's name for a set of targets: readable when short, else cut and hashed.
+fn scratch_name(targets: &[String], check: bool) -> String {
+    let mut sorted: Vec<&str> = targets.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut joined = sorted.join(",");
+    if joined.len() > 64 {
+        let h = xlfs_util::sha256_hex(joined.as_bytes());
+        joined = format!("{}-{}", joined.chars().take(40).collect::<String>(), &h[..12]);
+    }
+    format!("compare-{joined}{}", if check { "-check" } else { "" })
 }
 
 fn compare(old: &xlfs_store::Packed, new: &xlfs_store::Packed) -> Verdict {

@@ -126,9 +126,16 @@ fn a_test_suite_fails_the_build_only_for_failures_outside_its_allowlist() {
     );
     let out = w.fails(&["tests", "suite", "--tree", "/nonexistent"]);
     assert!(out.contains("/nonexistent is not a build tree"), "{out}");
-    // Both known: the build passes although `make check` exited 1.
+    // Both known: the build passes although `make check` exited 1. The kept tree goes on
+    // after its check: the suite does not run again, its results are judged again.
     let out = w.ok(&["build", "suite", "--check"]);
     assert!(out.contains("built 1"), "{out}");
+    let log = w.ok(&["log", "suite"]);
+    assert!(
+        log.contains("check ended in an earlier run; its results are judged again")
+            && log.matches("==> xlfs: check (").count() == 1,
+        "{log}"
+    );
     // Its tree is gone with the failure.
     let out = w.fails(&["tests", "suite"]);
     assert!(out.contains("no kept build tree of `suite`"), "{out}");
@@ -137,6 +144,107 @@ fn a_test_suite_fails_the_build_only_for_failures_outside_its_allowlist() {
     w.ok(&["gc"]);
     let out = w.ok(&["build", "suite"]);
     assert!(out.contains("built 1") || out.contains("nothing to do"), "{out}");
+}
+
+/// `suite`: a test suite in three parts (the second sleeps on its first run in a tree, long
+/// enough to be killed in), with one known failure.
+fn suite_in_parts(w: &World) {
+    let mk = "all:\n\techo built >> stamp\n\
+              p1:\n\tmkdir -p t\n\techo 'PASS: p1' >> t/p1.sum\n\
+              p2:\n\tif [ ! -e slept ]; then touch slept; sleep 10; fi\n\techo 'PASS: p2' > t/p2.sum\n\
+              p3:\n\techo 'FAIL: p3 known' > t/p3.sum; false\n\
+              install:\n\tinstall -D -m 0644 stamp $(DESTDIR)/usr/share/suite/stamp\n";
+    let sha = w.add_tarball(
+        "suite-1.0.tar.gz",
+        &tarball("suite-1.0", &[("Makefile", mk, 0o644)]),
+    );
+    w.write_recipe(
+        "suite",
+        &(w.recipe(
+            "suite",
+            "suite-1.0.tar.gz",
+            &sha,
+            &[],
+            "steps.check = \"export LC_ALL=C\"\n",
+        ) + "\n[build.tests]\nresults = [\"t/*.sum\"]\nallow = [\"p3 *\"]\n\
+               parts = [\"make -k p1\", \"make -k p2\", \"make -k p3\"]\n"),
+    );
+}
+
+/// Wait until `log` (a path) says that part 2 of the suite has started.
+fn wait_for_part_2(log: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("==> xlfs: check part 2/3 (")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "part 2 never started: {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_test_suite_killed_in_a_part_goes_on_from_that_part() {
+    let reference = World::new();
+    suite_in_parts(&reference);
+    reference.ok(&["build", "suite", "--check"]);
+
+    let w = World::new();
+    suite_in_parts(&w);
+    let mut child = w.cmd(&["build", "suite", "--check"]).spawn().unwrap();
+    wait_for_part_2(&w.home().join("logs/suite.log"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = w.ok(&["build", "suite", "--check"]);
+    assert!(out.contains("built 1"), "{out}");
+    let log = w.ok(&["log", "suite"]);
+    // One log for both runs; the build step ran once, part 1 once (its `>>` left one line).
+    assert!(log.contains("resuming this build tree"), "{log}");
+    assert_eq!(log.matches("==> xlfs: build (").count(), 1, "{log}");
+    assert!(
+        log.contains("check part 1/3 ended in an earlier run: make -k p1"),
+        "{log}"
+    );
+    assert!(log.contains("check part 3/3 exited with status 2"), "{log}");
+    assert!(
+        log.contains("2 passed, 0 expected failures or skipped, 1 failed (1 known, 0 not)"),
+        "{log}"
+    );
+    // Same key, same bytes as the build that was never interrupted.
+    assert_eq!(w.artifacts(), reference.artifacts());
+}
+
+#[test]
+fn a_killed_rebuild_compare_goes_on_in_its_scratch_home() {
+    let w = World::new();
+    suite_in_parts(&w);
+    w.ok(&["build", "suite"]);
+    use std::os::unix::process::CommandExt;
+    let mut child = w
+        .cmd(&["rebuild", "--compare", "--check", "suite"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let scratch = w.home().join("rebuild/compare-suite-check");
+    wait_for_part_2(&scratch.join("logs/suite.log"));
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    child.wait().unwrap();
+    let out = w.ok(&["rebuild", "--compare", "--check", "suite"]);
+    assert!(
+        out.contains("resuming the interrupted rebuild in") && out.contains("suite: identical"),
+        "{out}"
+    );
+    // Identical: the scratch home is gone, and the next rebuild starts anew.
+    assert!(!scratch.exists());
+    let out = w.ok(&["rebuild", "--compare", "suite"]);
+    assert!(
+        !out.contains("resuming") && out.contains("suite: identical"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -460,7 +568,12 @@ fn ctrl_c_during_rebuild_compare_removes_the_scratch_home() {
     let text = text(&out);
     assert_eq!(out.status.code(), Some(130), "{text}");
     assert!(text.contains("interrupted: scratch home removed"), "{text}");
-    let left: Vec<_> = std::fs::read_dir(&rebuild).unwrap().flatten().collect();
+    // (The per-rebuild locks stay, in rebuild/.locks.)
+    let left: Vec<_> = std::fs::read_dir(&rebuild)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name() != ".locks")
+        .collect();
     assert!(left.is_empty(), "scratch homes left: {left:?}");
     assert!(w.plan().iter().all(|(_, _, s)| s == "cached"));
 }

@@ -1,0 +1,71 @@
+//! Every recipe of the book becomes a script bash can read, as a fresh build and as one that goes
+//! on in its kept tree (`package::script`); a suite in parts marks each part.
+
+use std::path::Path;
+use xlfs_build::package::{script, Resume};
+
+fn bash_reads(text: &str) -> Result<(), String> {
+    let out = std::process::Command::new("bash")
+        .args(["-n", "-c", text])
+        .output()
+        .expect("bash runs");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn every_recipe_script_parses_fresh_and_resumed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../book");
+    let book = xlfs_book::Book::load(&root).unwrap_or_else(|e| panic!("the book has problems:\n{e}"));
+    let modes = [
+        Resume::Fresh,
+        Resume::AfterBuild { checked: false },
+        Resume::AfterBuild { checked: true },
+    ];
+    let mut bad = Vec::new();
+    for r in book.recipes.values() {
+        for resume in modes {
+            for checks in [false, true] {
+                let s = script(r, "/build/src/x", checks, resume);
+                if let Err(e) = bash_reads(&s) {
+                    bad.push(format!("{} ({resume:?}, checks {checks}): {e}", r.name));
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+
+    // gcc's suite in parts: fresh, the steps run in order, the tree is marked after the build
+    // step, and each part is skipped when its mark is there.
+    let gcc = book.get("gcc").unwrap();
+    let parts = &gcc.tests.as_ref().unwrap().parts;
+    assert_eq!(parts.len(), 4);
+    let fresh = script(gcc, "/build/src/gcc-15-15.2.0", true, Resume::Fresh);
+    let at = |s: &str, what: &str| s.find(what).unwrap_or_else(|| panic!("no `{what}` in:\n{s}"));
+    assert!(at(&fresh, "../configure") < at(&fresh, ": > /build/.xlfs/built"));
+    assert!(at(&fresh, ": > /build/.xlfs/built") < at(&fresh, "make -k check-gcc-c\n"));
+    assert!(at(&fresh, "make -k check-gcc-c\n") < at(&fresh, "make -k check-gcc-c++"));
+    assert_eq!(fresh.matches("if [ -e /build/.xlfs/part-").count(), 4);
+    assert!(at(&fresh, ": > /build/.xlfs/checked") < at(&fresh, "make DESTDIR=\"$DESTDIR\" install"));
+    // Resumed: no configure, the saved directory and variables first, the parts still there.
+    let resumed = script(
+        gcc,
+        "/build/src/gcc-15-15.2.0",
+        true,
+        Resume::AfterBuild { checked: false },
+    );
+    assert!(!resumed.contains("../configure"), "{resumed}");
+    assert!(at(&resumed, ". /build/.xlfs/env") < at(&resumed, "make -k check-gcc-c\n"));
+    // Past a check that had ended: no part runs again.
+    let judged = script(
+        gcc,
+        "/build/src/gcc-15-15.2.0",
+        true,
+        Resume::AfterBuild { checked: true },
+    );
+    assert!(!judged.contains("check-gcc-c"), "{judged}");
+    assert!(judged.contains("make DESTDIR=\"$DESTDIR\" install"));
+}
