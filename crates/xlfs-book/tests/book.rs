@@ -571,3 +571,27 @@ fn profile_tests_name_packages_with_a_check_step() {
     let err = d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n");
     assert!(err.contains("profile.tests"), "{err}");
 }
+
+#[test]
+fn a_suite_in_parts_is_read_and_an_empty_part_is_refused_with_a_fix() {
+    let tests = "[build.tests]\nresults = [\"t/*.sum\"]\nallow = []\n";
+    let good = recipe("p", &[], "") + tests + "parts = [\"make -k check-a\", \"make -k check-b\"]\n";
+    let book = load(&[("p.toml", &good)], &[]).unwrap();
+    assert_eq!(
+        book.get("p").unwrap().tests.as_ref().unwrap().parts,
+        ["make -k check-a", "make -k check-b"]
+    );
+    // Parts are how the suite runs, not what is built: not in the recipe's key.
+    let plain = load(&[("p.toml", &(recipe("p", &[], "") + tests))], &[]).unwrap();
+    assert_eq!(
+        serde_json::to_string(book.get("p").unwrap()).unwrap(),
+        serde_json::to_string(plain.get("p").unwrap()).unwrap()
+    );
+    let bad = recipe("p", &[], "") + tests + "parts = [\"make -k check-a\", \"  \"]\n";
+    let err = load(&[("p.toml", &bad)], &[]).unwrap_err();
+    assert!(
+        err.contains("p.toml:18:29: build.tests.parts: a part of the test suite is an empty command"),
+        "{err}"
+    );
+    assert!(err.contains("e.g. \"make -k check-gcc-c\""), "{err}");
+}
