@@ -158,7 +158,17 @@ fn part_mark(i: usize, cmd: &str) -> String {
 /// and exported variables), after the check step, and after each part of a test suite. With
 /// `resume`, it starts where an earlier run of the same tree stopped: after the build step, and
 /// past the check (or its finished parts) when those had ended.
-pub fn script(r: &Recipe, workdir: &str, run_checks: bool, resume: Resume) -> String {
+///
+/// `env` is the environment the sandbox gives this run: a resumed script restores what the earlier
+/// run's steps exported, then this run's own values over it (the jobserver's `MAKEFLAGS` is not
+/// the earlier run's).
+pub fn script(
+    r: &Recipe,
+    workdir: &str,
+    run_checks: bool,
+    resume: Resume,
+    env: &[(String, String)],
+) -> String {
     let marks = format!("/build/{PROGRESS_DIR}");
     let mut s = format!(
         "# xlfs: {} {}\nset -e -o pipefail\numask 022\ncd {}\nmkdir -p {marks}\n",
@@ -172,6 +182,9 @@ pub fn script(r: &Recipe, workdir: &str, run_checks: bool, resume: Resume) -> St
             "printf '\\n==> xlfs: resuming this build tree: prepare, configure and build ended in an earlier run\\n'\n\
              . {marks}/env\ncd \"$(cat {marks}/cwd)\"\n"
         ));
+        for (k, v) in env {
+            s.push_str(&format!("export {k}={}\n", shell_quote(v)));
+        }
     }
     let parts = r.tests.as_ref().map(|t| t.parts.as_slice()).unwrap_or_default();
     for step in xlfs_book::STEP_NAMES {
@@ -378,9 +391,9 @@ fn run(
     };
 
     // Sources (a resumed tree has them unpacked and patched already).
-    progress.phase(&r.name, "unpacking");
-    let mut used = Vec::new();
     let fresh = resume == Resume::Fresh;
+    progress.phase(&r.name, if fresh { "unpacking" } else { "resuming" });
+    let mut used = Vec::new();
     for (i, s) in r.sources.iter().enumerate() {
         check_cancel()?;
         let sref = source_ref(s);
@@ -464,12 +477,6 @@ fn run(
     let dep_trees = layers.clone();
     let workdir = format!("/build/src/{workdir_rel}");
     let workdir = workdir.trim_end_matches('/').to_string();
-    let script_path = dir.join("steps.sh");
-    std::fs::write(
-        &script_path,
-        script(r, &workdir, ctx.checks.wants(&r.name), resume),
-    )
-    .map_err(|e| e.to_string())?;
     let env = environment(ctx, r, step.inputs.march.as_deref());
     let ids = IdMap::for_current_user()?;
     let toolchain_root = match r.env {
@@ -521,6 +528,9 @@ fn run(
     } else {
         None
     };
+    let script_path = dir.join("steps.sh");
+    let steps = script(r, &workdir, ctx.checks.wants(&r.name), resume, &env);
+    std::fs::write(&script_path, steps).map_err(|e| e.to_string())?;
     let spec = Spec {
         root,
         sysroot,

@@ -25,11 +25,12 @@ fn every_recipe_script_parses_fresh_and_resumed() {
         Resume::AfterBuild { checked: false },
         Resume::AfterBuild { checked: true },
     ];
+    let env = [("MAKEFLAGS".to_string(), " -j2 --jobserver-auth=3,4".to_string())];
     let mut bad = Vec::new();
     for r in book.recipes.values() {
         for resume in modes {
             for checks in [false, true] {
-                let s = script(r, "/build/src/x", checks, resume);
+                let s = script(r, "/build/src/x", checks, resume, &env);
                 if let Err(e) = bash_reads(&s) {
                     bad.push(format!("{} ({resume:?}, checks {checks}): {e}", r.name));
                 }
@@ -43,7 +44,7 @@ fn every_recipe_script_parses_fresh_and_resumed() {
     let gcc = book.get("gcc").unwrap();
     let parts = &gcc.tests.as_ref().unwrap().parts;
     assert_eq!(parts.len(), 4);
-    let fresh = script(gcc, "/build/src/gcc-15-15.2.0", true, Resume::Fresh);
+    let fresh = script(gcc, "/build/src/gcc-15-15.2.0", true, Resume::Fresh, &env);
     let at = |s: &str, what: &str| s.find(what).unwrap_or_else(|| panic!("no `{what}` in:\n{s}"));
     assert!(at(&fresh, "../configure") < at(&fresh, ": > /build/.xlfs/built"));
     assert!(at(&fresh, ": > /build/.xlfs/built") < at(&fresh, "make -k check-gcc-c\n"));
@@ -56,15 +57,21 @@ fn every_recipe_script_parses_fresh_and_resumed() {
         "/build/src/gcc-15-15.2.0",
         true,
         Resume::AfterBuild { checked: false },
+        &env,
     );
     assert!(!resumed.contains("../configure"), "{resumed}");
     assert!(at(&resumed, ". /build/.xlfs/env") < at(&resumed, "make -k check-gcc-c\n"));
+    // ... and this run's environment over the earlier run's (its jobserver, not the old one).
+    assert!(
+        at(&resumed, ". /build/.xlfs/env") < at(&resumed, "export MAKEFLAGS=' -j2 --jobserver-auth=3,4'")
+    );
     // Past a check that had ended: no part runs again.
     let judged = script(
         gcc,
         "/build/src/gcc-15-15.2.0",
         true,
         Resume::AfterBuild { checked: true },
+        &env,
     );
     assert!(!judged.contains("check-gcc-c"), "{judged}");
     assert!(judged.contains("make DESTDIR=\"$DESTDIR\" install"));
