@@ -137,7 +137,23 @@ pub fn resume_point(dir: &Path) -> Resume {
     let built = ["workdir", "built", "cwd", "env"]
         .iter()
         .all(|f| p.join(f).is_file());
-    if !built || !dir.join("src").is_dir() {
+    if !built {
+        return Resume::Fresh;
+    }
+    // Written by xlfs before the sandbox ran, but in a tree the build could write: it must name
+    // a directory inside the sources, or the tree is made again.
+    let src = dir.join("src");
+    let Ok(w) = std::fs::read_to_string(p.join("workdir")) else {
+        return Resume::Fresh;
+    };
+    let inside = Path::new(&w)
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+        && matches!(
+            (src.join(&w).canonicalize(), src.canonicalize()),
+            (Ok(a), Ok(b)) if a.starts_with(&b) && a.is_dir()
+        );
+    if !inside {
         return Resume::Fresh;
     }
     Resume::AfterBuild {
@@ -435,6 +451,7 @@ fn run(
             .map_err(|e| format!("cannot write {}: {e}", marks.display()))?;
         w
     } else {
+        // Checked by `resume_point` (a directory inside the sources).
         std::fs::read_to_string(marks.join("workdir"))
             .map_err(|e| format!("cannot read {}: {e}", marks.join("workdir").display()))?
     };
@@ -1090,5 +1107,51 @@ fn wait4(pid: i32) -> (Result<i32, i32>, u64) {
         (Ok(libc::WEXITSTATUS(status)), cpu)
     } else {
         (Err(libc::WTERMSIG(status)), cpu)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tree as a run leaves it after its build step: sources, and the marks.
+    fn marked_tree(workdir: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("src/pkg-1.0")).unwrap();
+        let marks = d.path().join(PROGRESS_DIR);
+        std::fs::create_dir_all(&marks).unwrap();
+        for (f, text) in [
+            ("workdir", workdir),
+            ("cwd", "/build/src/pkg-1.0"),
+            ("env", ""),
+            ("built", ""),
+        ] {
+            std::fs::write(marks.join(f), text).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn a_tree_resumes_only_after_its_build_step_and_inside_its_sources() {
+        let t = marked_tree("pkg-1.0");
+        assert_eq!(resume_point(t.path()), Resume::AfterBuild { checked: false });
+        std::fs::write(t.path().join(".xlfs/checked"), "").unwrap();
+        assert_eq!(resume_point(t.path()), Resume::AfterBuild { checked: true });
+        // The build step had not ended.
+        std::fs::remove_file(t.path().join(".xlfs/built")).unwrap();
+        assert_eq!(resume_point(t.path()), Resume::Fresh);
+        assert_eq!(resume_point(Path::new("/nonexistent")), Resume::Fresh);
+        // A workdir the build rewrote to lead out of its sources: made again, never followed.
+        let outside = tempfile::tempdir().unwrap();
+        for w in ["../..", "/etc", "pkg-1.0/../../book", "missing", "link"] {
+            let t = marked_tree(w);
+            std::os::unix::fs::symlink(outside.path(), t.path().join("src/link")).unwrap();
+            assert_eq!(resume_point(t.path()), Resume::Fresh, "workdir `{w}`");
+        }
+        // The whole of src (a recipe with several top directories) is inside.
+        assert_eq!(
+            resume_point(marked_tree("").path()),
+            Resume::AfterBuild { checked: false }
+        );
     }
 }
