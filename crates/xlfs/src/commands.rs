@@ -423,8 +423,18 @@ fn status(app: &App) -> Result<i32> {
         human_bytes(store_bytes)
     );
     for f in failures {
+        let tree = std::path::Path::new(&f.build_dir);
+        let goes_on = match xlfs_build::package::resume_point(tree) {
+            xlfs_build::package::Resume::Fresh => "",
+            xlfs_build::package::Resume::AfterBuild { checked: false } => {
+                " (the next build goes on in it after its build step)"
+            }
+            xlfs_build::package::Resume::AfterBuild { checked: true } => {
+                " (the next build goes on in it after its check)"
+            }
+        };
         println!(
-            "FAILED {}: {}\n  log: {}\n  build tree: {}",
+            "FAILED {}: {}\n  log: {}\n  build tree: {}{goes_on}",
             f.name, f.message, f.log, f.build_dir
         );
     }

@@ -110,6 +110,11 @@ fn a_test_suite_fails_the_build_only_for_failures_outside_its_allowlist() {
         log.contains("1 passed, 1 expected failures or skipped, 2 failed (1 known, 1 not)"),
         "{log}"
     );
+    let status = w.ok(&["status"]);
+    assert!(
+        status.contains("FAILED suite") && status.contains("(the next build goes on in it after its check)"),
+        "{status}"
+    );
     // The kept tree judged again: still one unknown failure; then none, once `three` is allowed.
     let out = w.fails(&["tests", "suite"]);
     assert!(
