@@ -693,9 +693,24 @@ fn gc(app: &App, dry_run: bool) -> Result<i32> {
         freed += size;
         removed += 1;
     }
-    // Build trees of failed or interrupted builds.
+    // Build trees of failed or interrupted builds; but not one the next build goes on in (its
+    // build step ended, for a key the book still builds: a long suite's hours are in it).
+    let live_trees: BTreeSet<std::path::PathBuf> = plan
+        .steps
+        .iter()
+        .map(|s| app.home.build_dir(&s.name, &s.key))
+        .collect();
     if let Ok(entries) = std::fs::read_dir(app.home.builds()) {
         for e in entries.flatten() {
+            if live_trees.contains(&e.path())
+                && xlfs_build::package::resume_point(&e.path()) != xlfs_build::package::Resume::Fresh
+            {
+                println!(
+                    "keep build tree {} (the next build goes on in it; remove it by hand to start over)",
+                    e.path().display()
+                );
+                continue;
+            }
             let size = xlfs_build::package::disk_usage(&e.path());
             println!(
                 "{} build tree {} ({})",

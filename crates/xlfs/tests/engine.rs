@@ -115,6 +115,12 @@ fn a_test_suite_fails_the_build_only_for_failures_outside_its_allowlist() {
         status.contains("FAILED suite") && status.contains("(the next build goes on in it after its check)"),
         "{status}"
     );
+    // gc leaves that tree alone: the suite's results are in it.
+    let gc = w.ok(&["gc"]);
+    assert!(
+        gc.contains("keep build tree") && gc.contains("the next build goes on in it"),
+        "{gc}"
+    );
     // The kept tree judged again: still one unknown failure; then none, once `three` is allowed.
     let out = w.fails(&["tests", "suite"]);
     assert!(
