@@ -203,13 +203,17 @@ fn an_ordinary_user_builds_collects_garbage_and_rebuilds() {
     assert!(!rm.status.success(), "the user alone cannot remove it");
     assert!(private.join("deeper/f").exists());
 
-    // gc removes it (through the build's user namespace).
+    // Its build step had ended, so while its key is the book's, gc keeps it (the next build goes
+    // on in it); once the recipe changed, gc removes it (through the build's user namespace).
+    let out = user.ok(&w, &["gc"]);
+    assert!(out.contains("keep build tree"), "{out}");
+    assert_eq!(user.build_trees(), trees);
+    owned_recipe(&w, "true");
     let out = user.ok(&w, &["gc"]);
     assert!(out.contains("remove build tree"), "{out}");
     assert_eq!(user.build_trees(), Vec::<PathBuf>::new());
 
     // The same tree made by a build that succeeds is removed at once; chown is recorded.
-    owned_recipe(&w, "true");
     user.ok(&w, &["build", "owned"]);
     assert_eq!(user.build_trees(), Vec::<PathBuf>::new());
     let files = user.ok(&w, &["files", "owned"]);
