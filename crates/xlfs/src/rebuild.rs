@@ -72,8 +72,8 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool, c
 
     // The scratch home: the dependencies' artifacts as hard links, a copy of the database. One
     // per set of targets, so that a rebuild that was interrupted (killed, or Ctrl-C with
-    // --keep) goes on in it: its build trees resume where they stopped (a long test suite
-    // after its last finished part). One that ran to its end is made anew.
+    // --keep) or failed goes on in it: its build trees resume where they stopped (a long test
+    // suite after its last finished part). One that rebuilt every package is made anew.
     let parent = app.home.root.join("rebuild");
     std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let name = scratch_name(targets, check);
@@ -105,7 +105,7 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool, c
     }
     if resuming {
         eprintln!(
-            "resuming the interrupted rebuild in {} (remove it to start over)",
+            "resuming the unfinished rebuild in {} (remove it to start over)",
             scratch.display()
         );
     } else {
@@ -163,9 +163,13 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool, c
         return Ok(130);
     }
 
-    // It ran to its end: a later rebuild of the same packages starts anew.
-    std::fs::write(scratch.join(FINISHED), b"")
-        .with_context(|| format!("cannot write {}", scratch.join(FINISHED).display()))?;
+    // Every package rebuilt: a later rebuild of the same packages starts anew. One that failed
+    // (a suite with failures its allowlist does not name, say) goes on in this home next time:
+    // its trees after their build step, a suite that had ended judged again.
+    if status.success() {
+        std::fs::write(scratch.join(FINISHED), b"")
+            .with_context(|| format!("cannot write {}", scratch.join(FINISHED).display()))?;
+    }
     let mut differ = 0;
     for t in targets {
         let key = &plan.get(t).expect("checked").key;
@@ -209,7 +213,7 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool, c
     Ok(if differ == 0 && status.success() { 0 } else { 1 })
 }
 
-/// In a scratch home: the rebuild ran to its end (it is not resumed).
+/// In a scratch home: the rebuild ran to its end and rebuilt every package (it is not resumed).
 const FINISHED: &str = "finished";
 
 /// The scratch home's name for a set of targets: readable when short, else cut and hashed.

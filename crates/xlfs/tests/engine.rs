@@ -246,7 +246,7 @@ fn a_killed_rebuild_compare_goes_on_in_its_scratch_home() {
     child.wait().unwrap();
     let out = w.ok(&["rebuild", "--compare", "--check", "suite"]);
     assert!(
-        out.contains("resuming the interrupted rebuild in") && out.contains("suite: identical"),
+        out.contains("resuming the unfinished rebuild in") && out.contains("suite: identical"),
         "{out}"
     );
     // Identical: the scratch home is gone, and the next rebuild starts anew.
@@ -336,6 +336,19 @@ fn rebuild_compare_finds_identical_and_differing_artifacts() {
     let out = w.fails(&["rebuild", "--compare", "--check", "libgreet"]);
     assert!(out.contains("FAILED libgreet"), "{out}");
     assert!(out.contains("libgreet: FAILED to rebuild"), "{out}");
+    // A failed rebuild goes on in its scratch home: the tree after its build step, the failed
+    // check run again (it has no [build.tests], so it had not ended).
+    let out = w.fails(&["rebuild", "--compare", "--check", "libgreet"]);
+    assert!(
+        out.contains("resuming the unfinished rebuild in") && out.contains("libgreet: FAILED to rebuild"),
+        "{out}"
+    );
+    let log =
+        std::fs::read_to_string(w.home().join("rebuild/compare-libgreet-check/logs/libgreet.log")).unwrap();
+    assert!(
+        log.contains("resuming this build tree") && log.matches("the test suite ran").count() >= 2,
+        "{log}"
+    );
 }
 
 #[test]
