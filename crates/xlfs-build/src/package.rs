@@ -164,9 +164,7 @@ pub fn resume_point(dir: &Path) -> Resume {
 /// The mark of one part of a test suite: its position and its command, so that an edited part
 /// runs again.
 fn part_mark(i: usize, cmd: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let h = Sha256::digest(cmd.as_bytes());
-    format!("part-{}-{}", i + 1, &hex::encode(h)[..12])
+    format!("part-{}-{}", i + 1, &xlfs_util::sha256_hex(cmd.as_bytes())[..12])
 }
 
 /// The shell script that runs a recipe's steps in one shell, like a page of the book typed in

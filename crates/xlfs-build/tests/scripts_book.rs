@@ -44,7 +44,8 @@ fn every_recipe_script_parses_fresh_and_resumed() {
     let gcc = book.get("gcc").unwrap();
     let parts = &gcc.tests.as_ref().unwrap().parts;
     assert_eq!(parts.len(), 4);
-    let fresh = script(gcc, "/build/src/gcc-15-15.2.0", true, Resume::Fresh, &env);
+    let gcc_script = |resume| script(gcc, "/build/src/gcc-15-15.2.0", true, resume, &env);
+    let fresh = gcc_script(Resume::Fresh);
     let at = |s: &str, what: &str| s.find(what).unwrap_or_else(|| panic!("no `{what}` in:\n{s}"));
     assert!(at(&fresh, "../configure") < at(&fresh, ": > /build/.xlfs/built"));
     assert!(at(&fresh, ": > /build/.xlfs/built") < at(&fresh, "make -k check-gcc-c\n"));
@@ -52,13 +53,7 @@ fn every_recipe_script_parses_fresh_and_resumed() {
     assert_eq!(fresh.matches("if [ -e /build/.xlfs/part-").count(), 4);
     assert!(at(&fresh, ": > /build/.xlfs/checked") < at(&fresh, "make DESTDIR=\"$DESTDIR\" install"));
     // Resumed: no configure, the saved directory and variables first, the parts still there.
-    let resumed = script(
-        gcc,
-        "/build/src/gcc-15-15.2.0",
-        true,
-        Resume::AfterBuild { checked: false },
-        &env,
-    );
+    let resumed = gcc_script(Resume::AfterBuild { checked: false });
     assert!(!resumed.contains("../configure"), "{resumed}");
     assert!(at(&resumed, ". /build/.xlfs/env") < at(&resumed, "make -k check-gcc-c\n"));
     // ... and this run's environment over the earlier run's (its jobserver, not the old one).
@@ -66,13 +61,7 @@ fn every_recipe_script_parses_fresh_and_resumed() {
         at(&resumed, ". /build/.xlfs/env") < at(&resumed, "export MAKEFLAGS=' -j2 --jobserver-auth=3,4'")
     );
     // Past a check that had ended: no part runs again.
-    let judged = script(
-        gcc,
-        "/build/src/gcc-15-15.2.0",
-        true,
-        Resume::AfterBuild { checked: true },
-        &env,
-    );
+    let judged = gcc_script(Resume::AfterBuild { checked: true });
     assert!(!judged.contains("check-gcc-c"), "{judged}");
     assert!(judged.contains("make DESTDIR=\"$DESTDIR\" install"));
 }

@@ -242,8 +242,12 @@ impl LocalStore {
 
     /// Puts the artifact stored under `key` into the store `to` as hard links (copies across
     /// file systems), manifest first; objects are immutable, so both stores may share them.
+    /// An artifact `to` already holds is left as it is.
     pub fn link_to(&self, to: &LocalStore, key: &str) -> Result<(), StoreError> {
         validate_key(key)?;
+        if to.contains(key)? {
+            return Ok(());
+        }
         fs::create_dir_all(to.object_dir(key)).at(&to.object_dir(key))?;
         for (from, dest) in [
             (self.manifest_file(key), to.manifest_file(key)),

@@ -7,7 +7,7 @@
 use crate::app::App;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
-use xlfs_store::{ArtifactStore, LocalStore};
+use xlfs_store::LocalStore;
 
 /// What a comparison found for one package.
 #[derive(Debug, PartialEq, Eq)]
@@ -96,9 +96,6 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool, c
     let guard = xlfs_util::TempDirGuard::adopt(scratch.clone());
     let scratch_store = LocalStore::open(scratch.join("store")).context("cannot create the scratch store")?;
     for key in &deps {
-        if resuming && scratch_store.contains(key).unwrap_or(false) {
-            continue;
-        }
         store
             .link_to(&scratch_store, key)
             .with_context(|| format!("cannot link {key} into the scratch store"))?;
