@@ -195,6 +195,7 @@ mod tests {
             build_tree_size: 0,
             wall_ms: 1500,
             cpu_ms: 500,
+            earlier_wall_ms: 0,
             finished_at: 0,
             log: String::new(),
             sources: vec![],

@@ -4,7 +4,7 @@
 use crate::home::Home;
 use crate::state::{BuildRecord, Failure, StateDb};
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -161,6 +161,82 @@ pub fn resume_point(dir: &Path) -> Resume {
     }
 }
 
+/// Time spent on a build tree (milliseconds of wall and CPU time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spent {
+    pub wall_ms: u64,
+    pub cpu_ms: u64,
+}
+
+/// What one progress mark says of the time spent on its tree when it was written: what earlier
+/// runs had spent (`base`), plus this run's wall time (bash's `EPOCHREALTIME` at its start and
+/// at the mark) and CPU time (`times`: the shell's and its waited-for children's). `None` for a
+/// mark without it (written by an older xlfs) or one the build garbled.
+fn mark_time(text: &str) -> Option<Spent> {
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let ["xlfs-time", "base", w, c, "run", t0, t1] = head.as_slice() else {
+        return None;
+    };
+    // A locale may write the decimal point as a comma.
+    let secs = |v: &str| v.replace(',', ".").parse::<f64>().ok().filter(|x| x.is_finite());
+    let run_s = secs(t1)? - secs(t0)?;
+    // `times`: two lines of "XmY.YYYs XmY.YYYs" (the shell, then its children; user and system).
+    let mut cpu_s = 0.0;
+    for tok in lines.flat_map(str::split_whitespace) {
+        let (m, rest) = tok.split_once('m')?;
+        cpu_s += m.parse::<f64>().ok()? * 60.0 + secs(rest.strip_suffix('s')?)?;
+    }
+    let ms = |s: f64| (s * 1000.0).round() as u64;
+    // Bounded: a year (the marks are in a tree the build can write).
+    const MAX_S: f64 = 365.0 * 86400.0;
+    if !(0.0..MAX_S).contains(&run_s) || !(0.0..MAX_S).contains(&cpu_s) {
+        return None;
+    }
+    Some(Spent {
+        wall_ms: w.parse::<u64>().ok()?.min(ms(MAX_S)) + ms(run_s),
+        cpu_ms: c.parse::<u64>().ok()?.min(ms(MAX_S)) + ms(cpu_s),
+    })
+}
+
+/// The shell function `xlfs_mark FILE` that writes a progress mark with the time spent so far
+/// (read by [`mark_time`]); `$xlfs_outer` names a file with the `times` of the shell a subshell
+/// was started from, since a subshell's own `times` start at zero. A mark that cannot say its
+/// time (a bash without `EPOCHREALTIME`) is still a mark.
+fn mark_function(before: Spent) -> String {
+    format!(
+        "xlfs_t0=${{EPOCHREALTIME:-}}\n\
+         xlfs_mark() {{ {{ printf 'xlfs-time base {} {} run %s %s\\n' \"$xlfs_t0\" \"${{EPOCHREALTIME:-}}\"; times; \
+         if [ -n \"${{xlfs_outer:-}}\" ]; then cat \"$xlfs_outer\"; fi; }} > \"$1\" 2>/dev/null || : > \"$1\"; }}\n",
+        before.wall_ms, before.cpu_ms,
+    )
+}
+
+/// The time earlier runs spent on a build tree that goes on (see [`resume_point`]), up to the
+/// last of their steps that ended: the latest of its marks. The work of a step killed before
+/// its end is done again, and counted in the run that does it.
+pub fn spent_before(dir: &Path) -> Spent {
+    let Ok(entries) = std::fs::read_dir(dir.join(PROGRESS_DIR)) else {
+        return Spent::default();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n == "built" || n == "checked" || n.starts_with("part-")
+        })
+        .filter_map(|e| {
+            // Small files; anything larger is not a mark.
+            let f = File::open(e.path()).ok()?;
+            let mut text = String::new();
+            f.take(4096).read_to_string(&mut text).ok()?;
+            mark_time(&text)
+        })
+        .max_by_key(|t| t.wall_ms)
+        .unwrap_or_default()
+}
+
 /// The mark of one part of a test suite: its position and its command, so that an edited part
 /// runs again.
 fn part_mark(i: usize, cmd: &str) -> String {
@@ -175,20 +251,23 @@ fn part_mark(i: usize, cmd: &str) -> String {
 ///
 /// `env` is the environment the sandbox gives this run: a resumed script restores what the earlier
 /// run's steps exported, then this run's own values over it (the jobserver's `MAKEFLAGS` is not
-/// the earlier run's).
+/// the earlier run's). Each mark also records the time spent on the tree so far: `before` (what
+/// earlier runs had spent, see [`spent_before`]) plus this run's.
 pub fn script(
     r: &Recipe,
     workdir: &str,
     run_checks: bool,
     resume: Resume,
     env: &[(String, String)],
+    before: Spent,
 ) -> String {
     let marks = format!("/build/{PROGRESS_DIR}");
     let mut s = format!(
-        "# xlfs: {} {}\nset -e -o pipefail\numask 022\ncd {}\nmkdir -p {marks}\n",
+        "# xlfs: {} {}\nset -e -o pipefail\numask 022\ncd {}\nmkdir -p {marks}\n{}",
         r.name,
         r.version,
-        shell_quote(workdir)
+        shell_quote(workdir),
+        mark_function(before),
     );
     let resumed = resume != Resume::Fresh;
     if resumed {
@@ -208,7 +287,7 @@ pub fn script(
         if step == "check" && !resumed {
             // The build step has ended: what a later run needs to go on from here.
             s.push_str(&format!(
-                "pwd > {marks}/cwd\nexport -p | grep -v '^declare -[^ ]*r' > {marks}/env || true\n: > {marks}/built\n"
+                "pwd > {marks}/cwd\nexport -p | grep -v '^declare -[^ ]*r' > {marks}/env || true\nxlfs_mark {marks}/built\n"
             ));
         }
         if step == "check" && run_checks && resume == (Resume::AfterBuild { checked: true }) {
@@ -246,7 +325,7 @@ pub fn script(
                      printf '\\n==> xlfs: check part {}/{n} (%s): %s\\n' \"$(date -u +%T)\" {q}\n\
                      (\n{}\n)\n\
                      printf '==> xlfs: check part {}/{n} exited with status %s\\n' \"$?\"\n\
-                     : > {mark}\n\
+                     xlfs_mark {mark}\n\
                      fi",
                     i + 1,
                     i + 1,
@@ -255,12 +334,14 @@ pub fn script(
                 ));
             }
             s.push_str(&format!(
-                "set +e\n(\n{body}\n)\nstatus=$?\nset -e\n: > {marks}/checked\n\
+                // The parts' marks are written in the subshell, whose `times` starts at zero:
+                // cpu-outer adds what the shell had spent before it.
+                "set +e\ntimes > {marks}/cpu-outer\n(\nxlfs_outer={marks}/cpu-outer\n{body}\n)\nstatus=$?\nset -e\nxlfs_mark {marks}/checked\n\
                  printf '==> xlfs: check exited with status %s; the results are judged against [build.tests] allow\\n' \"$status\"\n",
             ));
         } else if step == "check" {
             // In a subshell: a test suite that changes directory must not move the install.
-            s.push_str(&format!("(\n{text}\n)\n: > {marks}/checked\n"));
+            s.push_str(&format!("(\n{text}\n)\nxlfs_mark {marks}/checked\n"));
         } else {
             s.push_str(&format!("{text}\n"));
         }
@@ -376,23 +457,29 @@ fn run(
     let destdir = dir.join("destdir");
     let book_dir = dir.join("book");
     let tmp_dir = dir.join("tmp");
-    if resume == Resume::Fresh {
+    let earlier = if resume == Resume::Fresh {
         // A build directory left by a crash or an earlier failure before its build step ended:
         // start over.
         remove_build_tree(&ctx.sandbox_exe, dir)?;
+        Spent::default()
     } else {
         // The install starts again from an empty DESTDIR, the steps from an empty /tmp.
+        let spent = spent_before(dir);
         log.line(&format!(
-            "==> xlfs: resuming the tree of an earlier run (its build step had ended{})",
+            "==> xlfs: resuming the tree of an earlier run (its build step had ended{}; \
+             {:.1} s, cpu {:.1} s spent on it up to there)",
             if resume == (Resume::AfterBuild { checked: true }) {
                 ", and its check"
             } else {
                 ""
-            }
+            },
+            spent.wall_ms as f64 / 1000.0,
+            spent.cpu_ms as f64 / 1000.0
         ));
         remove_build_tree(&ctx.sandbox_exe, &destdir)?;
         remove_build_tree(&ctx.sandbox_exe, &tmp_dir)?;
-    }
+        spent
+    };
     for d in [&src, &destdir, &book_dir, &tmp_dir] {
         std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     }
@@ -544,7 +631,7 @@ fn run(
         None
     };
     let script_path = dir.join("steps.sh");
-    let steps = script(r, &workdir, ctx.checks.wants(&r.name), resume, &env);
+    let steps = script(r, &workdir, ctx.checks.wants(&r.name), resume, &env, earlier);
     std::fs::write(&script_path, steps).map_err(|e| e.to_string())?;
     let spec = Spec {
         root,
@@ -635,8 +722,10 @@ fn run(
         artifact_size: packed.size,
         installed_size: packed.manifest.installed_size(),
         build_tree_size,
-        wall_ms: started.elapsed().as_millis() as u64,
-        cpu_ms,
+        // Earlier runs of this tree included: the package's cost, whatever its interruptions.
+        wall_ms: started.elapsed().as_millis() as u64 + earlier.wall_ms,
+        cpu_ms: cpu_ms + earlier.cpu_ms,
+        earlier_wall_ms: earlier.wall_ms,
         finished_at: now(),
         log: log.path.display().to_string(),
         sources: used,
@@ -647,9 +736,14 @@ fn run(
         .record(&rec)
         .map_err(|e| format!("cannot record the build: {e}"))?;
     log.line(&format!(
-        "==> xlfs: done in {:.1}s (cpu {:.1}s), artifact {} ({} bytes)",
+        "==> xlfs: done in {:.1}s (cpu {:.1}s){}, artifact {} ({} bytes)",
         rec.wall_ms as f64 / 1000.0,
-        cpu_ms as f64 / 1000.0,
+        rec.cpu_ms as f64 / 1000.0,
+        if earlier.wall_ms > 0 {
+            format!(", {:.1}s of it in earlier runs", earlier.wall_ms as f64 / 1000.0)
+        } else {
+            String::new()
+        },
         packed.sha256,
         packed.size
     ));
@@ -1151,5 +1245,62 @@ mod tests {
             resume_point(marked_tree("").path()),
             Resume::AfterBuild { checked: false }
         );
+    }
+
+    #[test]
+    fn marks_read_back_the_time_spent_with_what_earlier_runs_had() {
+        assert_eq!(
+            mark_time("xlfs-time base 1000 500 run 10.25 12.75\n0m0.010s 0m0.005s\n1m2.500s 0m0,485s\n"),
+            Some(Spent {
+                wall_ms: 3500,
+                cpu_ms: 500 + 63_000
+            })
+        );
+        // An older xlfs's empty mark, a garbled one, a clock going back, an absurd time.
+        for bad in [
+            "",
+            "xlfs-time base x 0 run 1 2\n",
+            "xlfs-time base 0 0 run 5 2\n",
+            "xlfs-time base 0 0 run 0 1e12\n",
+            "xlfs-time base 0 0 run 0 1\n0mXs 0m0s\n",
+        ] {
+            assert_eq!(mark_time(bad), None, "{bad:?}");
+        }
+    }
+
+    /// The marks as bash writes them: a part's mark, written in the check's subshell, counts the
+    /// CPU the shell had spent before it (the build step) and the wall time since the run began,
+    /// on top of the earlier runs' time; the latest mark is what the next run starts from.
+    #[test]
+    fn bash_marks_count_the_build_step_and_earlier_runs() {
+        let t = marked_tree("pkg-1.0");
+        let marks = t.path().join(PROGRESS_DIR);
+        let m = marks.display();
+        let before = Spent {
+            wall_ms: 60_000,
+            cpu_ms: 30_000,
+        };
+        // The build step: a second of wall time, some of it CPU; then the check's subshell.
+        let burn = "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done";
+        let text = format!(
+            "set -e\n{}( {burn} ); sleep 0.5\nxlfs_mark {m}/built\ntimes > {m}/cpu-outer\n\
+             (\nxlfs_outer={m}/cpu-outer\nsleep 0.5\nxlfs_mark {m}/part-1-x\n)\n",
+            mark_function(before)
+        );
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&text)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let read = |f: &str| mark_time(&std::fs::read_to_string(marks.join(f)).unwrap()).unwrap();
+        let (built, part) = (read("built"), read("part-1-x"));
+        assert!(built.wall_ms >= 60_500 && built.cpu_ms > 30_000, "{built:?}");
+        assert!(part.wall_ms >= built.wall_ms + 500, "{part:?} {built:?}");
+        // The build step's CPU is in the part's mark, though its subshell's `times` began at 0.
+        assert!(part.cpu_ms >= built.cpu_ms, "{part:?} {built:?}");
+        assert_eq!(spent_before(t.path()), part);
+        // A tree whose marks say nothing of time (an older xlfs): nothing is known.
+        assert_eq!(spent_before(marked_tree("pkg-1.0").path()), Spent::default());
     }
 }

@@ -18,8 +18,12 @@ pub struct Row {
     pub name: String,
     pub version: String,
     pub chapter: String,
+    /// Wall time, earlier runs of the same build tree included (`earlier_s` of it).
     pub wall_s: f64,
     pub cpu_s: f64,
+    /// Seconds of `wall_s` spent in earlier runs of the build tree, before the run that finished
+    /// it (which alone is on the timeline).
+    pub earlier_s: f64,
     pub sbu: Option<f64>,
     pub build_tree_bytes: u64,
     pub installed_bytes: u64,
@@ -81,6 +85,7 @@ fn sum(name: &str, chapter: &str, rows: &[&Row], sbu: Option<f64>) -> Row {
         chapter: chapter.into(),
         wall_s: wall,
         cpu_s: rows.iter().map(|r| r.cpu_s).sum(),
+        earlier_s: rows.iter().map(|r| r.earlier_s).sum(),
         sbu: sbu.map(|s| wall / s),
         build_tree_bytes: rows.iter().map(|r| r.build_tree_bytes).sum(),
         installed_bytes: rows.iter().map(|r| r.installed_bytes).sum(),
@@ -130,12 +135,14 @@ pub fn report(
         chapter: chapter_of(&b.name),
         wall_s: b.wall_ms as f64 / 1000.0,
         cpu_s: b.cpu_ms as f64 / 1000.0,
+        earlier_s: b.earlier_wall_ms.min(b.wall_ms) as f64 / 1000.0,
         sbu: sbu.map(|s| b.wall_ms as f64 / 1000.0 / s),
         build_tree_bytes: b.build_tree_size,
         installed_bytes: b.installed_size,
         artifact_bytes: b.artifact_size,
         artifact_sha256: b.artifact_sha256.clone(),
-        started_at: b.finished_at as f64 - b.wall_ms as f64 / 1000.0,
+        // The run that finished the build.
+        started_at: b.finished_at as f64 - b.wall_ms.saturating_sub(b.earlier_wall_ms) as f64 / 1000.0,
         finished_at: b.finished_at as f64,
     };
     let mut packages: Vec<Row> = records.iter().map(row).collect();
@@ -192,6 +199,20 @@ impl Report {
                 "elapsed: {:.1} s with a build running ({:.1} s from the first start to the last end)\n",
                 self.busy_s,
                 self.total.finished_at - self.total.started_at
+            ));
+        }
+        let resumed: Vec<&Row> = self.packages.iter().filter(|r| r.earlier_s > 0.0).collect();
+        if !resumed.is_empty() {
+            s.push_str(&format!(
+                "{} build(s) went on in the tree of an earlier run ({}): their times include {:.1} s \
+                 of those runs, up to the last step each ended (not on the timeline, nor in `elapsed`)\n",
+                resumed.len(),
+                resumed
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.total.earlier_s
             ));
         }
         s.push('\n');
@@ -406,7 +427,11 @@ fn rows_table(rows: &[Row], first: &str) -> String {
             esc(&r.name),
             esc(&r.version),
             esc(&r.chapter),
-            hms(r.wall_s),
+            if r.earlier_s > 0.0 {
+                format!("{} ({} in earlier runs)", hms(r.wall_s), hms(r.earlier_s))
+            } else {
+                hms(r.wall_s)
+            },
             hms(r.cpu_s),
             r.sbu.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into()),
             human_bytes(r.build_tree_bytes),
@@ -482,6 +507,7 @@ mod tests {
             build_tree_size: 0,
             wall_ms,
             cpu_ms,
+            earlier_wall_ms: 0,
             finished_at,
             log: String::new(),
             sources: vec![],
@@ -535,6 +561,27 @@ mod tests {
         assert!(r
             .table()
             .contains("elapsed: 500.0 s with a build running (500.0 s from the first start"));
+    }
+
+    #[test]
+    fn a_build_that_went_on_counts_its_earlier_runs_but_draws_its_last() {
+        let mut gcc = rec("gcc", 2_000_000, 5_000_000, 9_000_000, 1 << 20);
+        gcc.earlier_wall_ms = 4_000_000;
+        let r = report(&[gcc, rec("zlib", 2_000_100, 100_000, 90_000, 1)], None, &|_| {
+            "lfs/ch8".into()
+        });
+        let g = &r.packages[0];
+        assert_eq!(
+            (g.wall_s, g.earlier_s, g.started_at),
+            (5000.0, 4000.0, 1_999_000.0)
+        );
+        assert_eq!((r.total.wall_s, r.total.earlier_s), (5100.0, 4000.0));
+        // The earlier runs are not in the elapsed time: their start is not known.
+        assert_eq!(r.busy_s, 1100.0);
+        assert!(r.table().contains(
+            "1 build(s) went on in the tree of an earlier run (gcc): their times include 4000.0 s"
+        ));
+        assert!(r.html(&[]).contains("1h23m (1h06m in earlier runs)"));
     }
 
     #[test]

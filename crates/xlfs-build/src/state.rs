@@ -23,8 +23,13 @@ pub struct BuildRecord {
     pub artifact_size: u64,
     pub installed_size: u64,
     pub build_tree_size: u64,
+    /// The time the build took, earlier runs of its tree included (see `earlier_wall_ms`).
     pub wall_ms: u64,
     pub cpu_ms: u64,
+    /// The part of `wall_ms` spent in earlier runs of the same build tree (a build that goes on
+    /// after a kill or a failed suite): up to the last step they marked as ended. The run that
+    /// finished the build took `wall_ms - earlier_wall_ms`, up to `finished_at`.
+    pub earlier_wall_ms: u64,
     pub finished_at: i64,
     pub log: String,
     /// Source files actually used, with their sha256.
@@ -55,7 +60,8 @@ CREATE TABLE IF NOT EXISTS builds (
     cpu_ms INTEGER NOT NULL,
     finished_at INTEGER NOT NULL,
     log TEXT NOT NULL,
-    sources TEXT NOT NULL
+    sources TEXT NOT NULL,
+    earlier_wall_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS builds_name ON builds(name);
 CREATE TABLE IF NOT EXISTS latest (
@@ -96,11 +102,12 @@ fn row_to_record(row: &rusqlite::Row) -> rusqlite::Result<BuildRecord> {
         finished_at: row.get(10)?,
         log: row.get(11)?,
         sources: serde_json::from_str(&sources).unwrap_or_default(),
+        earlier_wall_ms: row.get::<_, i64>(13)? as u64,
     })
 }
 
 const COLUMNS: &str = "key, name, version, inputs, artifact_sha256, artifact_size, installed_size, \
-                       build_tree_size, wall_ms, cpu_ms, finished_at, log, sources";
+                       build_tree_size, wall_ms, cpu_ms, finished_at, log, sources, earlier_wall_ms";
 
 impl StateDb {
     pub fn open(path: &Path) -> rusqlite::Result<StateDb> {
@@ -109,13 +116,31 @@ impl StateDb {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        // A database from before `earlier_wall_ms`: its builds took no time in earlier runs.
+        // (Another xlfs may add the column at the same moment: only its absence is an error.)
+        let has = |conn: &Connection| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('builds') WHERE name = 'earlier_wall_ms'",
+                [],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )
+        };
+        if !has(&conn)? {
+            if let Err(e) =
+                conn.execute_batch("ALTER TABLE builds ADD COLUMN earlier_wall_ms INTEGER NOT NULL DEFAULT 0")
+            {
+                if !has(&conn)? {
+                    return Err(e);
+                }
+            }
+        }
         Ok(StateDb { conn })
     }
 
     pub fn record(&self, r: &BuildRecord) -> rusqlite::Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
-            &format!("INSERT OR REPLACE INTO builds ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"),
+            &format!("INSERT OR REPLACE INTO builds ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"),
             params![
                 r.key,
                 r.name,
@@ -130,6 +155,7 @@ impl StateDb {
                 r.finished_at,
                 r.log,
                 serde_json::to_string(&r.sources).expect("sources serialise"),
+                r.earlier_wall_ms as i64,
             ],
         )?;
         tx.execute(

@@ -2,7 +2,7 @@
 //! on in its kept tree (`package::script`); a suite in parts marks each part.
 
 use std::path::Path;
-use xlfs_build::package::{script, Resume};
+use xlfs_build::package::{script, Resume, Spent};
 
 fn bash_reads(text: &str) -> Result<(), String> {
     let out = std::process::Command::new("bash")
@@ -30,7 +30,7 @@ fn every_recipe_script_parses_fresh_and_resumed() {
     for r in book.recipes.values() {
         for resume in modes {
             for checks in [false, true] {
-                let s = script(r, "/build/src/x", checks, resume, &env);
+                let s = script(r, "/build/src/x", checks, resume, &env, Spent::default());
                 if let Err(e) = bash_reads(&s) {
                     bad.push(format!("{} ({resume:?}, checks {checks}): {e}", r.name));
                 }
@@ -44,14 +44,23 @@ fn every_recipe_script_parses_fresh_and_resumed() {
     let gcc = book.get("gcc").unwrap();
     let parts = &gcc.tests.as_ref().unwrap().parts;
     assert_eq!(parts.len(), 4);
-    let gcc_script = |resume| script(gcc, "/build/src/gcc-15-15.2.0", true, resume, &env);
+    let gcc_script = |resume| {
+        script(
+            gcc,
+            "/build/src/gcc-15-15.2.0",
+            true,
+            resume,
+            &env,
+            Spent::default(),
+        )
+    };
     let fresh = gcc_script(Resume::Fresh);
     let at = |s: &str, what: &str| s.find(what).unwrap_or_else(|| panic!("no `{what}` in:\n{s}"));
-    assert!(at(&fresh, "../configure") < at(&fresh, ": > /build/.xlfs/built"));
-    assert!(at(&fresh, ": > /build/.xlfs/built") < at(&fresh, "make -k check-gcc-c\n"));
+    assert!(at(&fresh, "../configure") < at(&fresh, "xlfs_mark /build/.xlfs/built"));
+    assert!(at(&fresh, "xlfs_mark /build/.xlfs/built") < at(&fresh, "make -k check-gcc-c\n"));
     assert!(at(&fresh, "make -k check-gcc-c\n") < at(&fresh, "make -k check-gcc-c++"));
     assert_eq!(fresh.matches("if [ -e /build/.xlfs/part-").count(), 4);
-    assert!(at(&fresh, ": > /build/.xlfs/checked") < at(&fresh, "make DESTDIR=\"$DESTDIR\" install"));
+    assert!(at(&fresh, "xlfs_mark /build/.xlfs/checked") < at(&fresh, "make DESTDIR=\"$DESTDIR\" install"));
     // Resumed: no configure, the saved directory and variables first, the parts still there.
     let resumed = gcc_script(Resume::AfterBuild { checked: false });
     assert!(!resumed.contains("../configure"), "{resumed}");

@@ -271,6 +271,7 @@ fn record_fetch(
         build_tree_size: 0,
         wall_ms: took.as_millis() as u64,
         cpu_ms: 0,
+        earlier_wall_ms: 0,
         finished_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -491,6 +492,7 @@ pub fn adopt(plan: &Plan, store: &LocalStore, db: &StateDb) -> Result<()> {
             build_tree_size: 0,
             wall_ms: 0,
             cpu_ms: 0,
+            earlier_wall_ms: 0,
             finished_at: 0,
             log: String::new(),
             sources: Vec::new(),

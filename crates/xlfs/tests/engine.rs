@@ -160,7 +160,7 @@ fn a_test_suite_fails_the_build_only_for_failures_outside_its_allowlist() {
 /// `suite`: a test suite in three parts (the second sleeps on its first run in a tree, long
 /// enough to be killed in), with one known failure.
 fn suite_in_parts(w: &World) {
-    let mk = "all:\n\techo built >> stamp\n\
+    let mk = "all:\n\techo built >> stamp\n\tsleep 1\n\
               p1:\n\tmkdir -p t\n\techo 'PASS: p1' >> t/p1.sum\n\
               p2:\n\tif [ ! -e slept ]; then touch slept; sleep 10; fi\n\techo 'PASS: p2' > t/p2.sum\n\
               p3:\n\techo 'FAIL: p3 known' > t/p3.sum; false\n\
@@ -227,6 +227,26 @@ fn a_test_suite_killed_in_a_part_goes_on_from_that_part() {
     );
     // Same key, same bytes as the build that was never interrupted.
     assert_eq!(w.artifacts(), reference.artifacts());
+    // The package's time includes the killed run's, up to the end of part 1 (at least the build
+    // step's second of sleep); the timeline shows the run that finished it.
+    assert!(log.contains("s of it in earlier runs, artifact"), "{log}");
+    let report: serde_json::Value = serde_json::from_str(&w.ok(&["report", "--json"])).unwrap();
+    let row = report["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "suite")
+        .unwrap();
+    let (wall, earlier) = (
+        row["wall_s"].as_f64().unwrap(),
+        row["earlier_s"].as_f64().unwrap(),
+    );
+    assert!(earlier >= 1.0 && wall > earlier, "{row}");
+    let span = row["finished_at"].as_f64().unwrap() - row["started_at"].as_f64().unwrap();
+    assert!((span - (wall - earlier)).abs() < 0.01, "{row}");
+    assert!(w
+        .ok(&["report"])
+        .contains("1 build(s) went on in the tree of an earlier run (suite)"));
 }
 
 #[test]
