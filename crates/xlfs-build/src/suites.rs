@@ -104,25 +104,64 @@ impl Results {
     }
 }
 
+/// The allowlist's entries as globs (`*` matches any text, `/` included), or an error naming the
+/// bad entry.
+fn globs(allow: &[String]) -> Result<Vec<globset::GlobMatcher>, String> {
+    allow
+        .iter()
+        .map(|a| {
+            globset::GlobBuilder::new(a)
+                .literal_separator(false)
+                .backslash_escape(false)
+                .build()
+                .map(|g| g.compile_matcher())
+                .map_err(|e| format!("[build.tests] allow: `{a}`: {e}"))
+        })
+        .collect()
+}
+
 /// The failures outside the allowlist (`*` in an entry matches any text), or an error for a bad
 /// allowlist entry.
 pub fn unexpected(results: &Results, allow: &[String]) -> Result<Vec<String>, String> {
-    let mut set = GlobSetBuilder::new();
-    for a in allow {
-        let g = globset::GlobBuilder::new(a)
-            .literal_separator(false)
-            .backslash_escape(false)
-            .build()
-            .map_err(|e| format!("[build.tests] allow: `{a}`: {e}"))?;
-        set.add(g);
-    }
-    let set = set.build().map_err(|e| e.to_string())?;
+    let globs = globs(allow)?;
     Ok(results
         .failures
         .iter()
-        .filter(|(_, name)| !set.is_match(name))
+        .filter(|(_, name)| !globs.iter().any(|g| g.is_match(name)))
         .map(|(kind, name)| format!("{kind}: {name}"))
         .collect())
+}
+
+/// An allowlist entry matching exactly `name`: the glob's special characters in brackets.
+pub fn literal_entry(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '*' | '?' | '[' | ']' | '{' | '}' => format!("[{c}]"),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// An allowlist measured from `results` (`xlfs tests --allow-toml`): `allow` as it is, then an
+/// exact entry for every failure no entry matches, in the order of the results; and the entries
+/// of `allow` that match no failure here (kept: another machine may need them; the reader
+/// decides).
+pub fn measured_allowlist(results: &Results, allow: &[String]) -> Result<(Vec<String>, Vec<String>), String> {
+    let globs = globs(allow)?;
+    let mut list = allow.to_vec();
+    for (_, name) in &results.failures {
+        let entry = literal_entry(name);
+        if !globs.iter().any(|g| g.is_match(name)) && !list.contains(&entry) {
+            list.push(entry);
+        }
+    }
+    let unused = allow
+        .iter()
+        .zip(&globs)
+        .filter(|(_, g)| !results.failures.iter().any(|(_, n)| g.is_match(n)))
+        .map(|(a, _)| a.clone())
+        .collect();
+    Ok((list, unused))
 }
 
 /// What to do about a failure outside the allowlist (the build's error and `xlfs tests` say it).
@@ -287,6 +326,43 @@ mod tests {
         };
         let e = collect(&suite, d.path()).unwrap_err();
         assert!(e.contains("(test-suite.log) report no test"), "{e}");
+    }
+
+    #[test]
+    fn a_measured_allowlist_knows_every_failure_and_nothing_more() {
+        let mut r = Results::default();
+        parse(
+            "FAIL: gcc.dg/a.c (test for excess errors)\n\
+             FAIL: g++.dg/x[1].C  -std=c++17 {target *}\n\
+             XPASS: gcc.dg/b.c execution test\n\
+             FAIL: gcc.dg/b.c scan-assembler a?b\n",
+            &mut r,
+        );
+        let allow = vec!["gcc.dg/b.c *".to_string(), "io/tst-gone".to_string()];
+        let (list, unused) = measured_allowlist(&r, &allow).unwrap();
+        assert_eq!(
+            list,
+            [
+                "gcc.dg/b.c *",
+                "io/tst-gone",
+                "gcc.dg/a.c (test for excess errors)",
+                "g++.dg/x[[]1[]].C  -std=c++17 [{]target [*][}]",
+            ]
+        );
+        assert_eq!(unused, ["io/tst-gone"]);
+        assert!(unexpected(&r, &list).unwrap().is_empty());
+        // The new entries match their test exactly, not its neighbours.
+        let mut other = Results::default();
+        parse(
+            "FAIL: g++.dg/x1.C  -std=c++17 {target a}\nFAIL: gcc.dg/a.c\n",
+            &mut other,
+        );
+        assert_eq!(unexpected(&other, &list[2..]).unwrap().len(), 2);
+        // Measuring again adds nothing.
+        assert_eq!(
+            measured_allowlist(&r, &list).unwrap(),
+            (list.clone(), vec!["io/tst-gone".to_string()])
+        );
     }
 
     #[test]

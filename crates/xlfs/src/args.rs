@@ -103,6 +103,11 @@ pub enum Command {
         /// The build tree [default: the tree this home kept when the package's last build failed]
         #[arg(long)]
         tree: Option<std::path::PathBuf>,
+        /// Print the allowlist these results measure, as TOML for `[build.tests]`: the recipe's
+        /// `allow`, then an exact entry for each failure it does not name (entries that match no
+        /// failure here are said on stderr, and kept)
+        #[arg(long)]
+        allow_toml: bool,
     },
     /// Remove artifacts and build trees the book no longer needs
     Gc {

@@ -39,7 +39,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Log { package, tail } => log(&app, &package, tail),
         Command::Files { package, json } => files(&app, &package, json),
         Command::Why { package } => why(&app, &package),
-        Command::Tests { package, tree } => tests(&app, &package, tree.as_deref()),
+        Command::Tests {
+            package,
+            tree,
+            allow_toml,
+        } => tests(&app, &package, tree.as_deref(), allow_toml),
         Command::Toolchain { packages } => toolchain(&app, packages),
         Command::Gc { dry_run } => gc(&app, dry_run),
         Command::Verify => verify(&app),
@@ -547,7 +551,7 @@ fn recipe_named<'b>(book: &'b xlfs_book::Book, name: &str) -> Result<&'b xlfs_bo
 }
 
 /// `xlfs tests PKG`: the verdict of `[build.tests]` on the result files a kept build tree holds.
-fn tests(app: &App, package: &str, tree: Option<&std::path::Path>) -> Result<i32> {
+fn tests(app: &App, package: &str, tree: Option<&std::path::Path>, allow_toml: bool) -> Result<i32> {
     let book = app.book()?;
     let r = recipe_named(&book, package)?;
     let Some(suite) = &r.tests else {
@@ -576,6 +580,27 @@ fn tests(app: &App, package: &str, tree: Option<&std::path::Path>) -> Result<i32
     let workdir = src.join(xlfs_build::package::workdir_in(r, &src));
     let verdict = xlfs_build::suites::judge(suite, &workdir)
         .map_err(|e| anyhow::anyhow!("{}: {e}", workdir.display()))?;
+    if allow_toml {
+        // The verdict on stderr, the TOML alone on stdout (`> allow.toml`).
+        let (list, unused) = xlfs_build::suites::measured_allowlist(&verdict.results, &suite.allow)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", r.path.display()))?;
+        eprintln!("{package}: {}", verdict.summary());
+        for u in &unused {
+            eprintln!("  allow entry `{u}` matches no failure of these results (kept)");
+        }
+        println!(
+            "# {package} {}: measured in {} ({} failures, {} of them new)\nallow = [",
+            r.version,
+            tree.display(),
+            verdict.results.failures.len(),
+            verdict.unexpected.len()
+        );
+        for entry in list {
+            println!("    {},", toml_edit::Value::from(entry));
+        }
+        println!("]");
+        return Ok(if verdict.unexpected.is_empty() { 0 } else { 1 });
+    }
     println!("{package}: {}", verdict.summary());
     for u in &verdict.unexpected {
         println!("  unexpected {u}");
