@@ -104,30 +104,29 @@ impl Results {
     }
 }
 
-/// The allowlist's entries as globs (`*` matches any text, `/` included), or an error naming the
-/// bad entry.
-fn globs(allow: &[String]) -> Result<Vec<globset::GlobMatcher>, String> {
-    allow
-        .iter()
-        .map(|a| {
-            globset::GlobBuilder::new(a)
-                .literal_separator(false)
-                .backslash_escape(false)
-                .build()
-                .map(|g| g.compile_matcher())
-                .map_err(|e| format!("[build.tests] allow: `{a}`: {e}"))
-        })
-        .collect()
+/// The allowlist as one glob set (`*` matches any text, `/` included; entry `i` is match `i`),
+/// or an error naming the bad entry.
+fn allow_set(allow: &[String]) -> Result<globset::GlobSet, String> {
+    let mut set = GlobSetBuilder::new();
+    for a in allow {
+        let g = globset::GlobBuilder::new(a)
+            .literal_separator(false)
+            .backslash_escape(false)
+            .build()
+            .map_err(|e| format!("[build.tests] allow: `{a}`: {e}"))?;
+        set.add(g);
+    }
+    set.build().map_err(|e| e.to_string())
 }
 
 /// The failures outside the allowlist (`*` in an entry matches any text), or an error for a bad
 /// allowlist entry.
 pub fn unexpected(results: &Results, allow: &[String]) -> Result<Vec<String>, String> {
-    let globs = globs(allow)?;
+    let set = allow_set(allow)?;
     Ok(results
         .failures
         .iter()
-        .filter(|(_, name)| !globs.iter().any(|g| g.is_match(name)))
+        .filter(|(_, name)| !set.is_match(name))
         .map(|(kind, name)| format!("{kind}: {name}"))
         .collect())
 }
@@ -147,18 +146,25 @@ pub fn literal_entry(name: &str) -> String {
 /// of `allow` that match no failure here (kept: another machine may need them; the reader
 /// decides).
 pub fn measured_allowlist(results: &Results, allow: &[String]) -> Result<(Vec<String>, Vec<String>), String> {
-    let globs = globs(allow)?;
+    let set = allow_set(allow)?;
+    let mut used = vec![false; allow.len()];
     let mut list = allow.to_vec();
     for (_, name) in &results.failures {
-        let entry = literal_entry(name);
-        if !globs.iter().any(|g| g.is_match(name)) && !list.contains(&entry) {
-            list.push(entry);
+        let matched = set.matches(name);
+        if matched.is_empty() {
+            let entry = literal_entry(name);
+            if !list.contains(&entry) {
+                list.push(entry);
+            }
+        }
+        for i in matched {
+            used[i] = true;
         }
     }
     let unused = allow
         .iter()
-        .zip(&globs)
-        .filter(|(_, g)| !results.failures.iter().any(|(_, n)| g.is_match(n)))
+        .zip(used)
+        .filter(|(_, u)| !u)
         .map(|(a, _)| a.clone())
         .collect();
     Ok((list, unused))
