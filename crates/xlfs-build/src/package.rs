@@ -137,15 +137,20 @@ pub fn resume_point(dir: &Path) -> Resume {
     let built = ["workdir", "built", "cwd", "env"]
         .iter()
         .all(|f| p.join(f).is_file());
-    if !built {
+    if !built || recorded_workdir(dir).is_none() {
         return Resume::Fresh;
     }
-    // Written by xlfs before the sandbox ran, but in a tree the build could write: it must name
-    // a directory inside the sources, or the tree is made again.
+    Resume::AfterBuild {
+        checked: p.join("checked").is_file(),
+    }
+}
+
+/// The directory a build tree's steps started in, as its progress mark records it (relative to
+/// `src/`). Written by xlfs before the sandbox ran, but in a tree the build could write: `None`
+/// unless it names a directory inside the sources.
+pub fn recorded_workdir(dir: &Path) -> Option<String> {
     let src = dir.join("src");
-    let Ok(w) = std::fs::read_to_string(p.join("workdir")) else {
-        return Resume::Fresh;
-    };
+    let w = std::fs::read_to_string(dir.join(PROGRESS_DIR).join("workdir")).ok()?;
     let inside = Path::new(&w)
         .components()
         .all(|c| matches!(c, std::path::Component::Normal(_)))
@@ -153,12 +158,7 @@ pub fn resume_point(dir: &Path) -> Resume {
             (src.join(&w).canonicalize(), src.canonicalize()),
             (Ok(a), Ok(b)) if a.starts_with(&b) && a.is_dir()
         );
-    if !inside {
-        return Resume::Fresh;
-    }
-    Resume::AfterBuild {
-        checked: p.join("checked").is_file(),
-    }
+    inside.then_some(w)
 }
 
 /// Time spent on a build tree (milliseconds of wall and CPU time).

@@ -577,7 +577,12 @@ fn tests(app: &App, package: &str, tree: Option<&std::path::Path>, allow_toml: b
     if !src.is_dir() {
         bail!("{} is not a build tree: it has no src/", tree.display());
     }
-    let workdir = src.join(xlfs_build::package::workdir_in(r, &src));
+    // Where the tree's steps ran, as its own mark says; a tree without one (kept by an older
+    // xlfs) is found again from the recipe.
+    let workdir = src.join(
+        xlfs_build::package::recorded_workdir(&tree)
+            .unwrap_or_else(|| xlfs_build::package::workdir_in(r, &src)),
+    );
     let verdict = xlfs_build::suites::judge(suite, &workdir)
         .map_err(|e| anyhow::anyhow!("{}: {e}", workdir.display()))?;
     if allow_toml {

@@ -87,8 +87,10 @@ fn a_named_environment_and_a_group_make_the_build_root() {
 #[test]
 fn a_test_suite_fails_the_build_only_for_failures_outside_its_allowlist() {
     let w = World::new();
-    // A "test suite" that reports one pass and two failures the DejaGNU way, and exits 1.
-    let mk = "all:\n\ttrue\ncheck:\n\tmkdir -p t\n\
+    // A "test suite" that reports one pass and two failures the DejaGNU way, and exits 1. It
+    // also makes a directory beside its sources (as a build in `../build` does): the tree's
+    // steps ran in `suite-1.0`, which `src/` no longer shows by itself alone.
+    let mk = "all:\n\ttrue\ncheck:\n\tmkdir -p t ../obj\n\
               \tprintf 'PASS: one\\nFAIL: two (flaky)\\nFAIL: three\\nXFAIL: four\\n' > t/suite.sum\n\
               \tfalse\ninstall:\n\tinstall -D -m 0644 Makefile $(DESTDIR)/usr/share/suite/Makefile\n";
     let sha = w.add_tarball(
