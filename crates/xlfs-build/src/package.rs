@@ -290,21 +290,36 @@ pub fn script(
                 "pwd > {marks}/cwd\nexport -p | grep -v '^declare -[^ ]*r' > {marks}/env || true\nxlfs_mark {marks}/built\n"
             ));
         }
-        if step == "check" && run_checks && resume == (Resume::AfterBuild { checked: true }) {
-            s.push_str(
-                "printf '\\n==> xlfs: check ended in an earlier run; its results are judged again\\n'\n",
-            );
-            continue;
-        }
         if step == "check" && !run_checks {
             continue;
         }
+        let ended = "printf '\\n==> xlfs: check ended in an earlier run; its results are judged again\\n'\n";
+        let checked = step == "check" && resume == (Resume::AfterBuild { checked: true });
+        if checked && parts.is_empty() {
+            s.push_str(ended);
+            continue;
+        }
         let text = match r.steps.get(step) {
+            // The check step ran in an earlier run; what follows is the parts it has not run: a
+            // part added or changed since (the recipe's suite is not in the key).
+            Some(_) if checked => {
+                "printf '==> xlfs: the check step ended in an earlier run; its parts go on\\n'".to_string()
+            }
             Some(text) => text.trim_end().to_string(),
             // A suite in parts needs no check step of its own.
             None if step == "check" && !parts.is_empty() => ":".to_string(),
             None => continue,
         };
+        if checked {
+            // Every part ran already: nothing to run, the results are judged again.
+            let all = parts
+                .iter()
+                .enumerate()
+                .map(|(i, cmd)| format!("[ -e {marks}/{} ]", part_mark(i, cmd)))
+                .collect::<Vec<_>>()
+                .join(" && ");
+            s.push_str(&format!("if {all}; then\n{ended}else\n"));
+        }
         s.push_str(&format!(
             "printf '\\n==> xlfs: {step} (%s)\\n' \"$(date -u +%T)\"\n"
         ));
@@ -339,6 +354,9 @@ pub fn script(
                 "set +e\ntimes > {marks}/cpu-outer\n(\nxlfs_outer={marks}/cpu-outer\n{body}\n)\nstatus=$?\nset -e\nxlfs_mark {marks}/checked\n\
                  printf '==> xlfs: check exited with status %s; the results are judged against [build.tests] allow\\n' \"$status\"\n",
             ));
+            if checked {
+                s.push_str("fi\n");
+            }
         } else if step == "check" {
             // In a subshell: a test suite that changes directory must not move the install.
             s.push_str(&format!("(\n{text}\n)\nxlfs_mark {marks}/checked\n"));

@@ -69,8 +69,22 @@ fn every_recipe_script_parses_fresh_and_resumed() {
     assert!(
         at(&resumed, ". /build/.xlfs/env") < at(&resumed, "export MAKEFLAGS=' -j2 --jobserver-auth=3,4'")
     );
-    // Past a check that had ended: no part runs again.
+    // Past a check that had ended: its step does not run again, nor does a part with a mark;
+    // with every part marked, the results are only judged again (a part added or changed since
+    // has no mark, and runs).
     let judged = gcc_script(Resume::AfterBuild { checked: true });
-    assert!(!judged.contains("check-gcc-c"), "{judged}");
+    assert!(!judged.contains("ulimit -S -s"), "{judged}");
+    let all_marked = at(&judged, "if [ -e /build/.xlfs/part-1-");
+    assert!(judged[all_marked..].starts_with(&format!(
+        "if {}; then\nprintf '\\n==> xlfs: check ended in an earlier run; its results are judged again\\n'\nelse\n",
+        (1..=4)
+            .map(|i| {
+                let m = at(&fresh, &format!("xlfs_mark /build/.xlfs/part-{i}-"));
+                format!("[ -e {} ]", fresh[m + "xlfs_mark ".len()..].lines().next().unwrap())
+            })
+            .collect::<Vec<_>>()
+            .join(" && ")
+    )));
+    assert_eq!(judged.matches("if [ -e /build/.xlfs/part-").count(), 5);
     assert!(judged.contains("make DESTDIR=\"$DESTDIR\" install"));
 }

@@ -205,6 +205,53 @@ fn suite_in_parts(w: &World) {
     );
 }
 
+#[test]
+fn a_part_added_after_the_check_ended_runs_without_the_check_step_again() {
+    let w = World::new();
+    // A check that stops before it writes any result (as glibc's `make check` on a file its
+    // source lacks), and a target that runs the rest of the suite.
+    let mk = "all:\n\ttrue\ncheck:\n\t@echo CHECK-STEP-RAN\n\tfalse\n\
+              rest:\n\t@echo REST-RAN\n\tmkdir -p t\n\techo 'FAIL: rest' > t/rest.sum\n\
+              install:\n\tinstall -D -m 0644 Makefile $(DESTDIR)/usr/share/suite/Makefile\n";
+    let sha = w.add_tarball(
+        "suite-1.0.tar.gz",
+        &tarball("suite-1.0", &[("Makefile", mk, 0o644)]),
+    );
+    let recipe = |tests: &str| {
+        w.recipe("suite", "suite-1.0.tar.gz", &sha, &[], "")
+            + &format!("\n[build.tests]\nresults = [\"t/*.sum\"]\n{tests}\n")
+    };
+    w.write_recipe("suite", &recipe("allow = []"));
+    let out = w.fails(&["build", "suite", "--check"]);
+    assert!(
+        out.contains("the test suite wrote none of its result files"),
+        "{out}"
+    );
+    // The recipe gains a part: the tree goes on with it alone (the check step had ended).
+    w.write_recipe("suite", &recipe("allow = []\nparts = [\"make rest\"]"));
+    let out = w.fails(&["build", "suite", "--check"]);
+    assert!(out.contains("FAIL: rest"), "{out}");
+    let log = w.ok(&["log", "suite"]);
+    assert!(
+        log.contains("the check step ended in an earlier run; its parts go on")
+            && log.contains("==> xlfs: check part 1/1 (")
+            && log.matches("\nCHECK-STEP-RAN").count() == 1
+            && log.matches("\nREST-RAN").count() == 1,
+        "{log}"
+    );
+    // Every part ran: the next build judges the results again and runs nothing of the suite.
+    w.write_recipe("suite", &recipe("allow = [\"rest\"]\nparts = [\"make rest\"]"));
+    let out = w.ok(&["build", "suite", "--check"]);
+    assert!(out.contains("built 1"), "{out}");
+    let log = w.ok(&["log", "suite"]);
+    assert!(
+        log.contains("check ended in an earlier run; its results are judged again")
+            && log.matches("\nCHECK-STEP-RAN").count() == 1
+            && log.matches("\nREST-RAN").count() == 1,
+        "{log}"
+    );
+}
+
 /// Wait until `log` (a path) says that part 2 of the suite has started.
 fn wait_for_part_2(log: &std::path::Path) {
     let deadline = Instant::now() + Duration::from_secs(120);
