@@ -84,6 +84,19 @@ fn a_named_environment_and_a_group_make_the_build_root() {
     );
 }
 
+/// The package `suite` (a tarball of one Makefile) in `w`'s sources, and a function giving its
+/// recipe: `[build.tests]` with `results = ["t/*.sum"]` and the given lines (`allow`, `parts`).
+fn suite_package<'a>(w: &'a World, makefile: &str) -> impl Fn(&str) -> String + 'a {
+    let sha = w.add_tarball(
+        "suite-1.0.tar.gz",
+        &tarball("suite-1.0", &[("Makefile", makefile, 0o644)]),
+    );
+    move |tests| {
+        w.recipe("suite", "suite-1.0.tar.gz", &sha, &[], "")
+            + &format!("\n[build.tests]\nresults = [\"t/*.sum\"]\n{tests}\n")
+    }
+}
+
 #[test]
 fn a_test_suite_fails_the_build_only_for_failures_outside_its_allowlist() {
     let w = World::new();
@@ -93,15 +106,8 @@ fn a_test_suite_fails_the_build_only_for_failures_outside_its_allowlist() {
     let mk = "all:\n\ttrue\ncheck:\n\tmkdir -p t ../obj\n\
               \tprintf 'PASS: one\\nFAIL: two (flaky)\\nFAIL: three\\nXFAIL: four\\n' > t/suite.sum\n\
               \tfalse\ninstall:\n\tinstall -D -m 0644 Makefile $(DESTDIR)/usr/share/suite/Makefile\n";
-    let sha = w.add_tarball(
-        "suite-1.0.tar.gz",
-        &tarball("suite-1.0", &[("Makefile", mk, 0o644)]),
-    );
-    let recipe = |allow: &str| {
-        w.recipe("suite", "suite-1.0.tar.gz", &sha, &[], "")
-            + &format!("\n[build.tests]\nresults = [\"t/*.sum\"]\nallow = [{allow}]\n")
-    };
-    w.write_recipe("suite", &recipe("\"two *\""));
+    let recipe = suite_package(&w, mk);
+    w.write_recipe("suite", &recipe("allow = [\"two *\"]"));
     let out = w.fails(&["build", "suite", "--check"]);
     assert!(
         out.contains("1 test(s) failed that [build.tests] allow does not list: FAIL: three"),
@@ -146,11 +152,7 @@ fn a_test_suite_fails_the_build_only_for_failures_outside_its_allowlist() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(allow, ["two *", "three"], "{toml_out}");
-    w.write_recipe(
-        "suite",
-        &(w.recipe("suite", "suite-1.0.tar.gz", &sha, &[], "")
-            + &format!("\n[build.tests]\nresults = [\"t/*.sum\"]\n{toml_out}")),
-    );
+    w.write_recipe("suite", &recipe(&toml_out));
     let out = w.ok(&["tests", "suite"]);
     assert!(
         out.contains(
@@ -174,7 +176,7 @@ fn a_test_suite_fails_the_build_only_for_failures_outside_its_allowlist() {
     let out = w.fails(&["tests", "suite"]);
     assert!(out.contains("no kept build tree of `suite`"), "{out}");
     // Without --check the suite does not run at all.
-    w.write_recipe("suite", &recipe("\"two *\""));
+    w.write_recipe("suite", &recipe("allow = [\"two *\"]"));
     w.ok(&["gc"]);
     let out = w.ok(&["build", "suite"]);
     assert!(out.contains("built 1") || out.contains("nothing to do"), "{out}");
@@ -213,14 +215,7 @@ fn a_part_added_after_the_check_ended_runs_without_the_check_step_again() {
     let mk = "all:\n\ttrue\ncheck:\n\t@echo CHECK-STEP-RAN\n\tfalse\n\
               rest:\n\t@echo REST-RAN\n\tmkdir -p t\n\techo 'FAIL: rest' > t/rest.sum\n\
               install:\n\tinstall -D -m 0644 Makefile $(DESTDIR)/usr/share/suite/Makefile\n";
-    let sha = w.add_tarball(
-        "suite-1.0.tar.gz",
-        &tarball("suite-1.0", &[("Makefile", mk, 0o644)]),
-    );
-    let recipe = |tests: &str| {
-        w.recipe("suite", "suite-1.0.tar.gz", &sha, &[], "")
-            + &format!("\n[build.tests]\nresults = [\"t/*.sum\"]\n{tests}\n")
-    };
+    let recipe = suite_package(&w, mk);
     w.write_recipe("suite", &recipe("allow = []"));
     let out = w.fails(&["build", "suite", "--check"]);
     assert!(
