@@ -236,7 +236,10 @@ pub fn collect(suite: &TestSuite, workdir: &Path) -> Result<(Results, Vec<String
     }
     if files.is_empty() {
         return Err(format!(
-            "the test suite wrote none of its result files ({}) in the build directory",
+            "the test suite wrote none of its result files ({}) in the build directory: it \
+             stopped before it wrote them (its end is in the build's log), or `results` names \
+             other files. The tree is kept: a `[build.tests] parts` command added to the recipe \
+             runs in it and can carry the suite on",
             suite.results.join(", ")
         ));
     }

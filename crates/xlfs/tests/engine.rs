@@ -219,7 +219,8 @@ fn a_part_added_after_the_check_ended_runs_without_the_check_step_again() {
     w.write_recipe("suite", &recipe("allow = []"));
     let out = w.fails(&["build", "suite", "--check"]);
     assert!(
-        out.contains("the test suite wrote none of its result files"),
+        out.contains("the test suite wrote none of its result files")
+            && out.contains("a `[build.tests] parts` command added to the recipe runs in it"),
         "{out}"
     );
     // The recipe gains a part: the tree goes on with it alone (the check step had ended).
