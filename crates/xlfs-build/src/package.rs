@@ -554,9 +554,13 @@ fn run(
             .map_err(|e| format!("cannot write {}: {e}", marks.display()))?;
         w
     } else {
-        // Checked by `resume_point` (a directory inside the sources).
-        std::fs::read_to_string(marks.join("workdir"))
-            .map_err(|e| format!("cannot read {}: {e}", marks.join("workdir").display()))?
+        // The mark `resume_point` accepted (a directory inside the sources).
+        recorded_workdir(dir).ok_or_else(|| {
+            format!(
+                "{} names no directory of the sources",
+                marks.join("workdir").display()
+            )
+        })?
     };
     let work = src.join(&workdir_rel);
     if !work.is_dir() {
