@@ -597,6 +597,7 @@ pub fn boot_check(
             "",
             &mut marks,
         )?;
+        crate::system::guest_gone(&mut con, &g.name)?;
     }
     crate::system::power_off(&mut con, POWER_OFF, &mut marks)?;
     if profile.host.uefi {

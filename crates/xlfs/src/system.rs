@@ -740,29 +740,7 @@ pub fn boot_check_guests(
             120,
             &mut marks,
         )?;
-        // After the shutdown, xl's domain watcher destroys it (on_poweroff = "destroy").
-        let gone_by = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (_, list) = con.run("xl list", Duration::from_secs(30))?;
-            if !list
-                .lines()
-                .any(|l| l.split_whitespace().next() == Some(g.name.as_str()))
-            {
-                break;
-            }
-            if Instant::now() > gone_by {
-                bail!(
-                    "check failed: guest `{}` still listed a minute after xl shutdown:\n{list}",
-                    g.name
-                );
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        println!(
-            "  ok  guest `{}` is gone ({:.1}s)",
-            g.name,
-            con.elapsed().as_secs_f64()
-        );
+        guest_gone(&mut con, &g.name)?;
     }
     if guests.len() > 1 {
         all_at_once(
@@ -1027,6 +1005,28 @@ fn all_at_once(
     }
     println!(
         "  ok  all {n} guests are gone ({:.1}s)",
+        con.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// After `xl shutdown -w`, xl's domain watcher destroys the guest (on_poweroff = "destroy"):
+/// wait until `xl list` no longer has it, so that nothing after this (a power-off and its
+/// xendomains) meets a half-destroyed domain.
+pub(crate) fn guest_gone(con: &mut Console, name: &str) -> Result<()> {
+    let gone_by = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, list) = con.run("xl list", Duration::from_secs(30))?;
+        if !list.lines().any(|l| l.split_whitespace().next() == Some(name)) {
+            break;
+        }
+        if Instant::now() > gone_by {
+            bail!("check failed: guest `{name}` still listed a minute after xl shutdown:\n{list}");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    println!(
+        "  ok  guest `{name}` is gone ({:.1}s)",
         con.elapsed().as_secs_f64()
     );
     Ok(())
