@@ -690,6 +690,7 @@ fn run_in(
         argv,
         hostname: "xlfs-build".into(),
         ids,
+        inherit_fds: Vec::new(),
     };
     let mut cmd = xlfs_sandbox::command(exe, &spec, &work.join("spec.json")).map_err(|e| e.to_string())?;
     let res = cmd

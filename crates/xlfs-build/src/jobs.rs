@@ -122,6 +122,24 @@ fn auth_fds(flags: &str) -> Option<(i32, i32)> {
     Some((r.parse().ok()?, w.parse().ok()?))
 }
 
+/// Every descriptor [`configure`], [`configure_remote`] and [`configure_local_dup`] open to a
+/// build: the sandbox closes all others ([`xlfs_sandbox::Spec::inherit_fds`]).
+pub fn inherited_fds() -> Vec<i32> {
+    let mut fds = Vec::new();
+    for flags in [makeflags(), REMOTE.get().and_then(client_makeflags)]
+        .into_iter()
+        .flatten()
+    {
+        if let Some((r, w)) = auth_fds(&flags) {
+            fds.extend([r, w]);
+        }
+    }
+    if let Some(&(r, w)) = LOCAL_DUP.get() {
+        fds.extend([r, w]);
+    }
+    fds
+}
+
 /// The remote pool's descriptors, `READ,WRITE`, as a child sees them.
 pub fn remote_fds() -> Option<String> {
     let flags = client_makeflags(REMOTE.get()?)?;

@@ -665,6 +665,7 @@ fn run(
         argv: vec!["bash".into(), "/build/steps.sh".into()],
         hostname: "xlfs-build".into(),
         ids: ids.clone(),
+        inherit_fds: crate::jobs::inherited_fds(),
     };
     // Root inside the build's user namespace owns its build tree.
     ids.give_to_root(dir)

@@ -87,6 +87,11 @@ pub struct Spec {
     pub hostname: String,
     /// The user namespace's id mapping ([`IdMap::for_current_user`]).
     pub ids: IdMap,
+    /// The descriptors beyond 0, 1 and 2 the build may inherit (a jobserver's pipe). Every other
+    /// descriptor the helper was started with is closed before the build runs, so nothing the
+    /// caller happened to hold open (a pipe, a file outside) reaches the build.
+    #[serde(default)]
+    pub inherit_fds: Vec<i32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -450,6 +455,9 @@ fn exec(spec: &Spec) -> ! {
             die("PR_SET_NO_NEW_PRIVS", std::io::Error::last_os_error());
         }
     }
+    if let Err(e) = close_on_exec_except(&spec.inherit_fds) {
+        die("closing the descriptors the build must not inherit", e);
+    }
     if let Err(e) = chdir(spec.workdir.as_str()) {
         die(&format!("chdir {}", spec.workdir), e);
     }
@@ -476,6 +484,26 @@ fn exec(spec: &Spec) -> ! {
     };
     let err = execve(&cstr(&resolved), &argv, &env).unwrap_err();
     die(&format!("exec {resolved}"), err)
+}
+
+/// Mark every descriptor from 3 up close-on-exec except those in `keep` (close_range(2) with
+/// CLOSE_RANGE_CLOEXEC over the gaps between them), so the exec drops them.
+fn close_on_exec_except(keep: &[i32]) -> std::io::Result<()> {
+    let mut keep: Vec<u32> = keep.iter().filter(|&&fd| fd > 2).map(|&fd| fd as u32).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = 3u32;
+    for fd in keep.into_iter().chain([u32::MAX]) {
+        if fd > from {
+            // SAFETY: only changes descriptor flags of this process.
+            let r = unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, libc::CLOSE_RANGE_CLOEXEC) };
+            if r != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        from = fd.saturating_add(1);
+    }
+    Ok(())
 }
 
 type Res = Result<(), String>;

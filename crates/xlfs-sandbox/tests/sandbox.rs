@@ -62,6 +62,7 @@ impl Sandbox {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             hostname: "xlfs-test".into(),
             ids: self.ids.clone(),
+            inherit_fds: Vec::new(),
         }
     }
     fn run_spec(&self, spec: &Spec, wrap: &[&str]) -> Out {
@@ -527,4 +528,29 @@ fn niceness_and_umask_are_the_same_for_every_build() {
     assert_eq!(plain, expected);
     assert_eq!(niced, expected);
     assert_eq!(masked, expected);
+}
+
+/// A build inherits no descriptor but 0, 1, 2 and those its spec names (a jobserver's pipe):
+/// whatever the caller of xlfs held open (here 251 and 9, as a harness or a shell may leave them)
+/// never reaches the build. glibc's descriptor tests (io/tst-close_range) fail on such a leak.
+#[test]
+fn only_the_named_descriptors_are_inherited() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        sb.path("build/script.sh"),
+        "for fd in 9 200 251; do if [ -e /proc/$$/fd/$fd ]; then echo \"open $fd\"; fi; done",
+    )
+    .unwrap();
+    let mut spec = sb.spec(Root::Tree("/".into()), &["bash", "-e", "/build/script.sh"]);
+    let wrap = [
+        "bash",
+        "-c",
+        "exec 9</dev/null 200</dev/null 251</dev/null; exec \"$@\"",
+        "leak",
+    ];
+    let closed = sb.run_spec(&spec, &wrap);
+    assert_eq!(closed.code, 0, "{}", closed.stderr);
+    assert_eq!(lines(&closed), Vec::<String>::new());
+    spec.inherit_fds = vec![200];
+    assert_eq!(lines(&sb.run_spec(&spec, &wrap)), ["open 200"]);
 }

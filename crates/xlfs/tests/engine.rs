@@ -452,6 +452,44 @@ fn an_undeclared_dependency_fails_the_build() {
     assert!(status.contains("FAILED hello"), "{status}");
 }
 
+/// A build gets the run's jobserver and nothing else its caller held open: xlfs is started here
+/// with descriptor 251 open (as a harness or a shell may leave one), and the build's make sees
+/// the jobserver's two descriptors of MAKEFLAGS but not 251. glibc's io/tst-close_range and
+/// support/tst-support_descriptors fail on such a leak.
+#[test]
+fn a_build_inherits_the_jobserver_and_no_other_descriptor_of_its_caller() {
+    use std::os::unix::io::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let w = World::new();
+    let mk = "all:\n\
+        \t+fds=$$(echo \"$$MAKEFLAGS\" | sed -n 's/.*--jobserver-auth=\\([0-9]*\\),\\([0-9]*\\).*/\\1 \\2/p'); \
+        test -n \"$$fds\" || exit 1; for fd in $$fds; do test -e /proc/self/fd/$$fd || exit 1; done; \
+        echo \"jobserver descriptors $$fds open\"\n\
+        \tif test -e /proc/self/fd/251; then echo 'descriptor 251 leaked'; exit 1; fi\n\
+        \techo built > out.txt\n\
+        install:\n\tinstall -D -m 0644 out.txt $(DESTDIR)/usr/share/fds/out.txt\n";
+    let tb = tarball("fds-1.0", &[("Makefile", mk, 0o644)]);
+    let sha = w.add_tarball("fds-1.0.tar.gz", &tb);
+    w.write_recipe("fds", &w.recipe("fds", "fds-1.0.tar.gz", &sha, &[], ""));
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let null_fd = null.as_raw_fd();
+    let mut cmd = w.cmd(&["build", "-j2", "fds"]);
+    // SAFETY: dup2 only, between fork and exec; the copy is not close-on-exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(null_fd, 251) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let log = std::fs::read_to_string(w.home().join("logs/fds.log")).unwrap_or_default();
+    assert!(out.status.success(), "{}\n{log}", text(&out));
+    assert!(log.contains("jobserver descriptors "), "{log}");
+    assert!(!log.contains("jobserver unavailable"), "{log}");
+}
+
 #[test]
 fn changing_one_recipe_rebuilds_only_it_and_its_dependents() {
     let w = World::new();
