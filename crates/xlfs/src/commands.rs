@@ -827,14 +827,17 @@ fn report(app: &App, json: bool, html: Option<&std::path::Path>) -> Result<i32> 
         );
     }
     let guests = crate::system::guest_reports(app)?;
+    let dom0s = crate::system::dom0_reports_in(&app.home.root.join("images"))?;
     if json {
         let mut v = serde_json::to_value(&rep)?;
         if let Some(o) = v.as_object_mut() {
             o.insert("guests".into(), serde_json::to_value(&guests)?);
+            o.insert("dom0".into(), serde_json::to_value(&dom0s)?);
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", rep.table());
+        print!("{}", crate::system::dom0_report_table(&dom0s));
         print!("{}", crate::system::guest_report_table(&guests));
     }
     Ok(0)

@@ -533,6 +533,14 @@ pub fn boot_check(
         only_sshd_listens(&out),
         &mut marks,
     )?;
+    let sockets: String = out
+        .lines()
+        .filter(|l| !l.contains("SS-DONE"))
+        .map(|l| format!("{}\n", l.trim_end()))
+        .collect();
+    let file = crate::system::dom0_sockets_file(images);
+    xlfs_util::write_atomic(&file, sockets.as_bytes())
+        .with_context(|| format!("cannot write {}", file.display()))?;
     let ssh = |extra: &str, cmd: &str| {
         format!(
             "ssh -p {ssh_port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \

@@ -200,6 +200,93 @@ fn guest_reports_in(root: &std::path::Path) -> Result<Vec<GuestReport>> {
     Ok(out)
 }
 
+/// dom0 of a profile's images (a host with an audited root file system), for `xlfs report`:
+/// the audit's figures against the budget, and what listened at its last `boot --check`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Dom0Report {
+    pub profile: String,
+    /// The bytes of dom0's root file system (the audit's count).
+    pub files_bytes: u64,
+    pub elf_files: usize,
+    pub setuid: Vec<String>,
+    pub packages: usize,
+    /// The raw disk image's size, for a host booting from its own disk.
+    pub disk_bytes: Option<u64>,
+    /// `ss -Hltun` in dom0 at its last check; none before one.
+    pub sockets: Option<String>,
+}
+
+/// Where `boot PROFILE --check` keeps dom0's listening sockets (a guest's are `NAME.sockets`).
+pub fn dom0_sockets_file(images: &Images) -> PathBuf {
+    images.dir.join("dom0-sockets.txt")
+}
+
+/// dom0 of every profile's images under `root` that has an audit.
+pub fn dom0_reports_in(root: &std::path::Path) -> Result<Vec<Dom0Report>> {
+    let mut out = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(root) else {
+        return Ok(out);
+    };
+    let mut dirs: Vec<PathBuf> = dirs
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("images.json").is_file())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let images = Images::load(&dir)?;
+        let Some(a) = &images.dom0_audit else { continue };
+        out.push(Dom0Report {
+            profile: images.profile.clone(),
+            files_bytes: a.bytes,
+            elf_files: a.elf_files,
+            setuid: a.setuid.clone(),
+            packages: images.packages.len(),
+            disk_bytes: images
+                .disk
+                .as_ref()
+                .and_then(|d| std::fs::metadata(d).ok())
+                .map(|m| m.len()),
+            sockets: std::fs::read_to_string(dom0_sockets_file(&images)).ok(),
+        });
+    }
+    Ok(out)
+}
+
+/// The dom0 part of `xlfs report`, as text.
+pub fn dom0_report_table(dom0s: &[Dom0Report]) -> String {
+    let mut s = String::new();
+    for d in dom0s {
+        s.push_str(&format!(
+            "
+dom0 ({}): root file system {} in {} packages, {} ELF files{}
+setuid/setgid: {} ({})
+",
+            d.profile,
+            xlfs_build::run::human_bytes(d.files_bytes),
+            d.packages,
+            d.elf_files,
+            d.disk_bytes
+                .map(|b| format!("; disk image {}", xlfs_build::run::human_bytes(b)))
+                .unwrap_or_default(),
+            d.setuid.len(),
+            d.setuid.join(" ")
+        ));
+        match &d.sockets {
+            Some(text) => {
+                s.push_str("listening sockets at its last check:\n");
+                for l in text.lines().filter(|l| !l.trim().is_empty()) {
+                    s.push_str(&format!("  {l}\n"));
+                }
+            }
+            None => s.push_str(&format!(
+                "listening sockets: not listed yet (`xlfs boot {} --check` lists them)\n",
+                d.profile
+            )),
+        }
+    }
+    s
+}
+
 /// The guests' part of `xlfs report`, as text.
 pub fn guest_report_table(guests: &[GuestReport]) -> String {
     let mut s = String::new();
@@ -1172,6 +1259,55 @@ mod tests {
         std::env::remove_var(xlfs_boot::QEMU_ENV);
         let m = machine(&profile, &images, Accel::Tcg);
         assert_eq!(m.qemu, PathBuf::from("qemu-system-x86_64"));
+    }
+
+    /// `xlfs report`'s dom0: the audit's size, ELF and setuid figures, its packages, its disk and
+    /// the sockets its last check recorded; a profile without an audit (a guest-only image) has none.
+    #[test]
+    fn report_lists_dom0_with_its_audit_and_sockets() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("host");
+        std::fs::create_dir_all(&dir).unwrap();
+        let images = serde_json::json!({
+            "dir": dir, "profile": "host", "xen": "xen", "xen_version": "4.17",
+            "kernel": "vmlinuz", "kernel_version": "6.12", "initramfs": "", "host_ext4": "",
+            "files": {}, "guests": [], "disk": dir.join("host-disk.img"),
+            "packages": { "glibc": "listed", "openssh": "listed", "sudo": "listed" },
+            "dom0_audit": { "unresolved": [], "build_paths": [], "python": [], "x11": [],
+                "setuid": ["usr/bin/passwd", "usr/bin/su", "usr/bin/sudo"], "compilers": [],
+                "bytes": 109515253, "elf_files": 719 }
+        });
+        std::fs::write(dir.join("images.json"), images.to_string()).unwrap();
+        std::fs::write(dir.join("host-disk.img"), vec![0u8; 8192]).unwrap();
+        let other = root.path().join("web");
+        std::fs::create_dir_all(&other).unwrap();
+        let guest_only = serde_json::json!({
+            "dir": other, "profile": "web", "xen": "xen", "xen_version": "4.17",
+            "kernel": "vmlinuz", "kernel_version": "6.12", "initramfs": "dom0.cpio.gz",
+            "host_ext4": "dom0.ext4", "files": {}, "guests": []
+        });
+        std::fs::write(other.join("images.json"), guest_only.to_string()).unwrap();
+        let before = dom0_report_table(&dom0_reports_in(root.path()).unwrap());
+        assert!(
+            before.contains("listening sockets: not listed yet (`xlfs boot host --check` lists them)"),
+            "{before}"
+        );
+        std::fs::write(
+            dir.join("dom0-sockets.txt"),
+            "tcp LISTEN 0 0 0.0.0.0:22 0.0.0.0:*\ntcp LISTEN 0 0 *:22 *:*\n",
+        )
+        .unwrap();
+        let dom0s = dom0_reports_in(root.path()).unwrap();
+        assert_eq!(dom0s.len(), 1, "the guest-only profile has no dom0 audit");
+        let text = dom0_report_table(&dom0s);
+        assert!(
+            text.contains(
+                "dom0 (host): root file system 104.4 MiB in 3 packages, 719 ELF files; disk image 8.0 KiB\n\
+                 setuid/setgid: 3 (usr/bin/passwd usr/bin/su usr/bin/sudo)\n\
+                 listening sockets at its last check:\n  tcp LISTEN 0 0 0.0.0.0:22 0.0.0.0:*\n"
+            ),
+            "{text}"
+        );
     }
 
     /// `xlfs report`'s guests: image size, packages and the sockets the last check recorded.
