@@ -173,19 +173,24 @@ pub fn guest_reports(app: &App) -> Result<Vec<GuestReport>> {
     guest_reports_in(&app.home.root.join("images"))
 }
 
-/// Every guest of the images under `root` (one directory per profile).
-fn guest_reports_in(root: &std::path::Path) -> Result<Vec<GuestReport>> {
-    let mut out = Vec::new();
+/// The images of every profile under `root` (one directory each, with its `images.json`), in
+/// the order of their names.
+fn images_in(root: &std::path::Path) -> Result<Vec<Images>> {
     let Ok(dirs) = std::fs::read_dir(root) else {
-        return Ok(out);
+        return Ok(Vec::new());
     };
     let mut dirs: Vec<PathBuf> = dirs
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("images.json").is_file())
         .collect();
     dirs.sort();
-    for dir in dirs {
-        let images = Images::load(&dir)?;
+    dirs.iter().map(|d| Images::load(d)).collect()
+}
+
+/// Every guest of the images under `root` (one directory per profile).
+fn guest_reports_in(root: &std::path::Path) -> Result<Vec<GuestReport>> {
+    let mut out = Vec::new();
+    for images in images_in(root)? {
         for g in &images.guests {
             out.push(GuestReport {
                 profile: images.profile.clone(),
@@ -224,16 +229,7 @@ pub fn dom0_sockets_file(images: &Images) -> PathBuf {
 /// dom0 of every profile's images under `root` that has an audit.
 pub fn dom0_reports_in(root: &std::path::Path) -> Result<Vec<Dom0Report>> {
     let mut out = Vec::new();
-    let Ok(dirs) = std::fs::read_dir(root) else {
-        return Ok(out);
-    };
-    let mut dirs: Vec<PathBuf> = dirs
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("images.json").is_file())
-        .collect();
-    dirs.sort();
-    for dir in dirs {
-        let images = Images::load(&dir)?;
+    for images in images_in(root)? {
         let Some(a) = &images.dom0_audit else { continue };
         out.push(Dom0Report {
             profile: images.profile.clone(),
