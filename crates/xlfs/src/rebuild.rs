@@ -7,6 +7,7 @@
 use crate::app::App;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI32, Ordering};
 use xlfs_store::LocalStore;
 
 /// What a comparison found for one package.
@@ -135,11 +136,24 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool, c
         cmd.arg("--check");
     }
     cmd.args(targets);
-    // Ctrl-C reaches the scratch build too (one process group): it stops its builds and exits
-    // 130. This process outlives the signal, waits for it, then removes the scratch home
-    // (nothing of this home changed).
-    ctrlc::set_handler(|| {}).context("cannot install the Ctrl-C handler")?;
-    let status = cmd.status().context("cannot run the scratch build")?;
+    // Ctrl-C reaches the scratch build too (one process group); a SIGINT, SIGTERM or SIGHUP sent
+    // to this process alone (`kill PID`, a service manager) is passed on to it. It stops its
+    // builds and exits 130; this process outlives the signal, waits for it, then removes the
+    // scratch home (nothing of this home changed).
+    static SCRATCH_BUILD: AtomicI32 = AtomicI32::new(0);
+    ctrlc::set_handler(|| {
+        let pid = SCRATCH_BUILD.load(Ordering::SeqCst);
+        if pid > 0 {
+            // SAFETY: kill(2) on the scratch build's pid, which this process waits for.
+            unsafe { libc::kill(pid, libc::SIGINT) };
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    let mut child = cmd.spawn().context("cannot run the scratch build")?;
+    SCRATCH_BUILD.store(child.id() as i32, Ordering::SeqCst);
+    let status = child.wait().context("cannot run the scratch build");
+    SCRATCH_BUILD.store(0, Ordering::SeqCst);
+    let status = status?;
     if status.code() == Some(130) {
         if keep {
             println!(

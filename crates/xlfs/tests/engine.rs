@@ -683,11 +683,23 @@ fn ctrl_c_stops_the_running_builds_and_the_next_run_resumes() {
 
 #[test]
 fn ctrl_c_during_rebuild_compare_removes_the_scratch_home() {
+    // As Ctrl-C in a terminal: the signal reaches xlfs and its scratch build together.
+    interrupt_rebuild_compare(|pid| unsafe { libc::kill(-pid, libc::SIGINT) });
+}
+
+/// `kill PID` (SIGTERM to xlfs alone, as a service manager sends it): xlfs passes it on to its
+/// scratch build, which stops; before, the scratch build went on and xlfs waited for it.
+#[test]
+fn a_terminated_rebuild_compare_stops_its_scratch_build() {
+    interrupt_rebuild_compare(|pid| unsafe { libc::kill(pid, libc::SIGTERM) });
+}
+
+/// Start `rebuild --compare slow` in a process group of its own, `signal` it (given its pid)
+/// once the scratch build of slow runs; it must exit 130 and leave no scratch home.
+fn interrupt_rebuild_compare(signal: impl Fn(i32) -> i32) {
     let w = World::new();
     slow_book(&w);
     w.ok(&["build"]);
-    // Its own process group, so that the signal reaches xlfs and its scratch build together,
-    // as Ctrl-C in a terminal does.
     use std::os::unix::process::CommandExt;
     let child = w
         .cmd(&["rebuild", "--compare", "slow"])
@@ -716,7 +728,7 @@ fn ctrl_c_during_rebuild_compare_removes_the_scratch_home() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    assert_eq!(signal(child.id() as i32), 0);
     let out = child.wait_with_output().unwrap();
     let text = text(&out);
     assert_eq!(out.status.code(), Some(130), "{text}");
