@@ -826,8 +826,9 @@ fn report(app: &App, json: bool, html: Option<&std::path::Path>) -> Result<i32> 
             cpu.len()
         );
     }
-    let guests = crate::system::guest_reports(app)?;
-    let dom0s = crate::system::dom0_reports_in(&app.home.root.join("images"))?;
+    let images = crate::system::home_images(app)?;
+    let guests = crate::system::guest_reports(&images);
+    let dom0s = crate::system::dom0_reports(&images);
     if json {
         let mut v = serde_json::to_value(&rep)?;
         if let Some(o) = v.as_object_mut() {

@@ -168,9 +168,10 @@ pub struct GuestReport {
     pub sockets: Option<String>,
 }
 
-/// Every guest of every profile's images in this home.
-pub fn guest_reports(app: &App) -> Result<Vec<GuestReport>> {
-    guest_reports_in(&app.home.root.join("images"))
+/// The images of every profile in this home, for `xlfs report` (read once, for the guests'
+/// and dom0's parts).
+pub fn home_images(app: &App) -> Result<Vec<Images>> {
+    images_in(&app.home.root.join("images"))
 }
 
 /// The images of every profile under `root` (one directory each, with its `images.json`), in
@@ -187,10 +188,10 @@ fn images_in(root: &std::path::Path) -> Result<Vec<Images>> {
     dirs.iter().map(|d| Images::load(d)).collect()
 }
 
-/// Every guest of the images under `root` (one directory per profile).
-fn guest_reports_in(root: &std::path::Path) -> Result<Vec<GuestReport>> {
+/// Every guest of `all` (the images of every profile).
+pub fn guest_reports(all: &[Images]) -> Vec<GuestReport> {
     let mut out = Vec::new();
-    for images in images_in(root)? {
+    for images in all {
         for g in &images.guests {
             out.push(GuestReport {
                 profile: images.profile.clone(),
@@ -198,11 +199,11 @@ fn guest_reports_in(root: &std::path::Path) -> Result<Vec<GuestReport>> {
                 image_bytes: std::fs::metadata(&g.disk).map(|m| m.len()).unwrap_or(0),
                 files_bytes: g.audit.as_ref().map(|a| a.bytes),
                 packages: g.packages.clone(),
-                sockets: std::fs::read_to_string(sockets_file(&images, &g.name)).ok(),
+                sockets: std::fs::read_to_string(sockets_file(images, &g.name)).ok(),
             });
         }
     }
-    Ok(out)
+    out
 }
 
 /// dom0 of a profile's images (a host with an audited root file system), for `xlfs report`:
@@ -226,10 +227,10 @@ pub fn dom0_sockets_file(images: &Images) -> PathBuf {
     images.dir.join("dom0-sockets.txt")
 }
 
-/// dom0 of every profile's images under `root` that has an audit.
-pub fn dom0_reports_in(root: &std::path::Path) -> Result<Vec<Dom0Report>> {
+/// dom0 of every profile's images in `all` that has an audit.
+pub fn dom0_reports(all: &[Images]) -> Vec<Dom0Report> {
     let mut out = Vec::new();
-    for images in images_in(root)? {
+    for images in all {
         let Some(a) = &images.dom0_audit else { continue };
         out.push(Dom0Report {
             profile: images.profile.clone(),
@@ -242,10 +243,10 @@ pub fn dom0_reports_in(root: &std::path::Path) -> Result<Vec<Dom0Report>> {
                 .as_ref()
                 .and_then(|d| std::fs::metadata(d).ok())
                 .map(|m| m.len()),
-            sockets: std::fs::read_to_string(dom0_sockets_file(&images)).ok(),
+            sockets: std::fs::read_to_string(dom0_sockets_file(images)).ok(),
         });
     }
-    Ok(out)
+    out
 }
 
 /// The dom0 part of `xlfs report`, as text.
@@ -253,10 +254,7 @@ pub fn dom0_report_table(dom0s: &[Dom0Report]) -> String {
     let mut s = String::new();
     for d in dom0s {
         s.push_str(&format!(
-            "
-dom0 ({}): root file system {} in {} packages, {} ELF files{}
-setuid/setgid: {} ({})
-",
+            "\ndom0 ({}): root file system {} in {} packages, {} ELF files{}\nsetuid/setgid: {} ({})\n",
             d.profile,
             xlfs_build::run::human_bytes(d.files_bytes),
             d.packages,
@@ -1283,7 +1281,7 @@ mod tests {
             "host_ext4": "dom0.ext4", "files": {}, "guests": []
         });
         std::fs::write(other.join("images.json"), guest_only.to_string()).unwrap();
-        let before = dom0_report_table(&dom0_reports_in(root.path()).unwrap());
+        let before = dom0_report_table(&dom0_reports(&images_in(root.path()).unwrap()));
         assert!(
             before.contains("listening sockets: not listed yet (`xlfs boot host --check` lists them)"),
             "{before}"
@@ -1293,7 +1291,7 @@ mod tests {
             "tcp LISTEN 0 0 0.0.0.0:22 0.0.0.0:*\ntcp LISTEN 0 0 *:22 *:*\n",
         )
         .unwrap();
-        let dom0s = dom0_reports_in(root.path()).unwrap();
+        let dom0s = dom0_reports(&images_in(root.path()).unwrap());
         assert_eq!(dom0s.len(), 1, "the guest-only profile has no dom0 audit");
         let text = dom0_report_table(&dom0s);
         assert!(
@@ -1331,7 +1329,7 @@ mod tests {
             "Netid State  Local Address:Port\nudp   UNCONN 10.0.0.53:53\ntcp   LISTEN 127.0.0.1:953\n",
         )
         .unwrap();
-        let guests = guest_reports_in(root.path()).unwrap();
+        let guests = guest_reports(&images_in(root.path()).unwrap());
         assert_eq!(guests.len(), 2);
         assert_eq!(
             (guests[0].image_bytes, guests[0].files_bytes),
