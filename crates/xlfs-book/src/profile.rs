@@ -477,7 +477,7 @@ impl Profile {
                     suggest(&t.value, book.recipes.keys().map(|s| s.as_str()))
                         .map(|s| format!("did you mean `{s}`?")),
                 ),
-                Some(r) if !r.steps.contains_key("check") => (
+                Some(r) if !r.has_suite() => (
                     format!(
                         "`{}` has no check step ({} runs no test suite)",
                         t.value,

@@ -172,6 +172,12 @@ impl Recipe {
     pub fn dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new(""))
     }
+
+    /// Whether `--check` has a test suite to run: a `check` step, or `[build.tests] parts`
+    /// (which need no check step of their own).
+    pub fn has_suite(&self) -> bool {
+        self.steps.contains_key("check") || self.tests.as_ref().is_some_and(|t| !t.parts.is_empty())
+    }
 }
 
 const PACKAGE_KEYS: [&str; 5] = ["name", "version", "license", "summary", "homepage"];

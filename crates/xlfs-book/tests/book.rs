@@ -536,19 +536,36 @@ fn profile_tests_name_packages_with_a_check_step() {
                 &recipe("data", &[], "[build.steps]\ninstall = \"true\"\n")
                     .replace("template = \"autotools\"\n", ""),
             ),
+            (
+                // A suite in parts needs no check step.
+                "base/parted.toml",
+                &recipe(
+                    "parted",
+                    &[],
+                    "[build.steps]\ninstall = \"true\"\n[build.tests]\nresults = [\"t.log\"]\nparts = [\"make check\"]\n",
+                )
+                .replace("template = \"autotools\"\n", ""),
+            ),
         ],
         &[],
     )
     .unwrap();
     assert!(book.get("gmp").unwrap().steps.contains_key("check"));
     assert!(!book.get("data").unwrap().steps.contains_key("check"));
+    assert!(!book.get("parted").unwrap().steps.contains_key("check"));
+    assert!(book.get("parted").unwrap().has_suite());
+    assert!(!book.get("data").unwrap().has_suite());
     let path = std::path::Path::new("profiles/t.toml");
     let host = "[host]\nhostname = \"h\"\nxen = \"gmp\"\nkernel = \"gmp\"\npackages = []\nxen-cmdline = \"console=com1\"\n";
-    let text = format!("[profile]\nsummary = \"s\"\ntests = [\"gmp\", \"gmpp\", \"data\"]\n{host}");
+    let text =
+        format!("[profile]\nsummary = \"s\"\ntests = [\"gmp\", \"gmpp\", \"data\", \"parted\"]\n{host}");
     let (p, d) = xlfs_book::profile::parse_profile(path, "t", &text);
     assert!(d.is_empty(), "{d:?}");
     let p = p.unwrap();
-    assert_eq!(p.test_names().collect::<Vec<_>>(), ["gmp", "gmpp", "data"]);
+    assert_eq!(
+        p.test_names().collect::<Vec<_>>(),
+        ["gmp", "gmpp", "data", "parted"]
+    );
     let err = p
         .check(&book)
         .iter()
@@ -566,6 +583,7 @@ fn profile_tests_name_packages_with_a_check_step() {
     );
     assert!(err.contains("remove `data` from profile.tests"), "{err}");
     assert!(!err.contains("`gmp`:"), "{err}");
+    assert!(!err.contains("parted"), "{err}");
     // Not a list of strings: an error at the field.
     let (_, d) = xlfs_book::profile::parse_profile(path, "t", &format!("[profile]\ntests = 3\n{host}"));
     let err = d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n");

@@ -260,7 +260,7 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
     if let xlfs_build::suites::Checks::Only(names) = &checks {
         for n in names {
             let r = recipe_named(&book, n).context("--check")?;
-            if !r.steps.contains_key("check") {
+            if !r.has_suite() {
                 bail!(
                     "--check: `{n}` has no check step (its recipe, {}, has no test suite to run)",
                     r.path.display()
