@@ -550,6 +550,24 @@ fn recipe_named<'b>(book: &'b xlfs_book::Book, name: &str) -> Result<&'b xlfs_bo
     })
 }
 
+/// The newest build tree of `package` in `home` whose build step ended and that no build
+/// finished: one that was interrupted (killed or stopped) in its check or install, or is still in
+/// them. Its suite's results so far are there.
+fn unfinished_tree(home: &xlfs_build::home::Home, package: &str) -> Option<std::path::PathBuf> {
+    let prefix = format!("{package}-");
+    std::fs::read_dir(home.builds())
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.strip_prefix(&prefix)
+                .is_some_and(|k| k.len() == 12 && k.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .map(|e| e.path())
+        .filter(|d| xlfs_build::package::resume_point(d) != xlfs_build::package::Resume::Fresh)
+        .max_by_key(|d| std::fs::metadata(d).and_then(|m| m.modified()).ok())
+}
+
 /// `xlfs tests PKG`: the verdict of `[build.tests]` on the result files a kept build tree holds.
 fn tests(app: &App, package: &str, tree: Option<&std::path::Path>, allow_toml: bool) -> Result<i32> {
     let book = app.book()?;
@@ -565,12 +583,22 @@ fn tests(app: &App, package: &str, tree: Option<&std::path::Path>, allow_toml: b
         Some(t) => t.to_path_buf(),
         None => match app.db()?.failures()?.into_iter().find(|f| f.name == package) {
             Some(f) => std::path::PathBuf::from(f.build_dir),
-            None => bail!(
-                "no kept build tree of `{package}` in {}: a tree is kept when a build fails (e.g. \
-                 `xlfs build --check={package}`, or the scratch home of `xlfs rebuild --compare \
-                 --check`: pass it with --home); or give one with --tree DIR",
-                app.home.root.display()
-            ),
+            None => match unfinished_tree(&app.home, package) {
+                Some(t) => {
+                    eprintln!(
+                        "judging the tree of an unfinished build (its suite may not have ended): {}",
+                        t.display()
+                    );
+                    t
+                }
+                None => bail!(
+                    "no kept build tree of `{package}` in {}: a tree is kept when a build fails \
+                     or stops after its build step (e.g. `xlfs build --check={package}`, or the \
+                     scratch home of `xlfs rebuild --compare --check`: pass it with --home); or \
+                     give one with --tree DIR",
+                    app.home.root.display()
+                ),
+            },
         },
     };
     let src = tree.join("src");

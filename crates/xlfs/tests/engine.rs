@@ -276,6 +276,13 @@ fn a_test_suite_killed_in_a_part_goes_on_from_that_part() {
     wait_for_part_2(&w.home().join("logs/suite.log"));
     child.kill().unwrap();
     child.wait().unwrap();
+    // The killed build's tree (no failure recorded) is judged as it is: part 1's result so far.
+    let out = w.ok(&["tests", "suite"]);
+    assert!(
+        out.contains("judging the tree of an unfinished build")
+            && out.contains("suite: tests (t/p1.sum): 1 passed, 0 expected failures or skipped, 0 failed"),
+        "{out}"
+    );
     let out = w.ok(&["build", "suite", "--check"]);
     assert!(out.contains("built 1"), "{out}");
     let log = w.ok(&["log", "suite"]);
