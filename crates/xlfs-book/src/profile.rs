@@ -479,7 +479,7 @@ impl Profile {
                 ),
                 Some(r) if !r.has_suite() => (
                     format!(
-                        "`{}` has no check step ({} runs no test suite)",
+                        "`{}` has no check step and no [build.tests] parts ({} runs no test suite)",
                         t.value,
                         r.path.display()
                     ),

@@ -262,7 +262,7 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
             let r = recipe_named(&book, n).context("--check")?;
             if !r.has_suite() {
                 bail!(
-                    "--check: `{n}` has no check step (its recipe, {}, has no test suite to run)",
+                    "--check: `{n}` has no check step and no [build.tests] parts (its recipe, {}, has no test suite to run)",
                     r.path.display()
                 );
             }
