@@ -73,6 +73,24 @@ impl Home {
     pub fn build_dir(&self, name: &str, key: &str) -> PathBuf {
         self.builds().join(format!("{name}-{}", &key[..12]))
     }
+    /// The build directories of `name` in this home, one for each key it was built with (the
+    /// names [`Home::build_dir`] gives), in no particular order.
+    pub fn build_dirs_of(&self, name: &str) -> Vec<PathBuf> {
+        let prefix = format!("{name}-");
+        let Ok(entries) = std::fs::read_dir(self.builds()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(&prefix))
+                    .is_some_and(|k| k.len() == 12 && k.bytes().all(|b| b.is_ascii_hexdigit()))
+            })
+            .map(|e| e.path())
+            .collect()
+    }
     pub fn log_file(&self, name: &str, key: &str) -> PathBuf {
         self.logs().join(format!("{name}-{}.log", &key[..12]))
     }

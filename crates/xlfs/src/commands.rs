@@ -554,16 +554,8 @@ fn recipe_named<'b>(book: &'b xlfs_book::Book, name: &str) -> Result<&'b xlfs_bo
 /// finished: one that was interrupted (killed or stopped) in its check or install, or is still in
 /// them. Its suite's results so far are there.
 fn unfinished_tree(home: &xlfs_build::home::Home, package: &str) -> Option<std::path::PathBuf> {
-    let prefix = format!("{package}-");
-    std::fs::read_dir(home.builds())
-        .ok()?
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            name.strip_prefix(&prefix)
-                .is_some_and(|k| k.len() == 12 && k.bytes().all(|b| b.is_ascii_hexdigit()))
-        })
-        .map(|e| e.path())
+    home.build_dirs_of(package)
+        .into_iter()
         .filter(|d| xlfs_build::package::resume_point(d) != xlfs_build::package::Resume::Fresh)
         .max_by_key(|d| std::fs::metadata(d).and_then(|m| m.modified()).ok())
 }
