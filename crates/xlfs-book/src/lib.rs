@@ -19,6 +19,6 @@ pub use book::{
 pub use diag::{line_col, suggest, BookErrors, Diagnostic};
 pub use recipe::{
     escapes_through_link, is_book_relative, is_sha256, is_valid_name, parse_recipe, BuildEnv, DebianSource,
-    FileAttr, Patch, Recipe, Source, SourceChoice, Spans, TestSuite, QA_CHECKS,
+    FileAttr, Part, Patch, Recipe, Source, SourceChoice, Spans, TestSuite, QA_CHECKS,
 };
 pub use template::{parse_template, Template, VarDef, VarValue, STEP_NAMES};

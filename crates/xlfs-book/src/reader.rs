@@ -52,6 +52,16 @@ impl<'t> Reader<'t> {
         self.table.contains_key(key)
     }
 
+    /// Whether `key` holds tables (`[[key]]`, or a list whose first item is an inline table)
+    /// rather than strings.
+    pub fn holds_tables(&self, key: &str) -> bool {
+        match self.table.get(key) {
+            Some(Item::ArrayOfTables(_)) => true,
+            Some(Item::Value(Value::Array(a))) => a.get(0).is_some_and(|v| v.is_inline_table()),
+            _ => false,
+        }
+    }
+
     fn type_error(&self, sink: &mut Sink, key: &str, item: &Item, expected: &str) {
         sink.error(
             item.span(),

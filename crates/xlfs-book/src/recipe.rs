@@ -4,7 +4,7 @@ use crate::diag::{Diagnostic, Sink};
 use crate::reader::{At, Reader};
 use crate::template::{parse_var_value, Template, STEP_NAMES};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -18,10 +18,46 @@ pub struct TestSuite {
     pub results: Vec<String>,
     /// Known failures: test names as the result lines give them; `*` matches any text.
     pub allow: Vec<String>,
-    /// The suite in parts (shell commands run one after another after the `check` step, which
-    /// is then their common set-up). Each part is recorded when it ends, so a suite that was
-    /// interrupted goes on from the part it was in instead of from its start.
-    pub parts: Vec<String>,
+    /// The suite in parts (run one after another after the `check` step, which is then their
+    /// common set-up). Each part is recorded when it ends, so a suite that was interrupted goes
+    /// on from the part it was in instead of from its start.
+    pub parts: Vec<Part>,
+}
+
+/// One part of a test suite: `parts = ["make -k check-a", ...]`, or `[[build.tests.parts]]`
+/// tables with a name and the result file the part keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Part {
+    /// A short name (`c1`), shown in the build's log and given to the file it keeps.
+    pub name: Option<String>,
+    /// The shell commands, run in the directory the build step ended in.
+    pub run: String,
+    /// A result file the part writes and a later part would write again (DejaGNU's `gcc.sum`),
+    /// relative to the build directory like `results`: when the part ends it is renamed
+    /// [`Part::kept`], which must then report at least one test.
+    pub keep: Option<String>,
+}
+
+impl Part {
+    /// A part that is only a command.
+    pub fn command(run: impl Into<String>) -> Part {
+        Part {
+            run: run.into(),
+            ..Part::default()
+        }
+    }
+
+    /// Where `keep` is renamed: `dir/gcc.sum` of part `c1` becomes `dir/gcc-c1.sum`.
+    pub fn kept(&self) -> Option<String> {
+        let (keep, name) = (self.keep.as_deref()?, self.name.as_deref()?);
+        let (dir, file) = keep.rsplit_once('/').map_or(("", keep), |(d, f)| (d, f));
+        let (stem, ext) = match file.rfind('.') {
+            Some(i) if i > 0 => file.split_at(i),
+            _ => (file, ""),
+        };
+        let sep = if dir.is_empty() { "" } else { "/" };
+        Some(format!("{dir}{sep}{stem}-{name}{ext}"))
+    }
 }
 
 /// Where a package builds.
@@ -256,6 +292,93 @@ pub fn escapes_through_link(base: &Path, rel: &str) -> Option<PathBuf> {
         // A dangling link: its target is not known to be inside.
         Err(_) => Some(std::fs::read_link(&full).unwrap_or(full)),
     }
+}
+
+/// `[[build.tests.parts]]`: each part a table with `name`, `run` and, optionally, `keep`.
+fn read_part_tables(sink: &mut Sink, t: &mut Reader, results: &[String]) -> Vec<Part> {
+    let mut globs = globset::GlobSetBuilder::new();
+    for r in results {
+        if let Ok(g) = globset::Glob::new(r) {
+            globs.add(g);
+        }
+    }
+    let globs = globs.build().ok();
+    let mut names = BTreeSet::new();
+    let mut parts = Vec::new();
+    for mut p in t.tables(sink, "parts") {
+        let name = p.required_string(sink, "name", "\"c1\" (a short name for the build's log)");
+        let run = p.required_string(sink, "run", "\"make -k check-gcc-c\" (the commands of this part)");
+        let keep = p.string(sink, "keep");
+        let (name_field, run_field, keep_field) = (p.field("name"), p.field("run"), p.field("keep"));
+        p.finish(sink, &["name", "run", "keep"]);
+        let name = name.and_then(|n| {
+            let ok = !n.value.is_empty()
+                && n.value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+' | '.'));
+            if !ok {
+                sink.error(
+                    n.span.clone(),
+                    name_field.clone(),
+                    format!("`{}` is not a part name", n.value.escape_debug()),
+                    Some("use letters, digits, `-`, `_`, `+` or `.`, e.g. \"c1\"".into()),
+                );
+                None
+            } else if !names.insert(n.value.clone()) {
+                sink.error(
+                    n.span.clone(),
+                    name_field.clone(),
+                    format!("two parts are named `{}`", n.value),
+                    Some("give each part a name of its own: the file it keeps is named after it".into()),
+                );
+                None
+            } else {
+                Some(n.value)
+            }
+        });
+        let run = run.and_then(|r| {
+            if r.value.trim().is_empty() {
+                sink.error(
+                    r.span.clone(),
+                    run_field.clone(),
+                    "a part of the test suite is an empty command",
+                    Some("give each part the command that runs it, e.g. \"make -k check-gcc-c\"".into()),
+                );
+                None
+            } else {
+                Some(r.value)
+            }
+        });
+        let keep = keep.filter(|k| {
+            check_relative(
+                sink,
+                keep_field.clone(),
+                k,
+                "the build directory",
+                "name the result file as `results` does, relative to the build directory, e.g. \"gcc-15.2.0/build/gcc/testsuite/gcc/gcc.sum\"",
+            )
+        });
+        let (Some(name), Some(run)) = (name, run) else {
+            continue;
+        };
+        let part = Part {
+            name: Some(name),
+            run,
+            keep: keep.as_ref().map(|k| k.value.clone()),
+        };
+        if let (Some(k), Some(kept), Some(globs)) = (&keep, part.kept(), &globs) {
+            if !globs.is_match(&kept) {
+                sink.error(
+                    k.span.clone(),
+                    keep_field.clone(),
+                    format!("the part keeps its results as `{kept}`, which no `results` glob names: they would not be judged"),
+                    Some("make `results` match it too, e.g. \"DIR/**/*.sum\"".into()),
+                );
+            }
+        }
+        parts.push(part);
+    }
+    parts
 }
 
 fn check_book_path(sink: &mut Sink, field: String, v: &At<String>) -> bool {
@@ -745,27 +868,30 @@ pub fn parse_recipe(
                     .into_iter()
                     .map(|a| a.value)
                     .collect();
-                let parts: Vec<String> = t
-                    .string_list(&mut sink, "parts")
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|p| {
-                        let empty = p.value.trim().is_empty();
-                        if empty {
-                            sink.error(
-                                p.span.clone(),
-                                t.field("parts"),
-                                "a part of the test suite is an empty command",
-                                Some(
-                                    "give each part the command that runs it, e.g. \"make -k check-gcc-c\""
-                                        .into(),
-                                ),
-                            );
-                        }
-                        !empty
-                    })
-                    .map(|p| p.value)
-                    .collect();
+                let parts = if t.holds_tables("parts") {
+                    read_part_tables(&mut sink, &mut t, &results)
+                } else {
+                    t.string_list(&mut sink, "parts")
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|p| {
+                            let empty = p.value.trim().is_empty();
+                            if empty {
+                                sink.error(
+                                    p.span.clone(),
+                                    t.field("parts"),
+                                    "a part of the test suite is an empty command",
+                                    Some(
+                                        "give each part the command that runs it, e.g. \"make -k check-gcc-c\""
+                                            .into(),
+                                    ),
+                                );
+                            }
+                            !empty
+                        })
+                        .map(|p| Part::command(p.value))
+                        .collect()
+                };
                 t.finish(&mut sink, &["results", "allow", "parts"]);
                 tests = Some(TestSuite {
                     results,

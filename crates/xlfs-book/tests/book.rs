@@ -597,7 +597,10 @@ fn a_suite_in_parts_is_read_and_an_empty_part_is_refused_with_a_fix() {
     let book = load(&[("p.toml", &good)], &[]).unwrap();
     assert_eq!(
         book.get("p").unwrap().tests.as_ref().unwrap().parts,
-        ["make -k check-a", "make -k check-b"]
+        [
+            xlfs_book::Part::command("make -k check-a"),
+            xlfs_book::Part::command("make -k check-b")
+        ]
     );
     // Parts are how the suite runs, not what is built: not in the recipe's key.
     let plain = load(&[("p.toml", &(recipe("p", &[], "") + tests))], &[]).unwrap();
@@ -612,4 +615,42 @@ fn a_suite_in_parts_is_read_and_an_empty_part_is_refused_with_a_fix() {
         "{err}"
     );
     assert!(err.contains("e.g. \"make -k check-gcc-c\""), "{err}");
+}
+
+#[test]
+fn named_parts_keep_a_result_file_that_results_must_name() {
+    let tests = "[build.tests]\nresults = [\"t/**/*.sum\"]\nallow = []\n";
+    let part = |name: &str, keep: &str| {
+        format!("[[build.tests.parts]]\nname = \"{name}\"\nrun = \"make -k check-{name}\"\n{keep}")
+    };
+    let good = recipe("p", &[], "") + tests + &part("c1", "keep = \"t/gcc/gcc.sum\"\n") + &part("rest", "");
+    let book = load(&[("p.toml", &good)], &[]).unwrap();
+    let parts = &book.get("p").unwrap().tests.as_ref().unwrap().parts;
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0].name.as_deref(), Some("c1"));
+    assert_eq!(parts[0].kept().as_deref(), Some("t/gcc/gcc-c1.sum"));
+    assert_eq!(parts[1].keep, None);
+    assert_eq!(parts[1].kept(), None);
+    // Each mistake names its field, and says how to mend it.
+    let bad = recipe("p", &[], "")
+        + tests
+        + &part("c1", "keep = \"../gcc.sum\"\n")
+        + &part("c1", "")
+        + &part("c 2", "")
+        + &part("c3", "keep = \"t/gcc.log\"\n")
+        + "[[build.tests.parts]]\nname = \"c4\"\nrun = \" \"\nkeeps = \"t/x.sum\"\n"
+        + "[[build.tests.parts]]\nrun = \"make\"\n";
+    let err = load(&[("p.toml", &bad)], &[]).unwrap_err();
+    for want in [
+        "build.tests.parts[0].keep: `../gcc.sum` is not a path inside the build directory",
+        "build.tests.parts[1].name: two parts are named `c1`",
+        "build.tests.parts[2].name: `c 2` is not a part name",
+        "build.tests.parts[3].keep: the part keeps its results as `t/gcc-c3.log`, which no `results` glob names",
+        "build.tests.parts[4].run: a part of the test suite is an empty command",
+        "build.tests.parts[4].keeps: unknown key `keeps`",
+        "did you mean `keep`?",
+        "build.tests.parts[5].name: missing required field `name`",
+    ] {
+        assert!(err.contains(want), "no `{want}` in:\n{err}");
+    }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use xlfs_book::{Book, Recipe, Source};
+use xlfs_book::{Book, Part, Recipe, Source};
 use xlfs_fetch::{DebianRef, Fetcher, SourceRef};
 use xlfs_plan::Step;
 use xlfs_sandbox::{Bind, IdMap, Root, Spec};
@@ -237,10 +237,38 @@ pub fn spent_before(dir: &Path) -> Spent {
         .unwrap_or_default()
 }
 
-/// The mark of one part of a test suite: its position and its command, so that an edited part
-/// runs again.
-fn part_mark(i: usize, cmd: &str) -> String {
-    format!("part-{}-{}", i + 1, &xlfs_util::sha256_hex(cmd.as_bytes())[..12])
+/// The mark of one part of a test suite: its position and what it is (its command, and its
+/// name and kept file when it has them), so that an edited part runs again.
+fn part_mark(i: usize, part: &Part) -> String {
+    let what = match (&part.name, &part.keep) {
+        (None, None) => part.run.clone(),
+        (name, keep) => format!(
+            "{}\n{}\n{}",
+            name.as_deref().unwrap_or_default(),
+            part.run,
+            keep.as_deref().unwrap_or_default()
+        ),
+    };
+    format!("part-{}-{}", i + 1, &xlfs_util::sha256_hex(what.as_bytes())[..12])
+}
+
+/// A part's commands in the script: its own, and for a part that keeps a result file, that file
+/// renamed when they end (paths relative to `workdir`, where the script starts). An earlier
+/// attempt's copy goes first, so that a part that writes nothing leaves nothing to judge.
+fn part_body(part: &Part, workdir: &str) -> String {
+    match (&part.keep, part.kept()) {
+        (Some(keep), Some(kept)) => {
+            let (keep, kept) = (
+                shell_quote(&format!("{workdir}/{keep}")),
+                shell_quote(&format!("{workdir}/{kept}")),
+            );
+            format!(
+                "rm -f -- {kept}\n{}\nmv -fv -- {keep} {kept}",
+                part.run.trim_end()
+            )
+        }
+        _ => part.run.trim_end().to_string(),
+    }
 }
 
 /// The shell script that runs a recipe's steps in one shell, like a page of the book typed in
@@ -315,7 +343,7 @@ pub fn script(
             let all = parts
                 .iter()
                 .enumerate()
-                .map(|(i, cmd)| format!("[ -e {marks}/{} ]", part_mark(i, cmd)))
+                .map(|(i, part)| format!("[ -e {marks}/{} ]", part_mark(i, part)))
                 .collect::<Vec<_>>()
                 .join(" && ");
             s.push_str(&format!("if {all}; then\n{ended}else\n"));
@@ -329,23 +357,24 @@ pub fn script(
             // test does not end the script. Each part is marked when it ends, and skipped when
             // its mark is there.
             let mut body = text;
-            for (i, cmd) in parts.iter().enumerate() {
-                let mark = format!("{marks}/{}", part_mark(i, cmd));
+            for (i, part) in parts.iter().enumerate() {
+                let mark = format!("{marks}/{}", part_mark(i, part));
                 let n = parts.len();
-                let q = shell_quote(cmd.trim());
+                let q = shell_quote(part.run.trim());
+                let which = match &part.name {
+                    Some(name) => format!("{}/{n} ({name})", i + 1),
+                    None => format!("{}/{n}", i + 1),
+                };
                 body.push_str(&format!(
                     "\nif [ -e {mark} ]; then\n\
-                     printf '==> xlfs: check part {}/{n} ended in an earlier run: %s\\n' {q}\n\
+                     printf '==> xlfs: check part {which} ended in an earlier run: %s\\n' {q}\n\
                      else\n\
-                     printf '\\n==> xlfs: check part {}/{n} (%s): %s\\n' \"$(date -u +%T)\" {q}\n\
+                     printf '\\n==> xlfs: check part {which} (%s): %s\\n' \"$(date -u +%T)\" {q}\n\
                      (\n{}\n)\n\
-                     printf '==> xlfs: check part {}/{n} exited with status %s\\n' \"$?\"\n\
+                     printf '==> xlfs: check part {which} exited with status %s\\n' \"$?\"\n\
                      xlfs_mark {mark}\n\
                      fi",
-                    i + 1,
-                    i + 1,
-                    cmd.trim_end(),
-                    i + 1,
+                    part_body(part, workdir),
                 ));
             }
             s.push_str(&format!(
@@ -1084,17 +1113,23 @@ pub const DEFAULT_CFLAGS: &str = "-O2 -ffile-prefix-map=/build/src=.";
 fn judge_tests(suite: &xlfs_book::TestSuite, workdir: &Path, log: &mut Log) -> Result<(), String> {
     let verdict = crate::suites::judge(suite, workdir)?;
     log.line(&format!("==> xlfs: {}", verdict.summary()));
-    let unexpected = verdict.unexpected;
+    let unexpected = verdict.problems();
     for f in &unexpected {
         log.line(&format!("==> xlfs: unexpected {f}"));
     }
-    if unexpected.is_empty() {
+    if verdict.passed() {
         return Ok(());
     }
     let shown: Vec<&str> = unexpected.iter().take(10).map(|s| s.as_str()).collect();
+    let what = match (verdict.unexpected.len(), verdict.missing.len()) {
+        (n, 0) => format!("{n} test(s) failed that [build.tests] allow does not list"),
+        (0, m) => format!("{m} part(s) of the suite left no results"),
+        (n, m) => format!(
+            "{n} test(s) failed that [build.tests] allow does not list, and {m} part(s) left no results"
+        ),
+    };
     Err(format!(
-        "{} test(s) failed that [build.tests] allow does not list: {}{}\n  {}",
-        unexpected.len(),
+        "{what}: {}{}\n  {}",
         shown.join("; "),
         if unexpected.len() > 10 { "; ..." } else { "" },
         crate::suites::UNEXPECTED_FIX

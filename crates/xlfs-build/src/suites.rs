@@ -182,13 +182,21 @@ pub struct Verdict {
     pub files: Vec<String>,
     /// `KIND: NAME` of each failure outside the allowlist.
     pub unexpected: Vec<String>,
+    /// The parts that keep a result file (`[[build.tests.parts]] keep`) and left none, or one
+    /// without a single result: a hole in the suite, which fails it like a failure outside the
+    /// allowlist.
+    pub missing: Vec<String>,
 }
 
 impl Verdict {
     /// One line: the files and the counts.
     pub fn summary(&self) -> String {
+        let holes = match self.missing.len() {
+            0 => String::new(),
+            n => format!("; {n} part(s) left no results"),
+        };
         format!(
-            "tests ({}): {} passed, {} expected failures or skipped, {} failed ({} known, {} not)",
+            "tests ({}): {} passed, {} expected failures or skipped, {} failed ({} known, {} not){holes}",
             self.files.join(", "),
             self.results.passed,
             self.results.expected,
@@ -196,6 +204,18 @@ impl Verdict {
             self.results.failures.len() - self.unexpected.len(),
             self.unexpected.len()
         )
+    }
+
+    /// Whether the suite passes: no failure outside the allowlist, no part without results.
+    pub fn passed(&self) -> bool {
+        self.unexpected.is_empty() && self.missing.is_empty()
+    }
+
+    /// What fails the suite, one line each: the unexpected failures, then the parts that left
+    /// no results.
+    pub fn problems(&self) -> Vec<String> {
+        let missing = self.missing.iter().map(|m| format!("ERROR: {m}"));
+        self.unexpected.iter().cloned().chain(missing).collect()
     }
 }
 
@@ -207,7 +227,31 @@ pub fn judge(suite: &TestSuite, workdir: &Path) -> Result<Verdict, String> {
         results,
         files,
         unexpected,
+        missing: missing_parts(suite, workdir),
     })
+}
+
+/// The parts that were to keep a result file and left none with a result in it (one line each).
+fn missing_parts(suite: &TestSuite, workdir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in &suite.parts {
+        let (Some(name), Some(kept)) = (&p.name, p.kept()) else {
+            continue;
+        };
+        let why = match std::fs::read(workdir.join(&kept)) {
+            Err(_) => "it is not there: the part has not ended, or wrote no summary",
+            Ok(bytes) => {
+                let mut r = Results::default();
+                parse(&String::from_utf8_lossy(&bytes), &mut r);
+                if !r.is_empty() {
+                    continue;
+                }
+                "it reports no test: the part ran none (a pattern that matches no test file?)"
+            }
+        };
+        out.push(format!("part `{name}` left no results in {kept}: {why}"));
+    }
+    out
 }
 
 /// Read every result file of `suite` under `workdir`. No result file at all is an error: the

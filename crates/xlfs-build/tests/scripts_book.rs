@@ -43,8 +43,8 @@ fn every_recipe_script_parses_fresh_and_resumed() {
     // step, and each part is skipped when its mark is there.
     let gcc = book.get("gcc").unwrap();
     let parts = &gcc.tests.as_ref().unwrap().parts;
-    // C in five parts, C++ in seven, libstdc++ in three, then the rest of `make -k check`.
-    assert_eq!(parts.len(), 16);
+    // C in five parts, C++ in seven, libstdc++ in four, then the rest of `make -k check`.
+    assert_eq!(parts.len(), 17);
     let n = parts.len();
     let gcc_script = |resume| {
         script(
@@ -64,6 +64,14 @@ fn every_recipe_script_parses_fresh_and_resumed() {
     assert!(at(&fresh, c1) < at(&fresh, "make -k check-gcc-c++"));
     assert!(at(&fresh, "make -k check-gcc-c++") < at(&fresh, "make -k check-target-libstdc++-v3"));
     assert_eq!(fresh.matches("if [ -e /build/.xlfs/part-").count(), n);
+    // Each DejaGNU part keeps its summary under its own name, after its commands.
+    let t = "'/build/src/gcc-15-15.2.0/gcc-15.2.0/build/gcc/testsuite/gcc";
+    let keep_c1 = format!("mv -fv -- {t}/gcc.sum' {t}/gcc-c1.sum'");
+    let c1_runs = format!("\n{c1}\n");
+    assert!(at(&fresh, &format!("rm -f -- {t}/gcc-c1.sum'")) < at(&fresh, &c1_runs));
+    assert!(at(&fresh, &c1_runs) < at(&fresh, &keep_c1));
+    assert!(at(&fresh, "==> xlfs: check part 1/17 (c1) (") < at(&fresh, &keep_c1));
+    assert_eq!(fresh.matches("mv -fv -- ").count(), n - 1);
     assert!(at(&fresh, "xlfs_mark /build/.xlfs/checked") < at(&fresh, "make DESTDIR=\"$DESTDIR\" install"));
     // Resumed: no configure, the saved directory and variables first, the parts still there.
     let resumed = gcc_script(Resume::AfterBuild { checked: false });

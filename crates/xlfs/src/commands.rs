@@ -624,13 +624,16 @@ fn tests(app: &App, package: &str, tree: Option<&std::path::Path>, allow_toml: b
             println!("    {},", toml_edit::Value::from(entry));
         }
         println!("]");
-        return Ok(if verdict.unexpected.is_empty() { 0 } else { 1 });
+        for m in &verdict.missing {
+            eprintln!("  {m}");
+        }
+        return Ok(if verdict.passed() { 0 } else { 1 });
     }
     println!("{package}: {}", verdict.summary());
-    for u in &verdict.unexpected {
+    for u in verdict.problems() {
         println!("  unexpected {u}");
     }
-    if verdict.unexpected.is_empty() {
+    if verdict.passed() {
         return Ok(0);
     }
     println!(

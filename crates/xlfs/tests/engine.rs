@@ -248,6 +248,57 @@ fn a_part_added_after_the_check_ended_runs_without_the_check_step_again() {
     );
 }
 
+#[test]
+fn named_parts_keep_the_summary_each_writes_and_a_part_without_results_fails_the_suite() {
+    let w = World::new();
+    // Like DejaGNU, every part writes the same summary file, which the next would overwrite.
+    // Part `c`'s first target runs no test (a pattern that matches no test file).
+    let mk = "all:\n\ttrue\ncheck:\n\ttrue\n\
+              p1:\n\tmkdir -p t\n\techo 'PASS: one' > t/x.sum\n\
+              p2:\n\tmkdir -p t\n\tprintf 'PASS: two\\nFAIL: three (flaky)\\n' > t/x.sum\n\
+              none:\n\techo 'Test run by root' > t/x.sum\n\
+              p4:\n\techo 'PASS: four' > t/x.sum\n\
+              install:\n\tinstall -D -m 0644 Makefile $(DESTDIR)/usr/share/suite/Makefile\n";
+    let recipe = suite_package(&w, mk);
+    let parts = |c: &str| {
+        format!(
+            "allow = [\"three *\"]\n\
+             [[build.tests.parts]]\nname = \"a\"\nrun = \"make p1\"\nkeep = \"t/x.sum\"\n\
+             [[build.tests.parts]]\nname = \"b\"\nrun = \"make p2\"\nkeep = \"t/x.sum\"\n\
+             [[build.tests.parts]]\nname = \"c\"\nrun = \"make {c}\"\nkeep = \"t/x.sum\"\n"
+        )
+    };
+    w.write_recipe("suite", &recipe(&parts("none")));
+    let out = w.fails(&["build", "suite", "--check"]);
+    assert!(
+        out.contains("1 part(s) of the suite left no results: ERROR: part `c` left no results in t/x-c.sum: it reports no test"),
+        "{out}"
+    );
+    let log = w.ok(&["log", "suite"]);
+    assert!(
+        log.contains("==> xlfs: check part 1/3 (a) (")
+            && log.contains("tests (t/x-a.sum, t/x-b.sum, t/x-c.sum): 2 passed, 0 expected failures or skipped, 1 failed (1 known, 0 not); 1 part(s) left no results"),
+        "{log}"
+    );
+    // `xlfs tests` judges the same way.
+    let out = w.fails(&["tests", "suite"]);
+    assert!(
+        out.contains("unexpected ERROR: part `c` left no results"),
+        "{out}"
+    );
+    // Part `c` mended: it alone runs again (its mark changed with it), and the suite passes.
+    w.write_recipe("suite", &recipe(&parts("p4")));
+    let out = w.ok(&["build", "suite", "--check"]);
+    assert!(out.contains("built 1"), "{out}");
+    let log = w.ok(&["log", "suite"]);
+    assert!(
+        log.contains("check part 1/3 (a) ended in an earlier run")
+            && log.contains("check part 2/3 (b) ended in an earlier run")
+            && log.contains("tests (t/x-a.sum, t/x-b.sum, t/x-c.sum): 3 passed, 0 expected failures or skipped, 1 failed (1 known, 0 not)\n"),
+        "{log}"
+    );
+}
+
 /// Wait until `log` (a path) says that part 2 of the suite has started.
 fn wait_for_part_2(log: &std::path::Path) {
     let deadline = Instant::now() + Duration::from_secs(120);
