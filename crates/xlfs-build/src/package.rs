@@ -1224,10 +1224,14 @@ fn sandbox(ctx: &Ctx, spec: &Spec, spec_path: &Path, log: &mut Log) -> Result<u6
         child
     };
     let pid = child.id() as i32;
-    let (status, cpu_ms) = wait4(pid);
+    // Off the list of running sandboxes once it has exited, but before it is reaped: until
+    // then its pid (its process group's id) cannot be another process's, so a Ctrl-C's signal
+    // to the group never reaches anything else.
+    wait_exited(pid);
     if let Ok(mut running) = ctx.running.lock() {
         running.retain(|p| *p != pid);
     }
+    let (status, cpu_ms) = wait4(pid);
     drop(child);
     match status {
         Ok(0) => Ok(cpu_ms),
@@ -1239,6 +1243,24 @@ fn sandbox(ctx: &Ctx, spec: &Spec, spec_path: &Path, log: &mut Log) -> Result<u6
 }
 
 /// Wait for `pid` and return (exit code or Err(signal), CPU time of it and its descendants).
+/// Wait until child `pid` has exited, without reaping it.
+fn wait_exited(pid: i32) {
+    loop {
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
 fn wait4(pid: i32) -> (Result<i32, i32>, u64) {
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

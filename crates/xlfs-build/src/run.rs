@@ -446,13 +446,30 @@ pub fn start_order(
         .collect()
 }
 
-/// Ctrl-C: stop starting builds and kill the running sandboxes (whole process groups).
-pub fn interrupt(ctx: &Ctx) {
+/// How long a running build has to stop after SIGTERM before it is killed.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Ctrl-C: stop starting builds, and stop the running sandboxes (whole process groups): SIGTERM
+/// first, as a terminal would, so that make deletes the targets it was writing (a test's partial
+/// output, say, which the tree's next run would take for a result); SIGKILL to those still
+/// running after [`STOP_GRACE`].
+pub fn interrupt(ctx: &Arc<Ctx>) {
     ctx.cancel.store(true, Ordering::SeqCst);
+    signal_running(ctx, libc::SIGTERM);
+    let ctx = ctx.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(STOP_GRACE);
+        signal_running(&ctx, libc::SIGKILL);
+    });
+}
+
+/// Send `sig` to the process group of every running sandbox (a sandbox leaves the list before it
+/// is reaped: no group id here can be another's).
+fn signal_running(ctx: &Ctx, sig: libc::c_int) {
     if let Ok(running) = ctx.running.lock() {
         for pgid in running.iter() {
             unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
+                libc::kill(-pgid, sig);
             }
         }
     }

@@ -27,6 +27,13 @@
 //! pid 1 of the new pid namespace (makes the mounts, `pivot_root`s into the root and detaches
 //! the old one, reaps orphans); its child creates U2 and execs the build. Each dies with its
 //! parent (`PR_SET_PDEATHSIG`), and when pid 1 dies the kernel kills the whole namespace.
+//!
+//! Stopping: SIGTERM to the helper's process group (xlfs does so on Ctrl-C, then SIGKILL after
+//! a grace period) reaches the build's processes, which stop as they would at a terminal: make
+//! deletes a target it was writing, so a test's half-written output is not taken for a result
+//! when the tree goes on. The helper, its child and pid 1 outlive it (the helper ignores it,
+//! pid 1 only notes it), and pid 1 then reaps the build's last processes before it exits,
+//! instead of the kernel killing them at once when the shell is gone.
 
 mod ids;
 
@@ -285,6 +292,10 @@ pub fn enter(spec_path: &Path) -> ! {
     // From the start: the helper's own mount points need it too (under a umask of 077 the
     // build's namespace could not reach them), and the build inherits it.
     unsafe { libc::umask(BUILD_UMASK) };
+    // A SIGTERM to the process group is for the build: the helper and its child wait for it
+    // to stop (see the module's doc). Pid 1 replaces this with its handler before it forks the
+    // build, whose exec then resets it to the default.
+    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
     let mut spec: Spec = match std::fs::read(spec_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -313,6 +324,7 @@ pub fn enter(spec_path: &Path) -> ! {
         Ok(ForkResult::Child) => {}
     }
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    note_sigterm();
     if let Err(e) = setup(&spec) {
         die("setting up the build root", e);
     }
@@ -336,15 +348,46 @@ pub fn enter(spec_path: &Path) -> ! {
         None => exec(&spec),
         Some(child) => child,
     };
-    // Reap everything until the shell exits; orphans re-parent to us.
+    // Reap everything until the shell exits; orphans re-parent to us. When the build is being
+    // stopped, the shell may die first (bash does at once): its last processes, make deleting a
+    // half-written target, are then waited for too, until none is left (or xlfs's SIGKILL).
+    let mut status = None;
     loop {
         match waitpid(Pid::from_raw(-1), None) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == shell => std::process::exit(code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == shell => std::process::exit(128 + sig as i32),
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(WaitStatus::Exited(pid, code)) if pid == shell => status = Some(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == shell => status = Some(128 + sig as i32),
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::ECHILD) if status.is_some() => {}
             Err(e) => die("waitpid", e),
         }
+        if let Some(code) = status {
+            if !SIGTERM_SEEN.load(std::sync::atomic::Ordering::SeqCst)
+                || matches!(
+                    waitpid(Pid::from_raw(-1), Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+                    Err(nix::errno::Errno::ECHILD)
+                )
+            {
+                std::process::exit(code);
+            }
+        }
+    }
+}
+
+/// Set in pid 1 when the build is being stopped (SIGTERM).
+static SIGTERM_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Pid 1 notes a SIGTERM instead of ignoring it (a signal from outside its namespace reaches it
+/// only through a handler). No `SA_RESTART`: its `waitpid` returns, and it looks again.
+fn note_sigterm() {
+    extern "C" fn seen(_: libc::c_int) {
+        SIGTERM_SEEN.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = seen as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
     }
 }
 

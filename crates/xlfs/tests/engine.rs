@@ -739,6 +739,105 @@ fn ctrl_c_stops_the_running_builds_and_the_next_run_resumes() {
     assert!(w.plan().iter().all(|(_, _, s)| s == "cached"));
 }
 
+/// Ctrl-C in a test suite: the build's processes get SIGTERM first, so make deletes the result it
+/// was writing, and the tree's next run runs that test again instead of taking its half-written
+/// output for a result (glibc's `make check` writes each test's `.out` so).
+#[test]
+fn ctrl_c_in_a_suite_lets_make_delete_its_half_written_result() {
+    let w = World::new();
+    let mk = "all:\n\ttrue\n\
+              t/p.out:\n\tmkdir -p t\n\techo 'half written' > $@\n\
+              \tif [ ! -e slept ]; then touch slept; sleep 60; fi\n\techo 'PASS: p' > $@\n\
+              check: t/p.out\n\tcp t/p.out t/p.sum\n\
+              install:\n\tinstall -D -m 0644 Makefile $(DESTDIR)/usr/share/suite/Makefile\n";
+    let recipe = suite_package(&w, mk);
+    w.write_recipe("suite", &recipe("allow = []"));
+    let child = w
+        .cmd(&["build", "suite", "--check"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The test is in its sleep, its output half written.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let slept = loop {
+        let found = std::fs::read_dir(w.home().join("builds"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("src/suite-1.0/slept"))
+            .find(|p| p.exists());
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the test never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out_file = slept.with_file_name("t/p.out");
+    while !out_file.exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    // It stopped at the SIGTERM, well before the grace period's SIGKILL.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(sandboxes_of(&w.home()), 0);
+    assert!(!out_file.exists(), "make left its half-written target");
+    let log = w.ok(&["log", "suite"]);
+    assert!(log.contains("Deleting file 't/p.out'"), "{log}");
+    // The tree goes on: the test runs again, and passes.
+    let out = w.ok(&["build", "suite", "--check"]);
+    assert!(out.contains("built 1"), "{out}");
+    let log = w.ok(&["log", "suite"]);
+    assert!(
+        log.contains("resuming this build tree")
+            && log.contains("tests (t/p.sum): 1 passed, 0 expected failures or skipped, 0 failed"),
+        "{log}"
+    );
+}
+
+/// A build that ignores SIGTERM is killed once the grace period is over: Ctrl-C never hangs.
+#[test]
+fn ctrl_c_kills_a_build_that_ignores_sigterm_after_the_grace_period() {
+    let w = World::new();
+    let mk = "all:\n\ttrue\n\
+              check:\n\ttouch started; trap '' TERM; sleep 120\n\
+              install:\n\tinstall -D -m 0644 Makefile $(DESTDIR)/usr/share/suite/Makefile\n";
+    let recipe = suite_package(&w, mk);
+    w.write_recipe("suite", &recipe("allow = []"));
+    let child = w
+        .cmd(&["build", "suite", "--check"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_dir(w.home().join("builds"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("src/suite-1.0/started").exists())
+    {
+        assert!(Instant::now() < deadline, "the check never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(60),
+        "{took:?}"
+    );
+    assert_eq!(sandboxes_of(&w.home()), 0);
+}
+
 #[test]
 fn ctrl_c_during_rebuild_compare_removes_the_scratch_home() {
     // As Ctrl-C in a terminal: the signal reaches xlfs and its scratch build together.
