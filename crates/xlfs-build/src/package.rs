@@ -1113,14 +1113,17 @@ pub const DEFAULT_CFLAGS: &str = "-O2 -ffile-prefix-map=/build/src=.";
 fn judge_tests(suite: &xlfs_book::TestSuite, workdir: &Path, log: &mut Log) -> Result<(), String> {
     let verdict = crate::suites::judge(suite, workdir)?;
     log.line(&format!("==> xlfs: {}", verdict.summary()));
-    let unexpected = verdict.problems();
-    for f in &unexpected {
-        log.line(&format!("==> xlfs: unexpected {f}"));
+    let problems = verdict.problems();
+    for f in &problems {
+        log.line(&format!("==> xlfs: {f}"));
     }
     if verdict.passed() {
         return Ok(());
     }
-    let shown: Vec<&str> = unexpected.iter().take(10).map(|s| s.as_str()).collect();
+    let listed: Vec<String> = (verdict.unexpected.iter().cloned())
+        .chain(verdict.missing.iter().cloned())
+        .collect();
+    let shown: Vec<&str> = listed.iter().take(10).map(|s| s.as_str()).collect();
     let what = match (verdict.unexpected.len(), verdict.missing.len()) {
         (n, 0) => format!("{n} test(s) failed that [build.tests] allow does not list"),
         (0, m) => format!("{m} part(s) of the suite left no results"),
@@ -1131,8 +1134,8 @@ fn judge_tests(suite: &xlfs_book::TestSuite, workdir: &Path, log: &mut Log) -> R
     Err(format!(
         "{what}: {}{}\n  {}",
         shown.join("; "),
-        if unexpected.len() > 10 { "; ..." } else { "" },
-        crate::suites::UNEXPECTED_FIX
+        if problems.len() > 10 { "; ..." } else { "" },
+        verdict.fixes().join("\n  ")
     ))
 }
 

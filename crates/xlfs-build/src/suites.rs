@@ -174,6 +174,10 @@ pub fn measured_allowlist(results: &Results, allow: &[String]) -> Result<(Vec<St
 pub const UNEXPECTED_FIX: &str =
     "fix the package, or add the test's name to `allow` with a comment saying why it may fail";
 
+pub const MISSING_FIX: &str =
+    "read how the part ended in the build's log (`xlfs log PKG`): a part that stopped early, or \
+     whose patterns match no test file, is mended in its `run`";
+
 /// A test suite's verdict: what its result files say, and the failures its allowlist lacks.
 #[derive(Debug, Clone)]
 pub struct Verdict {
@@ -214,8 +218,21 @@ impl Verdict {
     /// What fails the suite, one line each: the unexpected failures, then the parts that left
     /// no results.
     pub fn problems(&self) -> Vec<String> {
-        let missing = self.missing.iter().map(|m| format!("ERROR: {m}"));
-        self.unexpected.iter().cloned().chain(missing).collect()
+        let unexpected = self.unexpected.iter().map(|u| format!("unexpected {u}"));
+        let missing = self.missing.iter().map(|m| format!("no results: {m}"));
+        unexpected.chain(missing).collect()
+    }
+
+    /// How to mend what fails the suite (empty when it passes).
+    pub fn fixes(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if !self.unexpected.is_empty() {
+            out.push(UNEXPECTED_FIX);
+        }
+        if !self.missing.is_empty() {
+            out.push(MISSING_FIX);
+        }
+        out
     }
 }
 

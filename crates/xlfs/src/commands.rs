@@ -630,17 +630,15 @@ fn tests(app: &App, package: &str, tree: Option<&std::path::Path>, allow_toml: b
         return Ok(if verdict.passed() { 0 } else { 1 });
     }
     println!("{package}: {}", verdict.summary());
-    for u in verdict.problems() {
-        println!("  unexpected {u}");
+    for p in verdict.problems() {
+        println!("  {p}");
     }
     if verdict.passed() {
         return Ok(0);
     }
-    println!(
-        "  {} (in {})",
-        xlfs_build::suites::UNEXPECTED_FIX,
-        r.path.display()
-    );
+    for fix in verdict.fixes() {
+        println!("  {fix} (in {})", r.path.display());
+    }
     Ok(1)
 }
 

@@ -271,7 +271,8 @@ fn named_parts_keep_the_summary_each_writes_and_a_part_without_results_fails_the
     w.write_recipe("suite", &recipe(&parts("none")));
     let out = w.fails(&["build", "suite", "--check"]);
     assert!(
-        out.contains("1 part(s) of the suite left no results: ERROR: part `c` left no results in t/x-c.sum: it reports no test"),
+        out.contains("1 part(s) of the suite left no results: part `c` left no results in t/x-c.sum: it reports no test")
+            && out.contains("read how the part ended in the build's log"),
         "{out}"
     );
     let log = w.ok(&["log", "suite"]);
@@ -283,7 +284,7 @@ fn named_parts_keep_the_summary_each_writes_and_a_part_without_results_fails_the
     // `xlfs tests` judges the same way.
     let out = w.fails(&["tests", "suite"]);
     assert!(
-        out.contains("unexpected ERROR: part `c` left no results"),
+        out.contains("  no results: part `c` left no results") && out.contains("is mended in its `run` (in "),
         "{out}"
     );
     // Part `c` mended: it alone runs again (its mark changed with it), and the suite passes.
