@@ -33,7 +33,9 @@
 //! deletes a target it was writing, so a test's half-written output is not taken for a result
 //! when the tree goes on. The helper, its child and pid 1 outlive it (the helper ignores it,
 //! pid 1 only notes it), and pid 1 then reaps the build's last processes before it exits,
-//! instead of the kernel killing them at once when the shell is gone.
+//! instead of the kernel killing them at once when the shell is gone. (The build can send pid 1
+//! that SIGTERM too, being the same user: then pid 1 waits for the build's last process, which
+//! gives it nothing a build that never exits does not have.)
 
 mod ids;
 
