@@ -751,28 +751,9 @@ fn ctrl_c_in_a_suite_lets_make_delete_its_half_written_result() {
               \tif [ ! -e slept ]; then touch slept; sleep 60; fi\n\techo 'PASS: p' > $@\n\
               check: t/p.out\n\tcp t/p.out t/p.sum\n\
               install:\n\tinstall -D -m 0644 Makefile $(DESTDIR)/usr/share/suite/Makefile\n";
-    let recipe = suite_package(&w, mk);
-    w.write_recipe("suite", &recipe("allow = []"));
-    let child = w
-        .cmd(&["build", "suite", "--check"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_suite_check(&w, mk);
     // The test is in its sleep, its output half written.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let slept = loop {
-        let found = std::fs::read_dir(w.home().join("builds"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path().join("src/suite-1.0/slept"))
-            .find(|p| p.exists());
-        if let Some(p) = found {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "the test never started");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let slept = wait_for_tree_file(&w, "slept");
     let out_file = slept.with_file_name("t/p.out");
     while !out_file.exists() {
         std::thread::sleep(Duration::from_millis(20));
@@ -802,6 +783,37 @@ fn ctrl_c_in_a_suite_lets_make_delete_its_half_written_result() {
     );
 }
 
+/// `suite` (its Makefile `mk`, no allowlist) starts building with `--check`.
+fn start_suite_check(w: &World, mk: &str) -> std::process::Child {
+    let recipe = suite_package(w, mk);
+    w.write_recipe("suite", &recipe("allow = []"));
+    w.cmd(&["build", "suite", "--check"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait until the file `name` appears in the source directory of suite's build tree.
+fn wait_for_tree_file(w: &World, name: &str) -> std::path::PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let found = std::fs::read_dir(w.home().join("builds"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("src/suite-1.0").join(name))
+            .find(|p| p.exists());
+        if let Some(p) = found {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never appeared in the build tree"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A build that ignores SIGTERM is killed once the grace period is over: Ctrl-C never hangs.
 #[test]
 fn ctrl_c_kills_a_build_that_ignores_sigterm_after_the_grace_period() {
@@ -809,23 +821,8 @@ fn ctrl_c_kills_a_build_that_ignores_sigterm_after_the_grace_period() {
     let mk = "all:\n\ttrue\n\
               check:\n\ttouch started; trap '' TERM; sleep 120\n\
               install:\n\tinstall -D -m 0644 Makefile $(DESTDIR)/usr/share/suite/Makefile\n";
-    let recipe = suite_package(&w, mk);
-    w.write_recipe("suite", &recipe("allow = []"));
-    let child = w
-        .cmd(&["build", "suite", "--check"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !std::fs::read_dir(w.home().join("builds"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| e.path().join("src/suite-1.0/started").exists())
-    {
-        assert!(Instant::now() < deadline, "the check never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = start_suite_check(&w, mk);
+    wait_for_tree_file(&w, "started");
     std::thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
