@@ -294,6 +294,20 @@ pub fn escapes_through_link(base: &Path, rel: &str) -> Option<PathBuf> {
     }
 }
 
+/// Whether a part's commands are there; reports an empty one at `field`.
+fn part_has_command(sink: &mut Sink, field: &str, run: &At<String>) -> bool {
+    if !run.value.trim().is_empty() {
+        return true;
+    }
+    sink.error(
+        run.span.clone(),
+        field.to_string(),
+        "a part of the test suite is an empty command",
+        Some("give each part the command that runs it, e.g. \"make -k check-gcc-c\"".into()),
+    );
+    false
+}
+
 /// `[[build.tests.parts]]`: each part a table with `name`, `run` and, optionally, `keep`.
 fn read_part_tables(sink: &mut Sink, t: &mut Reader, results: &[String]) -> Vec<Part> {
     let mut globs = globset::GlobSetBuilder::new();
@@ -336,19 +350,9 @@ fn read_part_tables(sink: &mut Sink, t: &mut Reader, results: &[String]) -> Vec<
                 Some(n.value)
             }
         });
-        let run = run.and_then(|r| {
-            if r.value.trim().is_empty() {
-                sink.error(
-                    r.span.clone(),
-                    run_field.clone(),
-                    "a part of the test suite is an empty command",
-                    Some("give each part the command that runs it, e.g. \"make -k check-gcc-c\"".into()),
-                );
-                None
-            } else {
-                Some(r.value)
-            }
-        });
+        let run = run
+            .filter(|r| part_has_command(sink, &run_field, r))
+            .map(|r| r.value);
         let keep = keep.filter(|k| {
             check_relative(
                 sink,
@@ -874,21 +878,7 @@ pub fn parse_recipe(
                     t.string_list(&mut sink, "parts")
                         .unwrap_or_default()
                         .into_iter()
-                        .filter(|p| {
-                            let empty = p.value.trim().is_empty();
-                            if empty {
-                                sink.error(
-                                    p.span.clone(),
-                                    t.field("parts"),
-                                    "a part of the test suite is an empty command",
-                                    Some(
-                                        "give each part the command that runs it, e.g. \"make -k check-gcc-c\""
-                                            .into(),
-                                    ),
-                                );
-                            }
-                            !empty
-                        })
+                        .filter(|p| part_has_command(&mut sink, &t.field("parts"), p))
                         .map(|p| Part::command(p.value))
                         .collect()
                 };

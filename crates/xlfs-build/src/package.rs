@@ -1120,10 +1120,10 @@ fn judge_tests(suite: &xlfs_book::TestSuite, workdir: &Path, log: &mut Log) -> R
     if verdict.passed() {
         return Ok(());
     }
-    let listed: Vec<String> = (verdict.unexpected.iter().cloned())
-        .chain(verdict.missing.iter().cloned())
+    let shown: Vec<&str> = (verdict.unexpected.iter().chain(&verdict.missing))
+        .take(10)
+        .map(String::as_str)
         .collect();
-    let shown: Vec<&str> = listed.iter().take(10).map(|s| s.as_str()).collect();
     let what = match (verdict.unexpected.len(), verdict.missing.len()) {
         (n, 0) => format!("{n} test(s) failed that [build.tests] allow does not list"),
         (0, m) => format!("{m} part(s) of the suite left no results"),
@@ -1245,7 +1245,6 @@ fn sandbox(ctx: &Ctx, spec: &Spec, spec_path: &Path, log: &mut Log) -> Result<u6
     }
 }
 
-/// Wait for `pid` and return (exit code or Err(signal), CPU time of it and its descendants).
 /// Wait until child `pid` has exited, without reaping it.
 fn wait_exited(pid: i32) {
     loop {
@@ -1264,6 +1263,7 @@ fn wait_exited(pid: i32) {
     }
 }
 
+/// Wait for `pid` and return (exit code or Err(signal), CPU time of it and its descendants).
 fn wait4(pid: i32) -> (Result<i32, i32>, u64) {
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

@@ -64,18 +64,21 @@ pub struct Results {
 
 /// Read result lines from one file's text. An automake `test-suite.log` lists in detail only the
 /// tests that did not pass, so its counts come from its summary (`# PASS:  70`), and only its
-/// failures from the detail.
-pub fn parse(text: &str, into: &mut Results) {
+/// failures from the detail. Returns whether the text reports any test at all (a failure
+/// already in `into` from another file counts too).
+pub fn parse(text: &str, into: &mut Results) -> bool {
     let automake = text.lines().any(|l| l.starts_with("# TOTAL:"));
     let mut seen: BTreeSet<(String, String)> = into.failures.iter().cloned().collect();
+    let mut any = false;
     for line in text.lines() {
         if automake {
             if let Some((kind, n)) = line.strip_prefix("# ").and_then(|l| l.split_once(':')) {
                 match (kind, n.trim().parse::<usize>()) {
                     ("PASS", Ok(n)) => into.passed += n,
                     ("SKIP" | "XFAIL", Ok(n)) => into.expected += n,
-                    _ => {}
+                    _ => continue,
                 }
+                any |= n.trim() != "0";
                 continue;
             }
         }
@@ -92,9 +95,11 @@ pub fn parse(text: &str, into: &mut Results) {
                     into.failures.push(f);
                 }
             }
-            _ => {}
+            _ => continue,
         }
+        any = true;
     }
+    any
 }
 
 impl Results {
@@ -238,42 +243,45 @@ impl Verdict {
 
 /// Read `suite`'s result files under `workdir` and judge them against its allowlist.
 pub fn judge(suite: &TestSuite, workdir: &Path) -> Result<Verdict, String> {
-    let (results, files) = collect(suite, workdir)?;
+    let (results, files, reporting) = collect(suite, workdir)?;
     let unexpected = unexpected(&results, &suite.allow)?;
+    let missing = missing_parts(suite, &files, &reporting);
     Ok(Verdict {
         results,
         files,
         unexpected,
-        missing: missing_parts(suite, workdir),
+        missing,
     })
 }
 
-/// The parts that were to keep a result file and left none with a result in it (one line each).
-fn missing_parts(suite: &TestSuite, workdir: &Path) -> Vec<String> {
+/// The parts that were to keep a result file and left none with a result in it (one line each),
+/// from the result files read (`files`; the book makes sure `results` names every kept file)
+/// and those of them that report a test.
+fn missing_parts(suite: &TestSuite, files: &[String], reporting: &BTreeSet<String>) -> Vec<String> {
     let mut out = Vec::new();
     for p in &suite.parts {
         let (Some(name), Some(kept)) = (&p.name, p.kept()) else {
             continue;
         };
-        let why = match std::fs::read(workdir.join(&kept)) {
-            Err(_) => "it is not there: the part has not ended, or wrote no summary",
-            Ok(bytes) => {
-                let mut r = Results::default();
-                parse(&String::from_utf8_lossy(&bytes), &mut r);
-                if !r.is_empty() {
-                    continue;
-                }
-                "it reports no test: the part ran none (a pattern that matches no test file?)"
-            }
+        let why = if reporting.contains(&kept) {
+            continue;
+        } else if files.contains(&kept) {
+            "it reports no test: the part ran none (a pattern that matches no test file?)"
+        } else {
+            "it is not there: the part has not ended, or wrote no summary"
         };
         out.push(format!("part `{name}` left no results in {kept}: {why}"));
     }
     out
 }
 
-/// Read every result file of `suite` under `workdir`. No result file at all is an error: the
-/// test suite did not run where the recipe says.
-pub fn collect(suite: &TestSuite, workdir: &Path) -> Result<(Results, Vec<String>), String> {
+/// Read every result file of `suite` under `workdir`: what they say, their names (relative to
+/// `workdir`), and the names of those that report a test. No result file at all is an error:
+/// the test suite did not run where the recipe says.
+pub fn collect(
+    suite: &TestSuite,
+    workdir: &Path,
+) -> Result<(Results, Vec<String>, BTreeSet<String>), String> {
     let mut set = GlobSetBuilder::new();
     for r in &suite.results {
         set.add(Glob::new(r).map_err(|e| format!("[build.tests] results: `{r}`: {e}"))?);
@@ -305,9 +313,12 @@ pub fn collect(suite: &TestSuite, workdir: &Path) -> Result<(Results, Vec<String
         ));
     }
     let mut results = Results::default();
+    let mut reporting = BTreeSet::new();
     for f in &files {
         let bytes = std::fs::read(workdir.join(f)).map_err(|e| format!("cannot read {f}: {e}"))?;
-        parse(&String::from_utf8_lossy(&bytes), &mut results);
+        if parse(&String::from_utf8_lossy(&bytes), &mut results) {
+            reporting.insert(f.clone());
+        }
     }
     if results.is_empty() {
         return Err(format!(
@@ -316,7 +327,7 @@ pub fn collect(suite: &TestSuite, workdir: &Path) -> Result<(Results, Vec<String
             files.join(", ")
         ));
     }
-    Ok((results, files))
+    Ok((results, files, reporting))
 }
 
 #[cfg(test)]
@@ -461,7 +472,7 @@ mod tests {
             allow: vec![],
             parts: vec![],
         };
-        let (r, files) = collect(&suite, d.path()).unwrap();
+        let (r, files, _) = collect(&suite, d.path()).unwrap();
         assert_eq!(files, ["build/gcc/testsuite/gcc/gcc.sum", "build/tests.sum"]);
         assert_eq!(r.failures.len(), 3);
         let none = TestSuite {
