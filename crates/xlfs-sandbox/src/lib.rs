@@ -31,8 +31,9 @@
 //! Stopping: SIGTERM to the helper's process group (xlfs does so on Ctrl-C, then SIGKILL after
 //! a grace period) reaches the build's processes, which stop as they would at a terminal: make
 //! deletes a target it was writing, so a test's half-written output is not taken for a result
-//! when the tree goes on. The helper, its child and pid 1 outlive it (the helper ignores it,
-//! pid 1 only notes it), and pid 1 then reaps the build's last processes before it exits,
+//! when the tree goes on. The helper, its child and pid 1 outlive it (they only note it; one
+//! that comes while the sandbox is being set up stops the build before it starts), and pid 1
+//! then reaps the build's last processes before it exits,
 //! instead of the kernel killing them at once when the shell is gone. (The build can send pid 1
 //! that SIGTERM too, being the same user: then pid 1 waits for the build's last process, which
 //! gives it nothing a build that never exits does not have.)
@@ -295,9 +296,10 @@ pub fn enter(spec_path: &Path) -> ! {
     // build's namespace could not reach them), and the build inherits it.
     unsafe { libc::umask(BUILD_UMASK) };
     // A SIGTERM to the process group is for the build: the helper and its child wait for it
-    // to stop (see the module's doc). Pid 1 replaces this with its handler before it forks the
-    // build, whose exec then resets it to the default.
-    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    // to stop (see the module's doc). Until the build runs, it is noted (and inherited by every
+    // fork), so that one sent while the sandbox is being set up stops the build before it
+    // starts instead of being lost. Pid 1 replaces this with its own handler.
+    note_sigterm(true);
     let mut spec: Spec = match std::fs::read(spec_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -326,7 +328,7 @@ pub fn enter(spec_path: &Path) -> ! {
         Ok(ForkResult::Child) => {}
     }
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    note_sigterm();
+    note_sigterm(false);
     if let Err(e) = setup(&spec) {
         die("setting up the build root", e);
     }
@@ -379,15 +381,17 @@ pub fn enter(spec_path: &Path) -> ! {
 /// Set in pid 1 when the build is being stopped (SIGTERM).
 static SIGTERM_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Pid 1 notes a SIGTERM instead of ignoring it (a signal from outside its namespace reaches it
-/// only through a handler). No `SA_RESTART`: its `waitpid` returns, and it looks again.
-fn note_sigterm() {
+/// Note a SIGTERM instead of dying of it (pid 1: a signal from outside its namespace reaches it
+/// only through a handler). `restart` for the processes that set the sandbox up; none for pid
+/// 1, whose `waitpid` then returns, and it looks again.
+fn note_sigterm(restart: bool) {
     extern "C" fn seen(_: libc::c_int) {
         SIGTERM_SEEN.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = seen as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = if restart { libc::SA_RESTART } else { 0 };
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
     }
@@ -479,6 +483,14 @@ pub const BUILD_NICENESS: i32 = 19;
 pub const BUILD_UMASK: libc::mode_t = 0o022;
 
 fn exec(spec: &Spec) -> ! {
+    // The build is being stopped already (a SIGTERM while the sandbox was set up): it does not
+    // start. From the default set here on, a SIGTERM ends this process as it would the build.
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        if SIGTERM_SEEN.load(std::sync::atomic::Ordering::SeqCst) {
+            libc::_exit(128 + libc::SIGTERM);
+        }
+    }
     for &cap in DROPPED_CAPS {
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
             die(

@@ -554,3 +554,43 @@ fn only_the_named_descriptors_are_inherited() {
     spec.inherit_fds = vec![200];
     assert_eq!(lines(&sb.run_spec(&spec, &wrap)), ["open 200"]);
 }
+
+/// A SIGTERM to the sandbox's process group while the sandbox is still being set up (xlfs
+/// stopping its builds just after one was started) stops the build before it starts, and the
+/// helper reports it (128 + 15); it is not lost, leaving the build to run until xlfs's SIGKILL.
+/// Sent at fractions of the set-up time measured first, so before the build could run.
+#[test]
+fn a_sigterm_during_set_up_stops_the_build_before_it_starts() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.path("build/script.sh"), "touch /build/started; exec sleep 30").unwrap();
+    let spec = sb.spec(Root::Tree("/".into()), &["bash", "-e", "/build/script.sh"]);
+    sb.ids.give_to_root(sb.dir.path()).unwrap();
+    // How long set-up and teardown take here: a build of `true`.
+    let quick = sb.spec(Root::Tree("/".into()), &["true"]);
+    let t = std::time::Instant::now();
+    assert_eq!(sb.run_spec(&quick, &[]).code, 0);
+    let setup = t.elapsed();
+    for fraction in [8, 4, 2] {
+        let spec_path = sb.path("spec.json");
+        let mut child = xlfs_sandbox::command(Path::new(HELPER), &spec, &spec_path)
+            .unwrap()
+            .spawn()
+            .unwrap();
+        std::thread::sleep(setup / fraction);
+        let started = std::time::Instant::now();
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        let took = started.elapsed();
+        use std::os::unix::process::ExitStatusExt;
+        // Reported by the helper, or (a SIGTERM before it could note one) the helper's own end.
+        assert!(
+            status.code() == Some(128 + libc::SIGTERM) || status.signal() == Some(libc::SIGTERM),
+            "set-up {setup:?}, sent after 1/{fraction} of it: {status:?}"
+        );
+        assert!(
+            !sb.path("build/started").exists(),
+            "the build ran (SIGTERM after 1/{fraction} of set-up {setup:?})"
+        );
+        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    }
+}
