@@ -349,3 +349,38 @@ while True:
         .unwrap();
     assert_eq!((rc, out.trim()), (0, (word.len() + 1).to_string().as_str()));
 }
+
+/// QEMU runs in a process group of its own, so a Ctrl-C or kill that ends xlfs does not reach
+/// it: it ends when the thread that started it ends, however that thread ends (here: without
+/// dropping the console, as a killed process drops nothing).
+#[test]
+fn qemu_ends_with_the_thread_that_started_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let pid = std::thread::spawn(move || {
+        let m = echo_machine(&path);
+        let mut c = Console::spawn(&m, &path.join("console.log")).unwrap();
+        c.expect(ECHO_BANNER, BOOT).unwrap();
+        let pid = c.pid();
+        std::mem::forget(c);
+        pid
+    })
+    .join()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie: this process is its parent and does not reap it.
+        let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+        if stat.is_empty() || state == Some("Z") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "QEMU (pid {pid}) outlived its thread: {stat}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Reap it.
+    unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
+}
