@@ -28,8 +28,10 @@ pub struct Ctx {
     pub checks: crate::suites::Checks,
     /// The binary that runs `__sandbox` (xlfs itself).
     pub sandbox_exe: PathBuf,
-    /// Set on Ctrl-C: builds stop starting new phases.
+    /// Set to stop now (a second Ctrl-C, SIGTERM): builds stop starting new phases.
     pub cancel: AtomicBool,
+    /// Set on a first Ctrl-C: no package starts; the running ones go on to their end.
+    pub drain: AtomicBool,
     /// Process-group ids of running sandboxes (killed on Ctrl-C).
     pub running: Mutex<Vec<i32>>,
     /// ccache and icecream (`xlfs build --ccache`, `--icecc`); off by default, never in a key.

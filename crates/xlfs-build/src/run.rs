@@ -164,7 +164,7 @@ pub fn run_with(ctx: Arc<Ctx>, plan: &Plan, opts: &Options, reporter: Arc<dyn Re
     let mut done: BTreeSet<String> = BTreeSet::new();
 
     loop {
-        let cancelled = ctx.cancel.load(Ordering::SeqCst);
+        let cancelled = ctx.cancel.load(Ordering::SeqCst) || ctx.drain.load(Ordering::SeqCst);
         // Ready: not started, everything it waits for is built.
         let ready: Vec<&str> = if stop || cancelled {
             Vec::new()
@@ -246,7 +246,8 @@ pub fn run_with(ctx: Arc<Ctx>, plan: &Plan, opts: &Options, reporter: Arc<dyn Re
         }
     }
     drop(tokens);
-    if ctx.cancel.load(Ordering::SeqCst) {
+    // Stopped, or drained with packages left unstarted.
+    if ctx.cancel.load(Ordering::SeqCst) || (ctx.drain.load(Ordering::SeqCst) && !waiting.is_empty()) {
         out.interrupted = true;
     }
     out.skipped.extend(waiting.keys().map(|s| s.to_string()));
@@ -449,7 +450,12 @@ pub fn start_order(
 /// How long a running build has to stop after SIGTERM before it is killed.
 pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Ctrl-C: stop starting builds, and stop the running sandboxes (whole process groups): SIGTERM
+/// A first Ctrl-C: start no package; the running ones go on to their end and are kept.
+pub fn drain(ctx: &Ctx) {
+    ctx.drain.store(true, Ordering::SeqCst);
+}
+
+/// Stop now (a second Ctrl-C, SIGTERM, SIGHUP): stop starting builds, and stop the running sandboxes (whole process groups): SIGTERM
 /// first, as a terminal would, so that make deletes the targets it was writing (a test's partial
 /// output, say, which the tree's next run would take for a result); SIGKILL to those still
 /// running after [`STOP_GRACE`].

@@ -5,7 +5,7 @@ use crate::args::{BookCommand, BuildArgs, Cli, Command};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use xlfs_build::package::source_ref;
 use xlfs_build::run::{human_bytes, Options};
@@ -330,17 +330,31 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
         checks,
         sandbox_exe: std::env::current_exe().context("cannot find the xlfs binary")?,
         cancel: AtomicBool::new(false),
+        drain: AtomicBool::new(false),
         running: Mutex::new(Vec::new()),
         cc,
     });
-    {
+    // A first Ctrl-C lets the running builds end (hours of a long build step are not thrown
+    // away by one key press); a second one, SIGTERM or SIGHUP stops them now. For this build
+    // only: `up`'s later phases get the default again.
+    let _signals = {
         let ctx = ctx.clone();
-        ctrlc::set_handler(move || {
-            eprintln!("\ninterrupted: stopping the running builds (finished packages are kept)");
-            xlfs_build::run::interrupt(&ctx);
-        })
-        .context("cannot install the Ctrl-C handler")?;
-    }
+        crate::signals::scope(move |sig| {
+            if ctx.cancel.load(Ordering::SeqCst) {
+                return;
+            }
+            if sig == crate::signals::SIGINT && !ctx.drain.swap(true, Ordering::SeqCst) {
+                eprintln!(
+                    "\nCtrl-C: no package starts now; the running builds go on to their end and are \
+                     kept. Ctrl-C again stops them now (a build stopped before the end of its \
+                     build step starts that step again next time)"
+                );
+            } else {
+                eprintln!("\ninterrupted: stopping the running builds (finished packages are kept)");
+                xlfs_build::run::interrupt(&ctx);
+            }
+        })?
+    };
     if !quiet {
         eprintln!(
             "building {to_build} of {} package(s) with -j{jobs}; logs in {}",

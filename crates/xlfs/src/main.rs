@@ -8,6 +8,7 @@ mod doctor;
 mod guest;
 mod host;
 mod rebuild;
+mod signals;
 mod system;
 
 use clap::Parser;

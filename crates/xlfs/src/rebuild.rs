@@ -136,19 +136,19 @@ pub fn rebuild_compare(app: &App, targets: &[String], jobs: usize, keep: bool, c
         cmd.arg("--check");
     }
     cmd.args(targets);
-    // Ctrl-C reaches the scratch build too (one process group); a SIGINT, SIGTERM or SIGHUP sent
-    // to this process alone (`kill PID`, a service manager) is passed on to it. It stops its
-    // builds and exits 130; this process outlives the signal, waits for it, then removes the
-    // scratch home (nothing of this home changed).
+    // Ctrl-C reaches the scratch build too (one process group), where a first one would let its
+    // running builds end: a SIGINT, SIGTERM or SIGHUP here is passed on to it as SIGTERM, which
+    // stops them now (so does `kill PID` of this process alone, as a service manager sends it).
+    // It exits 130; this process outlives the signal, waits for it, then removes the scratch
+    // home (nothing of this home changed).
     static SCRATCH_BUILD: AtomicI32 = AtomicI32::new(0);
-    ctrlc::set_handler(|| {
+    let _signals = crate::signals::scope(|_| {
         let pid = SCRATCH_BUILD.load(Ordering::SeqCst);
         if pid > 0 {
             // SAFETY: kill(2) on the scratch build's pid, which this process waits for.
-            unsafe { libc::kill(pid, libc::SIGINT) };
+            unsafe { libc::kill(pid, libc::SIGTERM) };
         }
-    })
-    .context("cannot install the Ctrl-C handler")?;
+    })?;
     let mut child = cmd.spawn().context("cannot run the scratch build")?;
     SCRATCH_BUILD.store(child.id() as i32, Ordering::SeqCst);
     let status = child.wait().context("cannot run the scratch build");

@@ -708,8 +708,10 @@ fn after_a_kill_during_a_build_resuming_gives_the_same_artifacts() {
     assert_eq!(w.artifacts(), expected);
 }
 
+/// A first Ctrl-C starts nothing more, and lets the running builds end: slow's build is kept,
+/// and top, which waits for it, is left for the next run.
 #[test]
-fn ctrl_c_stops_the_running_builds_and_the_next_run_resumes() {
+fn a_first_ctrl_c_lets_the_running_builds_end_and_starts_no_more() {
     let w = World::new();
     slow_book(&w);
     let child = w
@@ -718,11 +720,75 @@ fn ctrl_c_stops_the_running_builds_and_the_next_run_resumes() {
         .spawn()
         .unwrap();
     wait_until_slow_is_building(&w);
+    // ... and a and b have ended (with -j2, one of them can start after slow).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let finished = |name: &str| w.plan().iter().any(|(n, _, s)| n == name && s == "cached");
+    while !(finished("a") && finished("b")) {
+        assert!(Instant::now() < deadline, "a and b never finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     let text = text(&out);
     assert_eq!(out.status.code(), Some(130), "{text}");
+    assert!(text.contains("the running builds go on to their end"), "{text}");
     assert!(text.contains("run `xlfs build` again to resume"), "{text}");
+    assert!(
+        text.contains("failed 0, skipped 1") && text.contains("not built: top"),
+        "{text}"
+    );
+    let plan = w.plan();
+    for (name, _, state) in &plan {
+        let want = if name == "top" { "build" } else { "cached" };
+        assert_eq!(state, want, "{name}: {plan:?}");
+    }
+    assert_eq!(sandboxes_of(&w.home()), 0);
+    let out = w.ok(&["build"]);
+    assert!(out.contains("build top") && out.contains("built 1,"), "{out}");
+}
+
+/// A second Ctrl-C stops the running builds now; the next run builds them again.
+#[test]
+fn a_second_ctrl_c_stops_the_running_builds_and_the_next_run_resumes() {
+    let w = World::new();
+    slow_book(&w);
+    let mut child = w
+        .cmd(&["build", "-j2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // stderr as it comes, to see the first Ctrl-C taken before the second is sent (two pending
+    // SIGINTs would be one).
+    let stderr = child.stderr.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut s = seen.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        })
+    };
+    wait_until_slow_is_building(&w);
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.lock().unwrap().contains("Ctrl-C again stops them now") {
+        assert!(Instant::now() < deadline, "{}", seen.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let took = started.elapsed();
+    reader.join().unwrap();
+    let text = seen.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(130), "{text}");
+    // Stopped, not let end: slow sleeps 4 s.
+    assert!(took < Duration::from_secs(3), "{took:?}\n{text}");
+    assert!(text.contains("stopping the running builds"), "{text}");
     // The summary counts the stopped build apart from the failed ones.
     assert!(text.contains("failed 0, stopped "), "{text}");
     assert_eq!(
@@ -740,11 +806,11 @@ fn ctrl_c_stops_the_running_builds_and_the_next_run_resumes() {
     assert!(w.plan().iter().all(|(_, _, s)| s == "cached"));
 }
 
-/// Ctrl-C in a test suite: the build's processes get SIGTERM first, so make deletes the result it
-/// was writing, and the tree's next run runs that test again instead of taking its half-written
+/// Stopping a test suite (SIGTERM to xlfs, or a second Ctrl-C): the build's processes get SIGTERM
+/// first, so make deletes the result it was writing, and the tree's next run runs that test again instead of taking its half-written
 /// output for a result (glibc's `make check` writes each test's `.out` so).
 #[test]
-fn ctrl_c_in_a_suite_lets_make_delete_its_half_written_result() {
+fn stopping_a_suite_lets_make_delete_its_half_written_result() {
     let w = World::new();
     let mk = "all:\n\ttrue\n\
               t/p.out:\n\tmkdir -p t\n\techo 'half written' > $@\n\
@@ -759,7 +825,7 @@ fn ctrl_c_in_a_suite_lets_make_delete_its_half_written_result() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let started = Instant::now();
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     // It stopped at the SIGTERM, well before the grace period's SIGKILL.
@@ -814,9 +880,9 @@ fn wait_for_tree_file(w: &World, name: &str) -> std::path::PathBuf {
     }
 }
 
-/// A build that ignores SIGTERM is killed once the grace period is over: Ctrl-C never hangs.
+/// A build that ignores SIGTERM is killed once the grace period is over: stopping never hangs.
 #[test]
-fn ctrl_c_kills_a_build_that_ignores_sigterm_after_the_grace_period() {
+fn stopping_kills_a_build_that_ignores_sigterm_after_the_grace_period() {
     let w = World::new();
     let mk = "all:\n\ttrue\n\
               check:\n\ttouch started; trap '' TERM; sleep 120\n\
@@ -825,7 +891,7 @@ fn ctrl_c_kills_a_build_that_ignores_sigterm_after_the_grace_period() {
     wait_for_tree_file(&w, "started");
     std::thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     let took = started.elapsed();
