@@ -32,7 +32,7 @@ pub struct Ctx {
     pub cancel: AtomicBool,
     /// Set on a first Ctrl-C: no package starts; the running ones go on to their end.
     pub drain: AtomicBool,
-    /// Process-group ids of running sandboxes (killed on Ctrl-C).
+    /// Process-group ids of running sandboxes (stopped by `run::interrupt`).
     pub running: Mutex<Vec<i32>>,
     /// ccache and icecream (`xlfs build --ccache`, `--icecc`); off by default, never in a key.
     pub cc: crate::cctools::CcOptions,

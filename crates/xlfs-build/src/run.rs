@@ -450,13 +450,9 @@ pub fn start_order(
 /// How long a running build has to stop after SIGTERM before it is killed.
 pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A first Ctrl-C: start no package; the running ones go on to their end and are kept.
-pub fn drain(ctx: &Ctx) {
-    ctx.drain.store(true, Ordering::SeqCst);
-}
-
-/// Stop now (a second Ctrl-C, SIGTERM, SIGHUP): stop starting builds, and stop the running sandboxes (whole process groups): SIGTERM
-/// first, as a terminal would, so that make deletes the targets it was writing (a test's partial
+/// Stop now (a second Ctrl-C, SIGTERM, SIGHUP; a first Ctrl-C only sets [`Ctx::drain`]): stop
+/// starting builds, and stop the running sandboxes (whole process groups): SIGTERM first, as a
+/// terminal would, so that make deletes the targets it was writing (a test's partial
 /// output, say, which the tree's next run would take for a result); SIGKILL to those still
 /// running after [`STOP_GRACE`].
 pub fn interrupt(ctx: &Arc<Ctx>) {
