@@ -395,7 +395,7 @@ pub(crate) fn build(app: &App, mut args: BuildArgs) -> Result<i32> {
         caches.push(&plan, &ctx.store, args.push)?;
     }
     if out.interrupted {
-        eprintln!("interrupted: run `xlfs build` again to resume");
+        eprintln!("interrupted: run the same command again to resume (finished packages are kept)");
         return Ok(130);
     }
     Ok(if out.ok() { 0 } else { 1 })

@@ -732,7 +732,7 @@ fn a_first_ctrl_c_lets_the_running_builds_end_and_starts_no_more() {
     let text = text(&out);
     assert_eq!(out.status.code(), Some(130), "{text}");
     assert!(text.contains("the running builds go on to their end"), "{text}");
-    assert!(text.contains("run `xlfs build` again to resume"), "{text}");
+    assert!(text.contains("run the same command again to resume"), "{text}");
     assert!(
         text.contains("failed 0, skipped 1") && text.contains("not built: top"),
         "{text}"
