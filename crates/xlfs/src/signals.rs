@@ -56,3 +56,57 @@ impl Drop for Scope {
         *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Runs `f` in a forked child and returns its wait status. (The test runner gives every
+    /// test a process of its own: no other thread holds a lock across the fork.)
+    fn in_child(f: impl FnOnce()) -> libc::c_int {
+        // SAFETY: the child only runs `f`, then `_exit`s.
+        match unsafe { libc::fork() } {
+            0 => {
+                f();
+                unsafe { libc::_exit(0) }
+            }
+            pid => {
+                assert!(pid > 0, "fork failed");
+                let mut status = 0;
+                assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                status
+            }
+        }
+    }
+
+    /// In a scope a Ctrl-C is the handler's, with its number; once the scope is dropped it ends
+    /// the process again, as by default (`up`'s boot check after its build, say).
+    #[test]
+    fn a_scope_takes_the_signals_and_its_end_gives_the_default_back() {
+        let status = in_child(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let tx = Mutex::new(tx);
+            let scope = scope(move |sig| {
+                let _ = tx.lock().map(|t| t.send(sig));
+            })
+            .unwrap();
+            for sig in [SIGINT, SIGTERM, SIGINT] {
+                unsafe { libc::raise(sig) };
+                if rx.recv_timeout(Duration::from_secs(30)) != Ok(sig) {
+                    unsafe { libc::_exit(3) }
+                }
+            }
+            drop(scope);
+            unsafe { libc::raise(SIGINT) };
+            std::thread::sleep(Duration::from_secs(30));
+            // Still alive: the signal was swallowed.
+            unsafe { libc::_exit(4) }
+        });
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == SIGINT,
+            "the child ended with status {status:#x} (exit 3: the handler missed a signal; exit \
+             4: a Ctrl-C after the scope was swallowed)"
+        );
+    }
+}
