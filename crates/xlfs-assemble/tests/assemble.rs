@@ -6,20 +6,10 @@ use std::path::Path;
 use xlfs_assemble::{assemble, Artifacts, Images};
 use xlfs_book::profile::Profile;
 use xlfs_book::{Book, BookFile};
-use xlfs_store::{ArtifactStore, LocalStore, PackOptions};
+use xlfs_store::LocalStore;
 
-const SHA: &str = "60dd315c07f616887caa029408308a018ace66e3d142726a97db164b3b8f69fb";
-
-fn recipe(name: &str, run: &[&str], files: &str) -> BookFile {
-    let run: Vec<String> = run.iter().map(|d| format!("\"{d}\"")).collect();
-    BookFile {
-        path: format!("{name}.toml").into(),
-        text: format!(
-            "[package]\nname = \"{name}\"\nversion = \"1.0\"\nlicense = \"MIT\"\n[[source]]\nfile = \"{name}.tar\"\nsha256 = \"{SHA}\"\n[depends]\nrun = [{}]\n[build.steps]\ninstall = \"true\"\n{files}",
-            run.join(", ")
-        ),
-    }
-}
+mod common;
+use common::{mk, recipe};
 
 const PROFILE: &str = r#"
 [host]
@@ -43,23 +33,13 @@ memory = 512
 
 /// Package trees: what each package "installed".
 fn trees(root: &Path) -> BTreeMap<&'static str, std::path::PathBuf> {
-    let mk = |name: &str, files: &[(&str, &str, u32)]| {
-        let d = root.join(name);
-        for (p, body, mode) in files {
-            let f = d.join(p);
-            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
-            std::fs::write(&f, body).unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(*mode)).unwrap();
-        }
-        d
-    };
     let mut t = BTreeMap::new();
     let base = mk(
+        root,
         "base",
         &[
-            ("usr/bin/sh", "#!fake shell\n", 0o755),
-            ("etc/passwd", "root:x:0:0::/root:/bin/sh\n", 0o644),
+            ("usr/bin/sh", b"#!fake shell\n", 0o755),
+            ("etc/passwd", b"root:x:0:0::/root:/bin/sh\n", 0o644),
         ],
     );
     std::os::unix::fs::symlink("usr/bin", base.join("bin")).unwrap();
@@ -67,30 +47,36 @@ fn trees(root: &Path) -> BTreeMap<&'static str, std::path::PathBuf> {
     t.insert(
         "tools",
         mk(
+            root,
             "tools",
             &[
-                ("usr/sbin/xl", "fake xl\n", 0o755),
-                ("usr/bin/su", "fake su\n", 0o755),
-                ("usr/include/tools.h", "int x;\n", 0o644),
-                ("usr/lib/libtools.a", "!<arch>\n", 0o644),
-                ("usr/lib/libtools.so.1", "fake lib\n", 0o755),
+                ("usr/sbin/xl", b"fake xl\n", 0o755),
+                ("usr/bin/su", b"fake su\n", 0o755),
+                ("usr/include/tools.h", b"int x;\n", 0o644),
+                ("usr/lib/libtools.a", b"!<arch>\n", 0o644),
+                ("usr/lib/libtools.so.1", b"fake lib\n", 0o755),
             ],
         ),
     );
     t.insert(
         "xen",
         mk(
+            root,
             "xen",
-            &[("boot/xen", "fake xen\n", 0o644), ("boot/xen.gz", "gz\n", 0o644)],
+            &[
+                ("boot/xen", b"fake xen\n", 0o644),
+                ("boot/xen.gz", b"gz\n", 0o644),
+            ],
         ),
     );
     t.insert(
         "linux",
         mk(
+            root,
             "linux",
             &[
-                ("boot/vmlinuz-1.0", "fake kernel\n", 0o644),
-                ("boot/config-1.0", "x\n", 0o644),
+                ("boot/vmlinuz-1.0", b"fake kernel\n", 0o644),
+                ("boot/config-1.0", b"x\n", 0o644),
             ],
         ),
     );
@@ -148,41 +134,8 @@ fn setup_with(dir: &Path, profile_text: &str) -> (Book, Profile, LocalStore, BTr
     let d = profile.resolve_templates(&book);
     assert!(d.is_empty(), "{d:?}");
     assert!(profile.check(&book).is_empty());
-    let envs = xlfs_plan::EnvIds {
-        host: "h".into(),
-        chroot: "c".into(),
-    };
-    let plan = xlfs_plan::plan(&book, &profile.targets(), &envs, &|_| None, &|_| false).unwrap();
-    let store = LocalStore::open(dir.join("store")).unwrap();
     let trees = trees(&dir.join("trees"));
-    let mut keys = BTreeMap::new();
-    for step in &plan.steps {
-        let r = &book.recipes[&step.name];
-        let attrs = r
-            .files
-            .iter()
-            .map(|f| xlfs_store::Attr {
-                path: f.path.clone(),
-                uid: f.uid,
-                gid: f.gid,
-                mode: f.mode,
-            })
-            .collect();
-        let out = dir.join(format!("{}.tar.zst", step.name));
-        let packed = xlfs_store::pack(
-            &trees[step.name.as_str()],
-            &out,
-            &PackOptions {
-                mtime: 1_700_000_000,
-                zstd_level: 3,
-                attrs,
-                ids: None,
-            },
-        )
-        .unwrap();
-        store.put(&step.key, &out, &packed).unwrap();
-        keys.insert(step.name.clone(), step.key.clone());
-    }
+    let (store, keys) = common::store_plan(dir, &book, &profile, &trees, 1_700_000_000);
     (book, profile, store, keys)
 }
 

@@ -10,10 +10,12 @@ use std::process::Command;
 use xlfs_assemble::sysv::{CheckCredentials, SysvInputs, CHECK_DISK, DISK_QCOW2, DISK_RAW};
 use xlfs_assemble::{assemble_with, Artifacts, Images};
 use xlfs_book::profile::Profile;
-use xlfs_book::{Book, BookFile};
-use xlfs_store::{ArtifactStore, LocalStore, PackOptions};
+use xlfs_book::Book;
+use xlfs_store::LocalStore;
 
-const SHA: &str = "60dd315c07f616887caa029408308a018ace66e3d142726a97db164b3b8f69fb";
+mod common;
+use common::{mk, recipe};
+
 const EPOCH: u64 = 1_700_000_000;
 /// The profile's key (valid: the profile is validated) and the check's.
 const PROFILE_KEY: &str =
@@ -21,17 +23,6 @@ const PROFILE_KEY: &str =
 const CHECK_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICHECKCHECKCHECKCHECKCHECKCHECKCHECKCHECKCHE xlfs-boot-check";
 const CHECK_HASH: &str = "$6$checksalt$CHECKHASHCHECKHASHCHECKHASH";
-
-fn recipe(name: &str, run: &[&str], files: &str) -> BookFile {
-    let run: Vec<String> = run.iter().map(|d| format!("\"{d}\"")).collect();
-    BookFile {
-        path: format!("{name}.toml").into(),
-        text: format!(
-            "[package]\nname = \"{name}\"\nversion = \"1.0\"\nlicense = \"MIT\"\n[[source]]\nfile = \"{name}.tar\"\nsha256 = \"{SHA}\"\n[depends]\nrun = [{}]\n[build.steps]\ninstall = \"true\"\n{files}",
-            run.join(", ")
-        ),
-    }
-}
 
 fn profile_text(timezone: &str, setuid: u32) -> String {
     format!(
@@ -93,18 +84,6 @@ fn fake_boot_img() -> Vec<u8> {
     b[510] = 0x55;
     b[511] = 0xAA;
     b
-}
-
-fn mk(root: &Path, name: &str, files: &[(&str, &[u8], u32)]) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let d = root.join(name);
-    for (p, body, mode) in files {
-        let f = d.join(p);
-        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
-        std::fs::write(&f, body).unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(*mode)).unwrap();
-    }
-    d
 }
 
 /// What each package "installed".
@@ -212,41 +191,8 @@ fn world() -> World {
     ];
     let book = Book::from_files(&root, files, &|_| Err(std::io::ErrorKind::NotFound.into())).unwrap();
     let (profile, _) = load(&root, &book, &profile_text("UTC", 1));
-    let envs = xlfs_plan::EnvIds {
-        host: "h".into(),
-        chroot: "c".into(),
-    };
-    let plan = xlfs_plan::plan(&book, &profile.targets(), &envs, &|_| None, &|_| false).unwrap();
-    let store = LocalStore::open(root.join("store")).unwrap();
     let trees = trees(&root.join("trees"));
-    let mut keys = BTreeMap::new();
-    for step in &plan.steps {
-        let r = &book.recipes[&step.name];
-        let attrs = r
-            .files
-            .iter()
-            .map(|f| xlfs_store::Attr {
-                path: f.path.clone(),
-                uid: f.uid,
-                gid: f.gid,
-                mode: f.mode,
-            })
-            .collect();
-        let out = root.join(format!("{}.tar.zst", step.name));
-        let packed = xlfs_store::pack(
-            &trees[step.name.as_str()],
-            &out,
-            &PackOptions {
-                mtime: EPOCH,
-                zstd_level: 3,
-                attrs,
-                ids: None,
-            },
-        )
-        .unwrap();
-        store.put(&step.key, &out, &packed).unwrap();
-        keys.insert(step.name.clone(), step.key.clone());
-    }
+    let (store, keys) = common::store_plan(&root, &book, &profile, &trees, EPOCH);
     let grub = trees["grub"].clone();
     World {
         _dir: dir,
