@@ -8,6 +8,7 @@ use crate::app::App;
 use crate::args::{CacheCommand, KeyCommand};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 use xlfs_build::StateDb;
@@ -260,7 +261,25 @@ fn record_fetch(
         ),
     )
     .with_context(|| format!("cannot write {}", log.display()))?;
-    db.record(&xlfs_build::BuildRecord {
+    let finished_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let record = not_built_here(step, packed, took.as_millis() as u64, finished_at, &log);
+    db.record(&record)
+        .with_context(|| format!("cannot record {} in the state database", step.name))
+}
+
+/// The state database's row for an artifact this home did not build: fetched from a cache in
+/// `wall_ms`, or adopted from the store (no time, no log).
+fn not_built_here(
+    step: &xlfs_plan::Step,
+    packed: &xlfs_store::Packed,
+    wall_ms: u64,
+    finished_at: i64,
+    log: &Path,
+) -> xlfs_build::BuildRecord {
+    xlfs_build::BuildRecord {
         key: step.key.clone(),
         name: step.name.clone(),
         version: step.version.clone(),
@@ -269,17 +288,13 @@ fn record_fetch(
         artifact_size: packed.size,
         installed_size: packed.manifest.installed_size(),
         build_tree_size: 0,
-        wall_ms: took.as_millis() as u64,
+        wall_ms,
         cpu_ms: 0,
         earlier_wall_ms: 0,
-        finished_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
+        finished_at,
         log: log.display().to_string(),
         sources: Vec::new(),
-    })
-    .with_context(|| format!("cannot record {} in the state database", step.name))
+    }
 }
 
 fn host_name() -> String {
@@ -481,23 +496,8 @@ pub fn adopt(plan: &Plan, store: &LocalStore, db: &StateDb) -> Result<()> {
             continue;
         }
         let packed = store.packed(&step.key)?;
-        db.record(&xlfs_build::BuildRecord {
-            key: step.key.clone(),
-            name: step.name.clone(),
-            version: step.version.clone(),
-            inputs: step.inputs.clone(),
-            artifact_sha256: packed.sha256.clone(),
-            artifact_size: packed.size,
-            installed_size: packed.manifest.installed_size(),
-            build_tree_size: 0,
-            wall_ms: 0,
-            cpu_ms: 0,
-            earlier_wall_ms: 0,
-            finished_at: 0,
-            log: String::new(),
-            sources: Vec::new(),
-        })
-        .with_context(|| format!("cannot record {} in the state database", step.name))?;
+        db.record(&not_built_here(step, &packed, 0, 0, Path::new("")))
+            .with_context(|| format!("cannot record {} in the state database", step.name))?;
     }
     Ok(())
 }
