@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use xlfs_book::{Book, Part, Recipe, Source};
 use xlfs_fetch::{DebianRef, Fetcher, SourceRef};
 use xlfs_plan::Step;
@@ -82,13 +82,6 @@ pub fn source_ref(s: &Source) -> SourceRef {
             debian,
         },
     }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Disk usage of a tree (allocated blocks), as `du` counts it.
@@ -474,7 +467,7 @@ pub fn build(ctx: &Ctx, step: &Step, progress: &dyn Progress) -> Result<BuildRec
                 let _ = db.record_failure(&Failure {
                     name: step.name.clone(),
                     key: step.key.clone(),
-                    at: now(),
+                    at: xlfs_util::unix_now(),
                     log: log.path.display().to_string(),
                     build_dir: dir.display().to_string(),
                     message: message.clone(),
@@ -780,7 +773,7 @@ fn run(
         wall_ms: started.elapsed().as_millis() as u64 + earlier.wall_ms,
         cpu_ms: cpu_ms + earlier.cpu_ms,
         earlier_wall_ms: earlier.wall_ms,
-        finished_at: now(),
+        finished_at: xlfs_util::unix_now(),
         log: log.path.display().to_string(),
         sources: used,
     };

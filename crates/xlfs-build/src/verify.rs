@@ -95,10 +95,7 @@ pub fn discard(store: &LocalStore, db: &StateDb, c: &Corrupt) -> Result<(), Stri
         db.record_failure(&Failure {
             name: name.clone(),
             key: c.key.clone(),
-            at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
+            at: xlfs_util::unix_now(),
             log: String::new(),
             build_dir: String::new(),
             message: format!("corrupt artifact removed ({c}); the next build makes it again"),

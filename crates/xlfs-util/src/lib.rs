@@ -3,7 +3,8 @@
 //! - [`HashReader`] and [`HashWriter`]: hash (and count) what passes through;
 //! - [`TempDirGuard`]: a temporary directory removed on drop unless disarmed;
 //! - [`rename_noreplace`], [`rename_exchange`] and [`replace_dir`]: atomic directory publishing,
-//!   never "remove, then rename".
+//!   never "remove, then rename";
+//! - [`unix_now`]: the time as seconds since the epoch, as the state database stores it.
 
 mod fs;
 mod hash;
@@ -13,3 +14,11 @@ pub use fs::{
     TempDirGuard, TMP_PREFIX,
 };
 pub use hash::{sha256_file, sha256_hex, sha256_reader, HashReader, HashWriter};
+
+/// Now, in whole seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

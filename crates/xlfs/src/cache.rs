@@ -261,11 +261,13 @@ fn record_fetch(
         ),
     )
     .with_context(|| format!("cannot write {}", log.display()))?;
-    let finished_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let record = not_built_here(step, packed, took.as_millis() as u64, finished_at, &log);
+    let record = not_built_here(
+        step,
+        packed,
+        took.as_millis() as u64,
+        xlfs_util::unix_now(),
+        Some(&log),
+    );
     db.record(&record)
         .with_context(|| format!("cannot record {} in the state database", step.name))
 }
@@ -277,7 +279,7 @@ fn not_built_here(
     packed: &xlfs_store::Packed,
     wall_ms: u64,
     finished_at: i64,
-    log: &Path,
+    log: Option<&Path>,
 ) -> xlfs_build::BuildRecord {
     xlfs_build::BuildRecord {
         key: step.key.clone(),
@@ -292,7 +294,7 @@ fn not_built_here(
         cpu_ms: 0,
         earlier_wall_ms: 0,
         finished_at,
-        log: log.display().to_string(),
+        log: log.map(|l| l.display().to_string()).unwrap_or_default(),
         sources: Vec::new(),
     }
 }
@@ -496,7 +498,7 @@ pub fn adopt(plan: &Plan, store: &LocalStore, db: &StateDb) -> Result<()> {
             continue;
         }
         let packed = store.packed(&step.key)?;
-        db.record(&not_built_here(step, &packed, 0, 0, Path::new("")))
+        db.record(&not_built_here(step, &packed, 0, 0, None))
             .with_context(|| format!("cannot record {} in the state database", step.name))?;
     }
     Ok(())
