@@ -570,13 +570,7 @@ fn changing_one_recipe_rebuilds_only_it_and_its_dependents() {
         text.replace("install = \"install\"", "install = \"install CFLAGS=-O1\""),
     )
     .unwrap();
-    let plan = w.plan();
-    let building: Vec<&str> = plan
-        .iter()
-        .filter(|(_, _, s)| s == "build")
-        .map(|(n, _, _)| n.as_str())
-        .collect();
-    assert_eq!(building, ["hello"]);
+    assert_eq!(to_build(&w), ["hello"]);
     let why = w.ok(&["why", "hello"]);
     assert!(why.contains("recipe changed"), "{why}");
 
@@ -588,13 +582,7 @@ fn changing_one_recipe_rebuilds_only_it_and_its_dependents() {
         ltext.replace("install = \"install\"", "install = \"install V=1\""),
     )
     .unwrap();
-    let plan = w.plan();
-    let building: Vec<&str> = plan
-        .iter()
-        .filter(|(_, _, s)| s == "build")
-        .map(|(n, _, _)| n.as_str())
-        .collect();
-    assert_eq!(building, ["libgreet", "hello"]);
+    assert_eq!(to_build(&w), ["libgreet", "hello"]);
     let out = w.ok(&["build"]);
     assert!(out.contains("built 2, cached 1"), "{out}");
     let why = w.ok(&["why", "hello"]);
@@ -614,6 +602,15 @@ fn changing_one_recipe_rebuilds_only_it_and_its_dependents() {
         report.contains("libgreet") && report.contains("total"),
         "{report}"
     );
+}
+
+/// The packages `xlfs plan` would build, in its order.
+fn to_build(w: &World) -> Vec<String> {
+    w.plan()
+        .into_iter()
+        .filter(|(_, _, s)| s == "build")
+        .map(|(n, _, _)| n)
+        .collect()
 }
 
 fn slow_book(w: &World) {
