@@ -117,7 +117,7 @@ impl Console {
             cmd.process_group(0);
             // QEMU is in a process group of its own (a Ctrl-C meant for xlfs is not QEMU's), so
             // nothing else would end it with xlfs.
-            end_with_this_thread(&mut cmd);
+            xlfs_util::end_with_this_thread(&mut cmd, libc::SIGTERM);
         }
         let mut child = cmd
             .spawn()
@@ -606,30 +606,10 @@ pub fn interactive(m: &Machine) -> Result<ExitStatus, BootError> {
     let args = m.args_with_serial("mon:stdio");
     tracing::info!(qemu = %qemu.display(), args = ?args, "starting QEMU interactively");
     let mut cmd = Command::new(&qemu);
-    end_with_this_thread(&mut cmd);
+    xlfs_util::end_with_this_thread(&mut cmd, libc::SIGTERM);
     cmd.args(&args)
         .status()
         .map_err(|e| BootError::io(format!("running {}", qemu.display()), e))
-}
-
-/// QEMU started by `cmd` gets SIGTERM (it flushes its disks and quits) when the thread that
-/// started it ends: a killed or interrupted xlfs leaves no VM running.
-fn end_with_this_thread(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: prctl(2) and getppid(2) are async-signal-safe, and nothing is allocated.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // xlfs ended before the line above: nothing would send the signal.
-            if libc::getppid() != parent {
-                return Err(std::io::Error::other("xlfs ended while QEMU was starting"));
-            }
-            Ok(())
-        });
-    }
 }
 
 #[cfg(test)]

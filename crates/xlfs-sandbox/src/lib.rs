@@ -136,14 +136,7 @@ pub fn command(exe: &Path, spec: &Spec, spec_path: &Path) -> Result<Command, San
     let mut cmd = Command::new(exe);
     cmd.arg("__sandbox").arg(spec_path);
     cmd.process_group(0);
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    xlfs_util::end_with_this_thread(&mut cmd, libc::SIGKILL);
     Ok(cmd)
 }
 

@@ -4,16 +4,19 @@
 //! - [`TempDirGuard`]: a temporary directory removed on drop unless disarmed;
 //! - [`rename_noreplace`], [`rename_exchange`] and [`replace_dir`]: atomic directory publishing,
 //!   never "remove, then rename";
-//! - [`unix_now`]: the time as seconds since the epoch, as the state database stores it.
+//! - [`unix_now`]: the time as seconds since the epoch, as the state database stores it;
+//! - [`end_with_this_thread`]: a child process that gets a signal when its starter thread ends.
 
 mod fs;
 mod hash;
+mod process;
 
 pub use fs::{
     force_remove_dir_all, rename_exchange, rename_noreplace, replace_dir, tmp_name, write_atomic,
     TempDirGuard, TMP_PREFIX,
 };
 pub use hash::{sha256_file, sha256_hex, sha256_reader, HashReader, HashWriter};
+pub use process::end_with_this_thread;
 
 /// Now, in whole seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> i64 {
