@@ -430,40 +430,7 @@ const TEST_SUB: u32 = 1_600_000_000;
 
 /// A dedicated user with a subordinate id range (created once, idempotently).
 fn test_user() -> (u32, u32) {
-    let id = |flag: &str| {
-        Command::new("id")
-            .args([flag, TEST_USER])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().ok())
-    };
-    if id("-u").is_none() {
-        let st = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                TEST_USER,
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success() || id("-u").is_some(), "useradd {TEST_USER}");
-    }
-    for file in ["/etc/subuid", "/etc/subgid"] {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        if !text.lines().any(|l| l.starts_with(&format!("{TEST_USER}:"))) {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(file)
-                .unwrap();
-            writeln!(f, "{TEST_USER}:{TEST_SUB}:65536").unwrap();
-        }
-    }
-    (id("-u").unwrap(), id("-g").unwrap())
+    xlfs_util::testing::user_with_subids(TEST_USER, TEST_SUB)
 }
 
 #[test]

@@ -5,11 +5,14 @@
 //! - [`rename_noreplace`], [`rename_exchange`] and [`replace_dir`]: atomic directory publishing,
 //!   never "remove, then rename";
 //! - [`unix_now`]: the time as seconds since the epoch, as the state database stores it;
-//! - [`end_with_this_thread`]: a child process that gets a signal when its starter thread ends.
+//! - [`end_with_this_thread`]: a child process that gets a signal when its starter thread ends;
+//! - `testing` (feature `testing`, for test suites): a system user with subordinate ids.
 
 mod fs;
 mod hash;
 mod process;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use fs::{
     force_remove_dir_all, rename_exchange, rename_noreplace, replace_dir, tmp_name, write_atomic,

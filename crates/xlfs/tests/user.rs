@@ -16,40 +16,7 @@ const SUB: u32 = 1_600_100_000;
 
 /// The user (created once, idempotently) with its subordinate id range.
 fn test_user() -> (u32, u32) {
-    let id = |flag: &str| {
-        Command::new("id")
-            .args([flag, USER])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().ok())
-    };
-    if id("-u").is_none() {
-        let st = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                USER,
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success() || id("-u").is_some(), "useradd {USER}");
-    }
-    for file in ["/etc/subuid", "/etc/subgid"] {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        if !text.lines().any(|l| l.starts_with(&format!("{USER}:"))) {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(file)
-                .unwrap();
-            writeln!(f, "{USER}:{SUB}:65536").unwrap();
-        }
-    }
-    (id("-u").unwrap(), id("-g").unwrap())
+    xlfs_util::testing::user_with_subids(USER, SUB)
 }
 
 struct User {
